@@ -1,0 +1,418 @@
+//! The root [`Config`] type and the smaller top-level sections.
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ChannelIndex;
+use crate::{ChannelConfig, ClientConfig, Duration};
+
+/// Complete Gyre configuration using Centrifugo v6 key names.
+///
+/// `Config::default()` gives Centrifugo's defaults. Load a file with [`crate::load`], which
+/// also validates and calls [`Config::prepare`]. A `Config` assembled by hand should be
+/// checked with [`Config::validate`] and then prepared with [`Config::prepare`] so channel
+/// resolution uses the precompiled namespace index. Equality ignores that index.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// HTTP listener settings.
+    pub http_server: HttpServerConfig,
+    /// Logging settings.
+    pub log: LogConfig,
+    /// Broker/presence engine settings.
+    pub engine: EngineConfig,
+    /// Client connection settings.
+    pub client: ClientConfig,
+    /// Channel and namespace settings.
+    pub channel: ChannelConfig,
+    /// RPC settings.
+    pub rpc: RpcConfig,
+    /// Server HTTP API settings.
+    pub http_api: HttpApiConfig,
+    /// WebSocket transport settings.
+    pub websocket: WebSocketConfig,
+    /// Health check endpoint.
+    pub health: HealthConfig,
+    /// Prometheus metrics endpoint.
+    pub prometheus: PrometheusConfig,
+    /// Admin web UI (parsed only).
+    pub admin: AdminConfig,
+    /// Node identity.
+    pub node: NodeConfig,
+    /// Graceful shutdown settings.
+    pub shutdown: ShutdownConfig,
+    /// Server-sent events (bidirectional emulation) transport.
+    pub sse: SseConfig,
+    /// HTTP streaming (bidirectional emulation) transport.
+    pub http_stream: HttpStreamConfig,
+    /// Runtime lookup tables built by [`Config::prepare`].
+    #[serde(skip)]
+    pub(crate) index: ChannelIndex,
+}
+
+impl Config {
+    /// Serializes the configuration (including defaults) as pretty-printed JSON.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+}
+
+/// `http_server` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpServerConfig {
+    /// Address to bind ("" means all interfaces).
+    pub address: String,
+    /// External port for client transports.
+    #[serde(deserialize_with = "crate::de::port")]
+    pub port: u16,
+    /// Address for internal endpoints ("" means same as `address`).
+    pub internal_address: String,
+    /// Port for internal endpoints (API, metrics, health); 0 means same as `port`.
+    /// A numeric string is accepted, as Centrifugo declares this key as a string.
+    #[serde(deserialize_with = "crate::de::port")]
+    pub internal_port: u16,
+}
+
+impl Default for HttpServerConfig {
+    fn default() -> Self {
+        HttpServerConfig {
+            address: String::new(),
+            port: 8000,
+            internal_address: String::new(),
+            internal_port: 0,
+        }
+    }
+}
+
+impl HttpServerConfig {
+    /// The port internal endpoints listen on (`internal_port`, or `port` when 0).
+    pub fn effective_internal_port(&self) -> u16 {
+        if self.internal_port == 0 {
+            self.port
+        } else {
+            self.internal_port
+        }
+    }
+
+    /// The address internal endpoints bind to (`internal_address`, or `address` when empty).
+    pub fn effective_internal_address(&self) -> &str {
+        if self.internal_address.is_empty() {
+            &self.address
+        } else {
+            &self.internal_address
+        }
+    }
+}
+
+/// `log` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// One of "trace", "debug", "info", "warn", "error", "none".
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// `engine` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EngineConfig {
+    /// "memory" (default) or "redis".
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Redis engine settings.
+    pub redis: RedisConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            kind: "memory".to_owned(),
+            redis: RedisConfig::default(),
+        }
+    }
+}
+
+/// `engine.redis` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// Redis addresses (`host:port` or `redis://...` URLs); several means sharding.
+    /// A single string is accepted too.
+    #[serde(deserialize_with = "crate::de::string_or_vec")]
+    pub address: Vec<String>,
+    /// Key prefix.
+    pub prefix: String,
+    /// ACL user name.
+    pub user: String,
+    /// Password.
+    pub password: String,
+    /// Database number.
+    pub db: u32,
+    /// TLS settings.
+    pub tls: RedisTlsConfig,
+    /// Connection timeout.
+    pub connect_timeout: Duration,
+    /// Read/write timeout.
+    pub io_timeout: Duration,
+    /// Presence entry lifetime.
+    pub presence_ttl: Duration,
+    /// Redis Cluster seed addresses (a single string is accepted too).
+    #[serde(deserialize_with = "crate::de::string_or_vec")]
+    pub cluster_address: Vec<String>,
+    /// Redis Sentinel addresses (a single string is accepted too).
+    #[serde(deserialize_with = "crate::de::string_or_vec")]
+    pub sentinel_address: Vec<String>,
+    /// Sentinel master name.
+    pub sentinel_master_name: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            address: vec!["redis://127.0.0.1:6379".to_owned()],
+            prefix: "centrifugo".to_owned(),
+            user: String::new(),
+            password: String::new(),
+            db: 0,
+            tls: RedisTlsConfig::default(),
+            connect_timeout: Duration::from_secs(1),
+            io_timeout: Duration::from_secs(4),
+            presence_ttl: Duration::from_secs(60),
+            cluster_address: Vec::new(),
+            sentinel_address: Vec::new(),
+            sentinel_master_name: String::new(),
+        }
+    }
+}
+
+/// `engine.redis.tls` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisTlsConfig {
+    /// Connect to Redis over TLS.
+    pub enabled: bool,
+}
+
+/// `rpc` section. RPC proxies (`rpc.proxy`, `rpc.without_namespace`, `rpc.namespaces`) are not
+/// implemented yet; setting them produces a warning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpcConfig {
+    /// Built-in ping RPC method.
+    pub ping: RpcPingConfig,
+    /// Separator between RPC namespace and method.
+    pub namespace_boundary: String,
+}
+
+impl Default for RpcConfig {
+    fn default() -> Self {
+        RpcConfig {
+            ping: RpcPingConfig::default(),
+            namespace_boundary: ":".to_owned(),
+        }
+    }
+}
+
+/// `rpc.ping` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RpcPingConfig {
+    /// Answer RPC calls to `method` with an empty result.
+    pub enabled: bool,
+    /// Method name of the ping RPC.
+    pub method: String,
+}
+
+impl Default for RpcPingConfig {
+    fn default() -> Self {
+        RpcPingConfig {
+            enabled: false,
+            method: "ping".to_owned(),
+        }
+    }
+}
+
+/// `http_api` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpApiConfig {
+    /// Disable the server HTTP API.
+    pub disabled: bool,
+    /// URL prefix of the API.
+    pub handler_prefix: String,
+    /// API key expected in `X-API-Key` or `Authorization: apikey <key>`.
+    pub key: String,
+    /// "" (errors in response body) or "transport" (errors as HTTP status codes).
+    pub error_mode: String,
+    /// Serve the API on the external port instead of the internal one.
+    pub external: bool,
+    /// Do not check the API key.
+    pub insecure: bool,
+}
+
+impl Default for HttpApiConfig {
+    fn default() -> Self {
+        HttpApiConfig {
+            disabled: false,
+            handler_prefix: "/api".to_owned(),
+            key: String::new(),
+            error_mode: String::new(),
+            external: false,
+            insecure: false,
+        }
+    }
+}
+
+/// `websocket` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebSocketConfig {
+    /// Disable the bidirectional WebSocket transport.
+    pub disabled: bool,
+    /// URL path of the WebSocket endpoint.
+    pub handler_prefix: String,
+    /// Maximum incoming message size in bytes.
+    pub message_size_limit: usize,
+    /// Timeout of one write to the socket.
+    pub write_timeout: Duration,
+    /// Enable permessage-deflate compression.
+    pub compression: bool,
+    /// Read buffer size in bytes (0 = implementation default).
+    pub read_buffer_size: usize,
+    /// Write buffer size in bytes (0 = implementation default).
+    pub write_buffer_size: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        WebSocketConfig {
+            disabled: false,
+            handler_prefix: "/connection/websocket".to_owned(),
+            message_size_limit: 65_536,
+            write_timeout: Duration::from_secs(1),
+            compression: false,
+            read_buffer_size: 0,
+            write_buffer_size: 0,
+        }
+    }
+}
+
+/// `health` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HealthConfig {
+    /// Serve the health check endpoint.
+    pub enabled: bool,
+    /// URL path of the health endpoint.
+    pub handler_prefix: String,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            enabled: false,
+            handler_prefix: "/health".to_owned(),
+        }
+    }
+}
+
+/// `prometheus` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PrometheusConfig {
+    /// Serve Prometheus metrics.
+    pub enabled: bool,
+    /// URL path of the metrics endpoint.
+    pub handler_prefix: String,
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        PrometheusConfig {
+            enabled: false,
+            handler_prefix: "/metrics".to_owned(),
+        }
+    }
+}
+
+/// `admin` section (parsed only; the admin UI is not implemented).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// Enable the admin UI.
+    pub enabled: bool,
+    /// Admin login password.
+    pub password: String,
+    /// Secret used to sign admin session tokens.
+    pub secret: String,
+}
+
+/// `node` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NodeConfig {
+    /// Human-readable node name ("" = generated from host name and port).
+    pub name: String,
+}
+
+/// `shutdown` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShutdownConfig {
+    /// Maximum time to wait for graceful shutdown.
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig {
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// `sse` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SseConfig {
+    /// Enable the SSE bidirectional emulation transport.
+    pub enabled: bool,
+    /// URL path of the SSE endpoint.
+    pub handler_prefix: String,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig {
+            enabled: false,
+            handler_prefix: "/connection/sse".to_owned(),
+        }
+    }
+}
+
+/// `http_stream` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HttpStreamConfig {
+    /// Enable the HTTP-streaming bidirectional emulation transport.
+    pub enabled: bool,
+    /// URL path of the HTTP-streaming endpoint.
+    pub handler_prefix: String,
+}
+
+impl Default for HttpStreamConfig {
+    fn default() -> Self {
+        HttpStreamConfig {
+            enabled: false,
+            handler_prefix: "/connection/http_stream".to_owned(),
+        }
+    }
+}

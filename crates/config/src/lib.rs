@@ -1,0 +1,33 @@
+//! Centrifugo v6 compatible configuration for Gyre.
+//!
+//! This crate lets a Centrifugo user keep their configuration file: it loads JSON, YAML or
+//! TOML files using Centrifugo v6 key names, overlays `CENTRIFUGO_*`/`GYRE_*` environment
+//! variables and command-line overrides ([`load`]), validates the result
+//! ([`Config::validate`]) and offers pure channel helpers used by the server at runtime
+//! ([`Config::channel_options`], [`Config::check_channel`],
+//! [`Config::user_allowed_in_channel`], [`Config::personal_channel`]).
+//!
+//! Unknown keys are reported as warnings, never errors, so configurations written for newer
+//! Centrifugo versions (or using features Gyre does not implement, such as proxies) still load.
+
+mod channel;
+mod client;
+mod config;
+mod de;
+mod duration;
+mod error;
+mod load;
+mod options;
+mod validate;
+
+pub use channel::ResolvedChannel;
+pub use client::{ClientConfig, PersonalChannelConfig, SubscriptionTokenOptions, TokenOptions};
+pub use config::{
+    AdminConfig, Config, EngineConfig, HealthConfig, HttpApiConfig, HttpServerConfig,
+    HttpStreamConfig, LogConfig, NodeConfig, PrometheusConfig, RedisConfig, RedisTlsConfig,
+    RpcConfig, RpcPingConfig, ShutdownConfig, SseConfig, WebSocketConfig,
+};
+pub use duration::{Duration, ParseDurationError};
+pub use error::{ChannelError, ConfigError};
+pub use load::{Format, Loaded, known_env_vars, load, load_str};
+pub use options::{ChannelConfig, ChannelOptions, Namespace, RecoveryMode};

@@ -1,0 +1,181 @@
+//! The `channel` section: channel name rules, namespaces and per-namespace channel options.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Duration;
+
+/// How a channel recovers missed publications (`force_recovery_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RecoveryMode {
+    /// Replay all publications since the client's position (default).
+    #[default]
+    Stream,
+    /// Deliver only the latest publication.
+    Cache,
+}
+
+/// Options applied to channels of one namespace (or to channels without a namespace).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelOptions {
+    /// Keep presence information for channels.
+    pub presence: bool,
+    /// Emit join/leave messages when clients subscribe/unsubscribe.
+    pub join_leave: bool,
+    /// Push join/leave messages to all subscribers, not only those that asked for them.
+    pub force_push_join_leave: bool,
+    /// Number of publications kept in history (0 disables history).
+    pub history_size: u32,
+    /// How long history is kept after the last publication (0 disables history).
+    pub history_ttl: Duration,
+    /// Lifetime of stream meta information; `None` uses `channel.history_meta_ttl`.
+    pub history_meta_ttl: Option<Duration>,
+    /// Always enable positioning for subscriptions.
+    pub force_positioning: bool,
+    /// Let clients ask for positioning.
+    pub allow_positioning: bool,
+    /// Always enable recovery for subscriptions.
+    pub force_recovery: bool,
+    /// Let clients ask for recovery.
+    pub allow_recovery: bool,
+    /// Recovery mode: "stream" (default) or "cache".
+    pub force_recovery_mode: String,
+    /// Delta compression types clients may negotiate (only "fossil" exists).
+    pub allowed_delta_types: Vec<String>,
+    /// Publish with delta compression by default.
+    pub delta_publish: bool,
+    /// Allow any authenticated client to subscribe without a token.
+    pub allow_subscribe_for_client: bool,
+    /// Extend `allow_subscribe_for_client` to anonymous users.
+    pub allow_subscribe_for_anonymous: bool,
+    /// Allow any authenticated client to publish.
+    pub allow_publish_for_client: bool,
+    /// Allow subscribers of a channel to publish into it.
+    pub allow_publish_for_subscriber: bool,
+    /// Extend publish permissions to anonymous users.
+    pub allow_publish_for_anonymous: bool,
+    /// Allow any authenticated client to call presence.
+    pub allow_presence_for_client: bool,
+    /// Allow subscribers of a channel to call presence.
+    pub allow_presence_for_subscriber: bool,
+    /// Extend presence permissions to anonymous users.
+    pub allow_presence_for_anonymous: bool,
+    /// Allow any authenticated client to call history.
+    pub allow_history_for_client: bool,
+    /// Allow subscribers of a channel to call history.
+    pub allow_history_for_subscriber: bool,
+    /// Extend history permissions to anonymous users.
+    pub allow_history_for_anonymous: bool,
+    /// Allow subscribing to `...#user1,user2` channels by the listed users without a token.
+    pub allow_user_limited_channels: bool,
+    /// Regular expression the channel name (after the namespace) must match.
+    pub channel_regex: String,
+    /// Publication data format: "", "json", "json_object" or "binary".
+    pub publication_data_format: String,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        ChannelOptions {
+            presence: false,
+            join_leave: false,
+            force_push_join_leave: false,
+            history_size: 0,
+            history_ttl: Duration::ZERO,
+            history_meta_ttl: None,
+            force_positioning: false,
+            allow_positioning: false,
+            force_recovery: false,
+            allow_recovery: false,
+            force_recovery_mode: "stream".to_owned(),
+            allowed_delta_types: Vec::new(),
+            delta_publish: false,
+            allow_subscribe_for_client: false,
+            allow_subscribe_for_anonymous: false,
+            allow_publish_for_client: false,
+            allow_publish_for_subscriber: false,
+            allow_publish_for_anonymous: false,
+            allow_presence_for_client: false,
+            allow_presence_for_subscriber: false,
+            allow_presence_for_anonymous: false,
+            allow_history_for_client: false,
+            allow_history_for_subscriber: false,
+            allow_history_for_anonymous: false,
+            allow_user_limited_channels: false,
+            channel_regex: String::new(),
+            publication_data_format: String::new(),
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// True when channels keep history: `history_size > 0` and `history_ttl > 0`.
+    pub fn history_enabled(&self) -> bool {
+        self.history_size > 0 && !self.history_ttl.is_zero()
+    }
+
+    /// The recovery mode; anything other than "cache" means [`RecoveryMode::Stream`].
+    pub fn recovery_mode(&self) -> RecoveryMode {
+        if self.force_recovery_mode == "cache" {
+            RecoveryMode::Cache
+        } else {
+            RecoveryMode::Stream
+        }
+    }
+
+    /// True when the delta type (e.g. "fossil") is listed in `allowed_delta_types`.
+    pub fn delta_allowed(&self, delta_type: &str) -> bool {
+        self.allowed_delta_types.iter().any(|t| t == delta_type)
+    }
+}
+
+/// A named namespace: `name` plus channel options, flattened in the file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Namespace {
+    /// Namespace name (must match `^[-a-zA-Z0-9_.]{2,}$`).
+    pub name: String,
+    /// Options for channels in this namespace.
+    #[serde(flatten)]
+    pub options: ChannelOptions,
+}
+
+/// The `channel` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelConfig {
+    /// Options for channels without a namespace.
+    pub without_namespace: ChannelOptions,
+    /// Configured namespaces.
+    pub namespaces: Vec<Namespace>,
+    /// Default lifetime of stream meta information (epoch and top offset).
+    pub history_meta_ttl: Duration,
+    /// Default publication data format for namespaces that do not set one.
+    pub publication_data_format: String,
+    /// Maximum channel name length in bytes.
+    pub max_length: usize,
+    /// Prefix of private channels (subscription requires a token).
+    pub private_prefix: String,
+    /// Separator between namespace name and the rest of the channel.
+    pub namespace_boundary: String,
+    /// Separator before the list of users in user-limited channels.
+    pub user_boundary: String,
+    /// Separator between user ids in user-limited channels.
+    pub user_separator: String,
+}
+
+impl Default for ChannelConfig {
+    fn default() -> Self {
+        ChannelConfig {
+            without_namespace: ChannelOptions::default(),
+            namespaces: Vec::new(),
+            history_meta_ttl: Duration::from_secs(720 * 3600),
+            publication_data_format: String::new(),
+            max_length: 255,
+            private_prefix: "$".to_owned(),
+            namespace_boundary: ":".to_owned(),
+            user_boundary: "#".to_owned(),
+            user_separator: ",".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! The axum adapter of the server API: API key check, body decoding, error modes.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::node::Node;
+
+/// Query parameters the API accepts.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct ApiQuery {
+    /// API key in the query string.
+    pub api_key: Option<String>,
+}
+
+fn authorized(node: &Node, headers: &HeaderMap, query: &ApiQuery) -> bool {
+    let cfg = &node.config.http_api;
+    if cfg.insecure {
+        return true;
+    }
+    if cfg.key.is_empty() {
+        return false;
+    }
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| {
+            let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+            let (scheme, key) = auth.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("apikey")
+                .then(|| key.trim().to_owned())
+        })
+        .or_else(|| query.api_key.clone());
+    given.is_some_and(|k| constant_time_eq(k.as_bytes(), cfg.key.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn transport_status(code: u32) -> StatusCode {
+    match code {
+        102 | 104 => StatusCode::NOT_FOUND,
+        107 | 108 => StatusCode::BAD_REQUEST,
+        112 => StatusCode::RANGE_NOT_SATISFIABLE,
+        113 => StatusCode::CONFLICT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// `POST <prefix>/<method>`.
+pub async fn handle(
+    State(node): State<Arc<Node>>,
+    Path(method): Path<String>,
+    Query(query): Query<ApiQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&node, &headers, &query) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v) => v,
+            Err(_) => return (StatusCode::BAD_REQUEST, "malformed JSON").into_response(),
+        }
+    };
+    let transport_errors = node.config.http_api.error_mode == "transport"
+        || headers
+            .get("x-centrifugo-error-mode")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"transport"));
+    let json_response = |status: StatusCode, v: Value| {
+        (
+            status,
+            [(header::CONTENT_TYPE, "application/json")],
+            v.to_string(),
+        )
+            .into_response()
+    };
+    match super::execute(&node, &method, &body) {
+        Ok(result) => json_response(StatusCode::OK, json!({ "result": result })),
+        Err(e) if transport_errors => json_response(
+            transport_status(e.code),
+            json!({ "code": e.code, "message": e.message }),
+        ),
+        Err(e) => json_response(
+            StatusCode::OK,
+            json!({ "error": { "code": e.code, "message": e.message } }),
+        ),
+    }
+}

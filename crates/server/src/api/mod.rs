@@ -1,0 +1,374 @@
+//! The server HTTP API: `POST <prefix>/<method>` with upstream's request and response JSON.
+//!
+//! [`execute`] is transport-agnostic: it takes a method name and a JSON body and returns the
+//! result object or an API error. [`http`] adapts it to axum.
+
+pub mod http;
+pub mod types;
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use gyre_protocol::{Disconnect, ErrorCode, HistoryResult, StreamPosition};
+use serde_json::{Value, json};
+
+use crate::engine::HistoryFilter;
+use crate::engine::StreamOptions;
+use crate::node::{Node, PublishOptions, VERSION};
+use crate::outbound::{Control, Outbound, SessionHandle};
+use types::*;
+
+/// An API error: a code and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// Error code.
+    pub code: u32,
+    /// Message.
+    pub message: String,
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self {
+            code: code.code(),
+            message: code.message().to_owned(),
+        }
+    }
+}
+
+impl ApiError {
+    fn bad_request(message: &str) -> Self {
+        Self {
+            code: 107,
+            message: message.to_owned(),
+        }
+    }
+
+    fn method_not_found() -> Self {
+        Self {
+            code: 104,
+            message: "method not found".to_owned(),
+        }
+    }
+}
+
+type ApiResult = Result<Value, ApiError>;
+
+fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    serde_json::from_value(body.clone())
+        .map_err(|e| ApiError::bad_request(&format!("bad request: {e}")))
+}
+
+/// Whether `data` suits a namespace's `publication_data_format`.
+pub fn data_format_ok(format: &str, data: &[u8]) -> bool {
+    match format {
+        "json" => gyre_protocol::raw::is_json(data),
+        "json_object" => serde_json::from_slice::<serde_json::Map<String, Value>>(data).is_ok(),
+        _ => true,
+    }
+}
+
+/// Reads history with protocol semantics (limit, since, reverse, cap, epoch check).
+pub(crate) fn read_history(
+    node: &Node,
+    channel: &str,
+    stream: &StreamOptions,
+    limit: i32,
+    since: Option<&StreamPosition>,
+    reverse: bool,
+    max: usize,
+) -> Result<HistoryResult, ErrorCode> {
+    let filter = history_filter(limit, since, reverse, max);
+    let h = node.history(channel, stream, &filter);
+    check_epoch(since, &h.epoch)?;
+    Ok(HistoryResult {
+        publications: h.publications,
+        epoch: h.epoch,
+        offset: h.offset,
+    })
+}
+
+/// Runs one API method.
+pub fn execute(node: &Node, method: &str, body: &Value) -> ApiResult {
+    match method {
+        "publish" => publish(node, parse(body)?),
+        "broadcast" => broadcast(node, parse(body)?),
+        "subscribe" => subscribe(node, parse(body)?),
+        "unsubscribe" => unsubscribe(node, parse(body)?),
+        "disconnect" => disconnect(node, parse(body)?),
+        "refresh" => refresh(node, parse(body)?),
+        "presence" => presence(node, parse(body)?),
+        "presence_stats" => presence_stats(node, parse(body)?),
+        "history" => history(node, parse(body)?),
+        "history_remove" => history_remove(node, parse(body)?),
+        "channels" => channels(node, parse(body)?),
+        "info" => Ok(info(node)),
+        "batch" => batch(node, parse(body)?),
+        _ => Err(ApiError::method_not_found()),
+    }
+}
+
+fn payload(req: &PublishRequest) -> Result<Bytes, ApiError> {
+    if !req.b64data.is_empty() {
+        return base64::engine::general_purpose::STANDARD
+            .decode(&req.b64data)
+            .map(Bytes::from)
+            .map_err(|_| ApiError::bad_request("bad request: invalid b64data"));
+    }
+    Ok(req.data.clone())
+}
+
+fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) -> ApiResult {
+    if channel.is_empty() {
+        return Err(ApiError::bad_request("bad request: channel required"));
+    }
+    if channel.len() > node.config.channel.max_length {
+        return Err(ErrorCode::BadRequest.into());
+    }
+    let resolved = node.channel(channel)?;
+    if data.is_empty() && resolved.publication_data_format != "binary" {
+        return Err(ApiError::bad_request("bad request: data required"));
+    }
+    if !data_format_ok(resolved.publication_data_format, &data) {
+        return Err(ApiError::bad_request(
+            "bad request: data does not match publication_data_format",
+        ));
+    }
+    let stream = Node::stream_options(&resolved);
+    let options = PublishOptions {
+        skip_history: req.skip_history,
+        delta: req.delta || resolved.options.delta_publish,
+        tags: req.tags.clone(),
+        info: None,
+    };
+    let result = node.publish(channel, &stream, data, options);
+    let mut out = serde_json::Map::new();
+    if result.offset > 0 {
+        out.insert("offset".into(), json!(result.offset));
+    }
+    if !result.epoch.is_empty() {
+        out.insert("epoch".into(), json!(result.epoch));
+    }
+    Ok(Value::Object(out))
+}
+
+fn publish(node: &Node, req: PublishRequest) -> ApiResult {
+    let data = payload(&req)?;
+    publish_one(node, &req.channel, &req, data)
+}
+
+fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
+    if req.channels.is_empty() {
+        return Err(ApiError::bad_request("bad request: channels required"));
+    }
+    let data = payload(&req)?;
+    let responses: Vec<Value> = req
+        .channels
+        .iter()
+        .map(
+            |channel| match publish_one(node, channel, &req, data.clone()) {
+                Ok(result) => json!({ "result": result }),
+                Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+            },
+        )
+        .collect();
+    Ok(json!({ "responses": responses }))
+}
+
+/// Connections a user-scoped API command applies to.
+fn targets(node: &Node, user: &str, client: &str) -> Vec<std::sync::Arc<SessionHandle>> {
+    if user.is_empty() && !client.is_empty() {
+        return node.hub.session(client).into_iter().collect();
+    }
+    node.hub
+        .user_sessions(user)
+        .into_iter()
+        .filter(|h| client.is_empty() || *h.client == *client)
+        .collect()
+}
+
+fn subscribe(node: &Node, req: SubscribeRequest) -> ApiResult {
+    if req.channel.is_empty() {
+        return Err(ApiError::bad_request("bad request: channel required"));
+    }
+    node.channel(&req.channel)?;
+    for handle in targets(node, &req.user, &req.client) {
+        handle.send(Outbound::Control(Control::Subscribe(req.clone())));
+    }
+    Ok(json!({}))
+}
+
+fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
+    if req.channel.is_empty() {
+        return Err(ApiError::bad_request("bad request: channel required"));
+    }
+    for handle in targets(node, &req.user, &req.client) {
+        handle.send(Outbound::Control(Control::Unsubscribe {
+            channel: req.channel.clone(),
+            code: gyre_protocol::codes::unsubscribe::SERVER,
+            reason: "server unsubscribe".to_owned(),
+        }));
+    }
+    Ok(json!({}))
+}
+
+fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
+    let d = match &req.disconnect {
+        Some(spec) if spec.code > 0 => {
+            let code =
+                u16::try_from(spec.code).map_err(|_| ApiError::bad_request("bad request: code"))?;
+            Disconnect::custom(code, &spec.reason)
+        }
+        _ => Disconnect::FORCE_NO_RECONNECT,
+    };
+    for handle in targets(node, &req.user, &req.client) {
+        if !req.whitelist.iter().any(|c| *c == *handle.client) {
+            handle.disconnect(d.clone());
+        }
+    }
+    Ok(json!({}))
+}
+
+fn refresh(node: &Node, req: RefreshRequest) -> ApiResult {
+    for handle in targets(node, &req.user, &req.client) {
+        handle.send(Outbound::Control(Control::Refresh {
+            expired: req.expired,
+            expire_at: req.expire_at,
+        }));
+    }
+    Ok(json!({}))
+}
+
+fn presence_channel(node: &Node, channel: &str) -> Result<(), ApiError> {
+    if channel.is_empty() {
+        return Err(ApiError::bad_request("bad request: channel required"));
+    }
+    if !node.channel(channel)?.options.presence {
+        return Err(ErrorCode::NotAvailable.into());
+    }
+    Ok(())
+}
+
+fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
+    presence_channel(node, &req.channel)?;
+    let result = gyre_protocol::PresenceResult {
+        presence: node.presence.presence(&req.channel),
+    };
+    serde_json::to_value(result).map_err(|_| ErrorCode::Internal.into())
+}
+
+fn presence_stats(node: &Node, req: ChannelRequest) -> ApiResult {
+    presence_channel(node, &req.channel)?;
+    let (num_clients, num_users) = node.presence.stats(&req.channel);
+    Ok(json!({ "num_clients": num_clients, "num_users": num_users }))
+}
+
+fn history(node: &Node, req: HistoryRequest) -> ApiResult {
+    if req.channel.is_empty() {
+        return Err(ApiError::bad_request("bad request: channel required"));
+    }
+    let resolved = node.channel(&req.channel)?;
+    let stream = Node::stream_options(&resolved);
+    if !stream.enabled() {
+        return Err(ErrorCode::NotAvailable.into());
+    }
+    let result = read_history(
+        node,
+        &req.channel,
+        &stream,
+        req.limit,
+        req.since.as_ref(),
+        req.reverse,
+        0,
+    )?;
+    serde_json::to_value(result).map_err(|_| ErrorCode::Internal.into())
+}
+
+fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
+    if req.channel.is_empty() {
+        return Err(ApiError::bad_request("bad request: channel required"));
+    }
+    node.channel(&req.channel)?;
+    node.remove_history(&req.channel);
+    Ok(json!({}))
+}
+
+fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
+    let pattern = if req.pattern.is_empty() {
+        "*"
+    } else {
+        req.pattern.as_str()
+    };
+    let pattern =
+        glob::Pattern::new(pattern).map_err(|_| ApiError::bad_request("bad request: pattern"))?;
+    let map: HashMap<String, Value> = node
+        .hub
+        .channels()
+        .into_iter()
+        .filter(|(name, _)| pattern.matches(name))
+        .map(|(name, n)| (name, json!({ "num_clients": n })))
+        .collect();
+    Ok(json!({ "channels": map }))
+}
+
+fn info(node: &Node) -> Value {
+    let counts = node.hub.counts();
+    json!({ "nodes": [{
+        "uid": node.id,
+        "name": node.name,
+        "version": VERSION,
+        "num_clients": counts.clients,
+        "num_users": counts.users,
+        "num_channels": counts.channels,
+        "num_subs": counts.subscriptions,
+        "uptime": node.started.elapsed().as_secs(),
+    }]})
+}
+
+fn batch(node: &Node, req: BatchRequest) -> ApiResult {
+    let replies: Vec<Value> = req
+        .commands
+        .iter()
+        .map(|command| {
+            let Some((method, body)) = command.iter().next() else {
+                return json!({ "error": { "code": 107, "message": "bad request: empty command" } });
+            };
+            match execute(node, method, body) {
+                Ok(result) => json!({ method.clone(): result }),
+                Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+            }
+        })
+        .collect();
+    Ok(json!({ "replies": replies }))
+}
+
+/// A history position check: the client's epoch must match the stream's.
+pub(crate) fn check_epoch(since: Option<&StreamPosition>, epoch: &str) -> Result<(), ErrorCode> {
+    match since {
+        Some(since) if !since.epoch.is_empty() && since.epoch != epoch => {
+            Err(ErrorCode::UnrecoverablePosition)
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Translates a protocol history limit into a filter limit, capped at `max` (0: no cap).
+pub(crate) fn history_filter(
+    limit: i32,
+    since: Option<&StreamPosition>,
+    reverse: bool,
+    max: usize,
+) -> HistoryFilter {
+    let cap = if max == 0 { usize::MAX } else { max };
+    let limit = match limit {
+        0 => Some(0),
+        n if n < 0 => (max > 0).then_some(cap),
+        n => Some((n as usize).min(cap)),
+    };
+    HistoryFilter {
+        since: since.map(|s| s.offset),
+        limit,
+        reverse,
+    }
+}

@@ -1,0 +1,154 @@
+//! Wiring: builds the node and the HTTP routers, serves them, shuts down gracefully.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{any, get, post};
+use gyre_config::Config;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::node::Node;
+
+/// The external router: the WebSocket endpoint (and the API unless it has its own port).
+pub fn router(node: &Arc<Node>, with_internal: bool) -> Router {
+    let mut router = Router::new();
+    if !node.config.websocket.disabled {
+        let prefix = if node.config.websocket.handler_prefix.is_empty() {
+            "/connection/websocket".to_owned()
+        } else {
+            node.config.websocket.handler_prefix.clone()
+        };
+        router = router.route(&prefix, any(crate::ws::handle));
+    }
+    if with_internal {
+        router = router.merge(internal_router(node));
+    }
+    router.with_state(node.clone())
+}
+
+fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {
+    let mut router = Router::new();
+    if !node.config.http_api.disabled {
+        let prefix = node.config.http_api.handler_prefix.trim_end_matches('/');
+        router = router.route(
+            &format!("{prefix}/{{method}}"),
+            post(crate::api::http::handle),
+        );
+    }
+    if node.config.health.enabled {
+        router = router.route(
+            "/health",
+            get(|| async { axum::Json(serde_json::json!({})) }),
+        );
+    }
+    router
+}
+
+/// A running server: its node and the addresses it listens on.
+#[derive(Debug)]
+pub struct Server {
+    /// The node.
+    pub node: Arc<Node>,
+    /// Address of the main port.
+    pub addr: std::net::SocketAddr,
+    /// Address of the internal port (equal to `addr` when shared).
+    pub internal_addr: std::net::SocketAddr,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// Waits until the server has shut down.
+    pub async fn wait(self) {
+        let _ = self.handle.await;
+    }
+}
+
+/// Binds the configured ports and starts serving. `shutdown` stops it gracefully: every
+/// client gets disconnect 3001 and the call to [`Server::wait`] returns once they are gone.
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Server> {
+    let hs = &config.http_server;
+    let main_addr = format!(
+        "{}:{}",
+        if hs.address.is_empty() {
+            "0.0.0.0"
+        } else {
+            &hs.address
+        },
+        hs.port
+    );
+    let listener = TcpListener::bind(&main_addr).await?;
+    let separate_internal = hs.internal_port != 0 && hs.internal_port != hs.port;
+    let internal = if separate_internal {
+        let a = hs.effective_internal_address();
+        let addr = format!(
+            "{}:{}",
+            if a.is_empty() { "0.0.0.0" } else { a },
+            hs.internal_port
+        );
+        Some(TcpListener::bind(&addr).await?)
+    } else {
+        None
+    };
+    let shutdown_timeout = config.shutdown.timeout.0;
+    let node = Node::new(config, shutdown.clone())?;
+    let addr = listener.local_addr()?;
+    let internal_addr = match &internal {
+        Some(l) => l.local_addr()?,
+        None => addr,
+    };
+    let main = router(&node, internal.is_none());
+    let internal_app = internal.map(|l| (l, internal_router(&node).with_state(node.clone())));
+    {
+        let node = node.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move { node.pinger.run(token).await });
+    }
+    {
+        let node = node.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    _ = tick.tick() => node.streams.sweep(),
+                }
+            }
+        });
+    }
+    let node2 = node.clone();
+    let handle = tokio::spawn(async move {
+        let token = shutdown.clone();
+        let main = axum::serve(listener, main)
+            .with_graceful_shutdown(async move { token.cancelled().await });
+        let internal_task = internal_app.map(|(l, app)| {
+            let token = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(l, app)
+                    .with_graceful_shutdown(async move { token.cancelled().await })
+                    .await;
+            })
+        });
+        if let Err(err) = main.await {
+            tracing::error!("server error: {err}");
+        }
+        if let Some(t) = internal_task {
+            let _ = t.await;
+        }
+        node2.tasks.close();
+        if tokio::time::timeout(shutdown_timeout, node2.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout: some connections were still open");
+        }
+    });
+    Ok(Server {
+        node,
+        addr,
+        internal_addr,
+        handle,
+    })
+}

@@ -1,0 +1,260 @@
+//! The in-memory stream store: per-channel history with offsets, an epoch, size and TTL limits.
+//!
+//! Appending and delivering a publication happen under the channel's shard lock (see
+//! [`MemoryStreams::publish`]), so delivery order equals offset order, and a subscriber that
+//! reads history under the same lock misses nothing and sees nothing twice.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::time::Instant;
+
+use gyre_protocol::Publication;
+use parking_lot::{Mutex, MutexGuard};
+use rand::Rng;
+
+use super::{HistoryFilter, HistoryResult, StreamOptions};
+
+const SHARDS: usize = 64;
+
+#[derive(Debug)]
+struct Stream {
+    epoch: String,
+    top: u64,
+    items: VecDeque<Publication>,
+    /// When the publications expire (history TTL after the last publish).
+    items_expire: Instant,
+    /// When the epoch and top offset are forgotten.
+    meta_expire: Instant,
+}
+
+impl Stream {
+    fn new(now: Instant, options: &StreamOptions) -> Self {
+        Self {
+            epoch: new_epoch(),
+            top: 0,
+            items: VecDeque::new(),
+            items_expire: now,
+            meta_expire: now + options.meta_ttl,
+        }
+    }
+
+    fn expire(&mut self, now: Instant) {
+        if now >= self.items_expire {
+            self.items.clear();
+        }
+    }
+}
+
+/// A new random epoch: 8 ASCII letters.
+pub fn new_epoch() -> String {
+    const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let mut rng = rand::rng();
+    (0..8)
+        .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
+        .collect()
+}
+
+type Shard = HashMap<String, Stream>;
+
+/// The memory stream store.
+#[derive(Debug)]
+pub struct MemoryStreams {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
+impl Default for MemoryStreams {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+/// The lock over one channel's stream; delivery and subscription happen while it is held.
+pub struct ChannelLock<'a> {
+    guard: MutexGuard<'a, Shard>,
+    channel: &'a str,
+}
+
+impl std::fmt::Debug for ChannelLock<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChannelLock")
+            .field("channel", &self.channel)
+            .finish()
+    }
+}
+
+impl ChannelLock<'_> {
+    /// Appends a publication, assigning its offset; returns (offset, epoch).
+    pub fn append(
+        &mut self,
+        mut publication: Publication,
+        options: &StreamOptions,
+    ) -> (Publication, String) {
+        let now = Instant::now();
+        let stream = self.stream_mut(now, options);
+        stream.expire(now);
+        stream.top += 1;
+        publication.offset = stream.top;
+        stream.items.push_back(publication.clone());
+        while stream.items.len() > options.history_size {
+            stream.items.pop_front();
+        }
+        stream.items_expire = now + options.history_ttl;
+        stream.meta_expire = now + options.meta_ttl.max(options.history_ttl);
+        (publication, stream.epoch.clone())
+    }
+
+    /// Reads history. Creates the stream (and its epoch) when it does not exist.
+    pub fn read(&mut self, filter: &HistoryFilter, options: &StreamOptions) -> HistoryResult {
+        let now = Instant::now();
+        let stream = self.stream_mut(now, options);
+        stream.expire(now);
+        let mut result = HistoryResult {
+            offset: stream.top,
+            epoch: stream.epoch.clone(),
+            ..Default::default()
+        };
+        if filter.limit == Some(0) {
+            return result;
+        }
+        let take = filter.limit.unwrap_or(usize::MAX);
+        let since = filter.since;
+        let items = &stream.items;
+        result.publications = if filter.reverse {
+            items
+                .iter()
+                .rev()
+                .filter(|p| since.is_none_or(|s| p.offset < s))
+                .take(take)
+                .cloned()
+                .collect()
+        } else {
+            items
+                .iter()
+                .filter(|p| since.is_none_or(|s| p.offset > s))
+                .take(take)
+                .cloned()
+                .collect()
+        };
+        result
+    }
+
+    /// Forgets the channel's publications (keeps epoch and offset).
+    pub fn remove_history(&mut self) {
+        if let Some(stream) = self.guard.get_mut(self.channel) {
+            stream.items.clear();
+        }
+    }
+
+    /// The payload of the newest publication still kept, if any.
+    pub fn last_data(&self) -> Option<bytes::Bytes> {
+        self.guard
+            .get(self.channel)
+            .and_then(|s| s.items.back())
+            .map(|p| p.data.clone())
+    }
+
+    fn stream_mut(&mut self, now: Instant, options: &StreamOptions) -> &mut Stream {
+        let stream = self
+            .guard
+            .entry(self.channel.to_owned())
+            .or_insert_with(|| Stream::new(now, options));
+        if now >= stream.meta_expire {
+            *stream = Stream::new(now, options);
+        }
+        stream
+    }
+}
+
+impl MemoryStreams {
+    /// Locks one channel's stream.
+    pub fn lock<'a>(&'a self, channel: &'a str) -> ChannelLock<'a> {
+        let index = (self.hasher.hash_one(channel) as usize) % self.shards.len();
+        ChannelLock {
+            guard: self.shards[index].lock(),
+            channel,
+        }
+    }
+
+    /// Drops streams whose metadata expired and publications whose TTL passed.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.retain(|_, s| now < s.meta_expire);
+            for stream in shard.values_mut() {
+                stream.expire(now);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn opts(size: usize) -> StreamOptions {
+        StreamOptions {
+            history_size: size,
+            history_ttl: Duration::from_secs(60),
+            meta_ttl: Duration::from_secs(3600),
+        }
+    }
+
+    fn pubn(n: u8) -> Publication {
+        Publication {
+            data: bytes::Bytes::from(vec![b'0' + n]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn offsets_grow_and_history_is_trimmed() {
+        let streams = MemoryStreams::default();
+        let o = opts(2);
+        let mut lock = streams.lock("c");
+        for n in 1..=3 {
+            let (p, _) = lock.append(pubn(n), &o);
+            assert_eq!(p.offset, u64::from(n));
+        }
+        let all = lock.read(&HistoryFilter::default(), &o);
+        assert_eq!(all.offset, 3);
+        assert_eq!(
+            all.publications
+                .iter()
+                .map(|p| p.offset)
+                .collect::<Vec<_>>(),
+            vec![2, 3]
+        );
+        let since = lock.read(
+            &HistoryFilter {
+                since: Some(2),
+                ..Default::default()
+            },
+            &o,
+        );
+        assert_eq!(since.publications.len(), 1);
+        let rev = lock.read(
+            &HistoryFilter {
+                reverse: true,
+                limit: Some(1),
+                ..Default::default()
+            },
+            &o,
+        );
+        assert_eq!(rev.publications[0].offset, 3);
+        let top = lock.read(
+            &HistoryFilter {
+                limit: Some(0),
+                ..Default::default()
+            },
+            &o,
+        );
+        assert!(top.publications.is_empty());
+        assert_eq!(top.epoch.len(), 8);
+    }
+}

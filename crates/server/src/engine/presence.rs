@@ -1,0 +1,73 @@
+//! In-memory presence: who is subscribed to each channel, with their client info.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+
+use gyre_protocol::ClientInfo;
+use parking_lot::Mutex;
+
+const SHARDS: usize = 16;
+
+/// One shard: channel to client id to info.
+type Shard = HashMap<String, HashMap<String, ClientInfo>>;
+
+/// Presence of every channel on this node.
+#[derive(Debug)]
+pub struct MemoryPresence {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+}
+
+impl Default for MemoryPresence {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl MemoryPresence {
+    fn shard(&self, channel: &str) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(channel) as usize) % self.shards.len()]
+    }
+
+    /// Adds or updates a client's presence in a channel.
+    pub fn add(&self, channel: &str, info: ClientInfo) {
+        self.shard(channel)
+            .lock()
+            .entry(channel.to_owned())
+            .or_default()
+            .insert(info.client.clone(), info);
+    }
+
+    /// Removes a client's presence from a channel.
+    pub fn remove(&self, channel: &str, client: &str) {
+        let mut shard = self.shard(channel).lock();
+        if let Some(map) = shard.get_mut(channel) {
+            map.remove(client);
+            if map.is_empty() {
+                shard.remove(channel);
+            }
+        }
+    }
+
+    /// Everyone present in a channel.
+    pub fn presence(&self, channel: &str) -> HashMap<String, ClientInfo> {
+        self.shard(channel)
+            .lock()
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Number of clients and distinct users present in a channel.
+    pub fn stats(&self, channel: &str) -> (u32, u32) {
+        let shard = self.shard(channel).lock();
+        let Some(map) = shard.get(channel) else {
+            return (0, 0);
+        };
+        let users: HashSet<&str> = map.values().map(|i| i.user.as_str()).collect();
+        (map.len() as u32, users.len() as u32)
+    }
+}

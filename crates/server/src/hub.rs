@@ -1,0 +1,352 @@
+//! The local registry: connected sessions by client and user, and subscribers by channel.
+//!
+//! Broadcasting encodes each push once per subscriber shape (protocol, delta mode) and hands a
+//! clone of the same bytes to every subscriber's queue. It never awaits.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gyre_protocol::codec::encode;
+use gyre_protocol::{ClientInfo, Disconnect, Join, Leave, Protocol, Publication, Push, Reply};
+use parking_lot::{Mutex, RwLock};
+
+use crate::delta;
+use crate::outbound::SessionHandle;
+
+const SHARDS: usize = 64;
+
+/// One shard of the channel table.
+type Shard = HashMap<Arc<str>, ChannelSubscribers>;
+
+/// One subscriber of a channel.
+#[derive(Debug, Clone)]
+pub struct Subscriber {
+    /// The session.
+    pub handle: Arc<SessionHandle>,
+    /// Fossil delta negotiated.
+    pub delta: bool,
+    /// The client holds a full payload to apply the next patch to.
+    pub has_delta_base: bool,
+    /// The client wants join/leave pushes.
+    pub join_leave: bool,
+}
+
+#[derive(Debug, Default)]
+struct ChannelSubscribers {
+    subscribers: HashMap<Arc<str>, Subscriber>,
+    /// Payload of the last publication, the base of the next delta patch.
+    previous_data: Option<Bytes>,
+}
+
+/// Counts reported by `info`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HubCounts {
+    /// Connected sessions.
+    pub clients: usize,
+    /// Distinct users.
+    pub users: usize,
+    /// Channels with at least one subscriber.
+    pub channels: usize,
+    /// Subscriptions in all.
+    pub subscriptions: usize,
+}
+
+/// The local registry of sessions and subscriptions.
+#[derive(Debug)]
+pub struct Hub {
+    channels: Box<[Mutex<Shard>]>,
+    sessions: RwLock<HashMap<Arc<str>, Arc<SessionHandle>>>,
+    users: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    hasher: RandomState,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            channels: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            sessions: RwLock::default(),
+            users: RwLock::default(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+/// Lazily encoded variants of one push.
+struct Encoded<'a> {
+    channel: &'a str,
+    variants: [Option<Option<Bytes>>; 6],
+}
+
+impl<'a> Encoded<'a> {
+    fn new(channel: &'a str) -> Self {
+        Self {
+            channel,
+            variants: Default::default(),
+        }
+    }
+
+    fn get(
+        &mut self,
+        slot: usize,
+        protocol: Protocol,
+        build: impl FnOnce() -> Publication,
+    ) -> Option<Bytes> {
+        self.variants[slot]
+            .get_or_insert_with(|| {
+                let reply = Reply {
+                    push: Some(Push {
+                        channel: self.channel.to_owned(),
+                        publication: Some(build()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                };
+                encode(protocol, &reply).ok()
+            })
+            .clone()
+    }
+}
+
+impl Hub {
+    fn shard(&self, channel: &str) -> &Mutex<Shard> {
+        let index = (self.hasher.hash_one(channel) as usize) % self.channels.len();
+        &self.channels[index]
+    }
+
+    /// Registers a connected session.
+    pub fn add_session(&self, handle: &Arc<SessionHandle>) {
+        self.sessions
+            .write()
+            .insert(handle.client.clone(), handle.clone());
+        self.users
+            .write()
+            .entry(handle.user())
+            .or_default()
+            .insert(handle.client.clone());
+    }
+
+    /// Forgets a session.
+    pub fn remove_session(&self, handle: &SessionHandle) {
+        self.sessions.write().remove(&handle.client);
+        let user = handle.user();
+        let mut users = self.users.write();
+        if let Some(clients) = users.get_mut(&user) {
+            clients.remove(&handle.client);
+            if clients.is_empty() {
+                users.remove(&user);
+            }
+        }
+    }
+
+    /// Sessions of a user.
+    pub fn user_sessions(&self, user: &str) -> Vec<Arc<SessionHandle>> {
+        let users = self.users.read();
+        let sessions = self.sessions.read();
+        users
+            .get(user)
+            .map(|clients| {
+                clients
+                    .iter()
+                    .filter_map(|c| sessions.get(c).cloned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Number of connections of a user.
+    pub fn user_connection_count(&self, user: &str) -> usize {
+        self.users.read().get(user).map_or(0, HashSet::len)
+    }
+
+    /// A session by client id.
+    pub fn session(&self, client: &str) -> Option<Arc<SessionHandle>> {
+        self.sessions.read().get(client).cloned()
+    }
+
+    /// Every connected session.
+    pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
+        self.sessions.read().values().cloned().collect()
+    }
+
+    /// Adds a subscriber. The caller holds the channel's stream lock when recovery is involved.
+    pub fn subscribe(&self, channel: &str, subscriber: Subscriber) {
+        let mut shard = self.shard(channel).lock();
+        let entry = shard.entry(Arc::from(channel)).or_default();
+        entry
+            .subscribers
+            .insert(subscriber.handle.client.clone(), subscriber);
+    }
+
+    /// Removes a subscriber; returns true when it was subscribed.
+    pub fn unsubscribe(&self, channel: &str, client: &str) -> bool {
+        let mut shard = self.shard(channel).lock();
+        let Some(entry) = shard.get_mut(channel) else {
+            return false;
+        };
+        let removed = entry.subscribers.remove(client).is_some();
+        if entry.subscribers.is_empty() {
+            shard.remove(channel);
+        }
+        removed
+    }
+
+    /// Whether the channel has local subscribers.
+    pub fn has_subscribers(&self, channel: &str) -> bool {
+        self.shard(channel).lock().contains_key(channel)
+    }
+
+    /// Subscribers of a channel (for server API actions).
+    pub fn subscribers(&self, channel: &str) -> Vec<Arc<SessionHandle>> {
+        self.shard(channel)
+            .lock()
+            .get(channel)
+            .map(|e| e.subscribers.values().map(|s| s.handle.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Channels with their local subscriber counts.
+    pub fn channels(&self) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for shard in self.channels.iter() {
+            for (name, entry) in shard.lock().iter() {
+                out.push((name.to_string(), entry.subscribers.len()));
+            }
+        }
+        out
+    }
+
+    /// Counts for `info`.
+    pub fn counts(&self) -> HubCounts {
+        let mut counts = HubCounts {
+            clients: self.sessions.read().len(),
+            users: self.users.read().len(),
+            ..Default::default()
+        };
+        for shard in self.channels.iter() {
+            let shard = shard.lock();
+            counts.channels += shard.len();
+            counts.subscriptions += shard.values().map(|e| e.subscribers.len()).sum::<usize>();
+        }
+        counts
+    }
+
+    /// Delivers a publication to every local subscriber of `channel`, encoding it once per
+    /// subscriber shape. `delta_marked` allows fossil patches for delta subscribers.
+    pub fn broadcast_publication(
+        &self,
+        channel: &str,
+        publication: &Publication,
+        delta_marked: bool,
+    ) {
+        let mut shard = self.shard(channel).lock();
+        let Some(entry) = shard.get_mut(channel) else {
+            return;
+        };
+        let patch = match (&entry.previous_data, delta_marked) {
+            (Some(prev), true) => delta::patch(prev, &publication.data),
+            _ => None,
+        };
+        let mut encoded = Encoded::new(channel);
+        let mut failed: Vec<Arc<SessionHandle>> = Vec::new();
+        for sub in entry.subscribers.values_mut() {
+            let protocol = sub.handle.protocol;
+            let unit = if !sub.delta {
+                encoded.get(protocol.index(), protocol, || publication.clone())
+            } else {
+                match (&patch, sub.has_delta_base) {
+                    (Some(patch), true) => encoded.get(4 + protocol.index(), protocol, || {
+                        delta_publication(publication, patch, protocol)
+                    }),
+                    _ => encoded.get(2 + protocol.index(), protocol, || {
+                        full_for_delta(publication, protocol)
+                    }),
+                }
+            };
+            match unit {
+                Some(unit) => {
+                    sub.has_delta_base = true;
+                    sub.handle.send_unit(unit);
+                }
+                None => failed.push(sub.handle.clone()),
+            }
+        }
+        entry.previous_data = Some(publication.data.clone());
+        drop(shard);
+        for handle in failed {
+            handle.disconnect(Disconnect::INAPPROPRIATE_PROTOCOL);
+        }
+    }
+
+    /// Records the last payload of a channel without delivering it (used when a channel's
+    /// first subscriber arrives, so later patches have a base).
+    pub fn set_previous_data(&self, channel: &str, data: Option<Bytes>) {
+        if let Some(entry) = self.shard(channel).lock().get_mut(channel) {
+            entry.previous_data = data;
+        }
+    }
+
+    /// Delivers a join (`joined == true`) or leave push to subscribers that asked for them.
+    pub fn broadcast_join_leave(&self, channel: &str, info: &ClientInfo, joined: bool) {
+        let shard = self.shard(channel).lock();
+        let Some(entry) = shard.get(channel) else {
+            return;
+        };
+        let mut encoded: [Option<Option<Bytes>>; 2] = Default::default();
+        for sub in entry.subscribers.values().filter(|s| s.join_leave) {
+            let protocol = sub.handle.protocol;
+            let unit = encoded[protocol.index()].get_or_insert_with(|| {
+                let mut push = Push {
+                    channel: channel.to_owned(),
+                    ..Default::default()
+                };
+                if joined {
+                    push.join = Some(Join {
+                        info: Some(info.clone()),
+                    });
+                } else {
+                    push.leave = Some(Leave {
+                        info: Some(info.clone()),
+                    });
+                }
+                encode(
+                    protocol,
+                    &Reply {
+                        push: Some(push),
+                        ..Default::default()
+                    },
+                )
+                .ok()
+            });
+            if let Some(unit) = unit {
+                sub.handle.send_unit(unit.clone());
+            }
+        }
+    }
+}
+
+/// The publication a delta subscriber gets in full (JSON: payload as a JSON string).
+pub fn full_for_delta(publication: &Publication, protocol: Protocol) -> Publication {
+    let mut p = publication.clone();
+    p.delta = false;
+    if protocol == Protocol::Json {
+        p.data = delta::json_string(&publication.data);
+    }
+    p
+}
+
+/// The publication carrying a fossil patch instead of the payload.
+pub fn delta_publication(
+    publication: &Publication,
+    patch: &Bytes,
+    protocol: Protocol,
+) -> Publication {
+    let mut p = publication.clone();
+    p.delta = true;
+    p.data = match protocol {
+        Protocol::Json => delta::json_string(patch),
+        Protocol::Protobuf => patch.clone(),
+    };
+    p
+}

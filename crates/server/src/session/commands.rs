@@ -1,0 +1,304 @@
+//! Command dispatch and the channel commands that need no subscription machinery: publish,
+//! presence, presence stats, history, RPC, send, refresh and sub_refresh.
+
+use gyre_protocol::{
+    Command, Disconnect, ErrorCode, HistoryResult, PresenceResult, PresenceStatsResult,
+    ProtocolError, PublishResult, RefreshResult, Reply, RpcResult, SubRefreshResult,
+    UnsubscribeResult,
+};
+
+use super::Session;
+use crate::node::{Node, PublishOptions, VERSION, unix_now};
+
+type Outcome<T> = Result<T, ProtocolError>;
+
+/// Which permission family a check is about.
+#[derive(Clone, Copy)]
+pub(super) enum Access {
+    Publish,
+    Presence,
+    History,
+}
+
+impl Session {
+    pub(super) async fn dispatch(&mut self, cmd: Command) {
+        let id = cmd.id;
+        if !self.connected {
+            match cmd.connect {
+                Some(req) if id > 0 => self.handle_connect(id, req),
+                _ => {
+                    tracing::debug!(client = %self.handle.client, "first command is not connect");
+                    self.close(Disconnect::BAD_REQUEST);
+                }
+            }
+            return;
+        }
+        if id == 0 {
+            if let Some(send) = cmd.send {
+                self.handle_send(send.data);
+            } else if self.awaiting_pong {
+                self.awaiting_pong = false;
+            } else {
+                tracing::debug!(client = %self.handle.client, "unexpected pong");
+                self.close(Disconnect::BAD_REQUEST);
+            }
+            return;
+        }
+        let mut reply = Reply {
+            id,
+            ..Default::default()
+        };
+        let outcome: Outcome<()> = if cmd.connect.is_some() {
+            Err(Disconnect::BAD_REQUEST.into())
+        } else if let Some(req) = cmd.subscribe {
+            self.handle_subscribe(req)
+                .map(|r| reply.subscribe = Some(r))
+        } else if let Some(req) = cmd.unsubscribe {
+            self.handle_unsubscribe(&req.channel)
+                .map(|r| reply.unsubscribe = Some(r))
+        } else if let Some(req) = cmd.publish {
+            self.handle_publish(&req.channel, req.data)
+                .map(|r| reply.publish = Some(r))
+        } else if let Some(req) = cmd.presence {
+            self.handle_presence(&req.channel)
+                .map(|r| reply.presence = Some(r))
+        } else if let Some(req) = cmd.presence_stats {
+            self.handle_presence_stats(&req.channel)
+                .map(|r| reply.presence_stats = Some(r))
+        } else if let Some(req) = cmd.history {
+            self.handle_history(req).map(|r| reply.history = Some(r))
+        } else if let Some(req) = cmd.rpc {
+            self.handle_rpc(&req.method).map(|r| reply.rpc = Some(r))
+        } else if let Some(send) = cmd.send {
+            self.handle_send(send.data);
+            return;
+        } else if let Some(req) = cmd.refresh {
+            self.handle_refresh(&req.token)
+                .map(|r| reply.refresh = Some(r))
+        } else if let Some(req) = cmd.sub_refresh {
+            self.handle_sub_refresh(&req.channel, &req.token)
+                .map(|r| reply.sub_refresh = Some(r))
+        } else {
+            // The legacy ping command and commands without a known request.
+            Err(Disconnect::BAD_REQUEST.into())
+        };
+        match outcome {
+            Ok(()) => self.push_reply(&reply),
+            Err(err) => self.push_error(id, err),
+        }
+    }
+
+    /// Whether the session may use `access` on a channel with these options.
+    pub(super) fn allowed(
+        &self,
+        access: Access,
+        channel: &str,
+        o: &gyre_config::ChannelOptions,
+    ) -> bool {
+        if self.node.config.client.insecure {
+            return true;
+        }
+        let anonymous = self.user.is_empty();
+        let subscribed = self.subs.contains_key(channel);
+        let (client, subscriber, anon) = match access {
+            Access::Publish => (
+                o.allow_publish_for_client,
+                o.allow_publish_for_subscriber,
+                o.allow_publish_for_anonymous,
+            ),
+            Access::Presence => (
+                o.allow_presence_for_client,
+                o.allow_presence_for_subscriber,
+                o.allow_presence_for_anonymous,
+            ),
+            Access::History => (
+                o.allow_history_for_client,
+                o.allow_history_for_subscriber,
+                o.allow_history_for_anonymous,
+            ),
+        };
+        (client || (subscriber && subscribed)) && (!anonymous || anon)
+    }
+
+    fn check_channel_name(&self, channel: &str) -> Outcome<()> {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if channel.len() > self.node.config.channel.max_length {
+            return Err(ErrorCode::BadRequest.into());
+        }
+        Ok(())
+    }
+
+    fn handle_unsubscribe(&mut self, channel: &str) -> Outcome<UnsubscribeResult> {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        self.remove_subscription(channel);
+        Ok(UnsubscribeResult {})
+    }
+
+    fn handle_publish(&mut self, channel: &str, data: bytes::Bytes) -> Outcome<PublishResult> {
+        self.check_channel_name(channel)?;
+        let node = self.node.clone();
+        let resolved = node.channel(channel)?;
+        if !self.allowed(Access::Publish, channel, resolved.options) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        if !crate::api::data_format_ok(resolved.publication_data_format, &data) {
+            return Err(ErrorCode::BadRequest.into());
+        }
+        let chan_info = self
+            .subs
+            .get(channel)
+            .map(|s| s.chan_info.clone())
+            .unwrap_or_default();
+        let options = PublishOptions {
+            delta: resolved.options.delta_publish,
+            info: Some(self.info(chan_info)),
+            ..Default::default()
+        };
+        node.publish(channel, &Node::stream_options(&resolved), data, options);
+        Ok(PublishResult {})
+    }
+
+    fn presence_channel(&self, channel: &str) -> Outcome<()> {
+        self.check_channel_name(channel)?;
+        let resolved = self.node.channel(channel)?;
+        if !resolved.options.presence {
+            return Err(ErrorCode::NotAvailable.into());
+        }
+        if !self.allowed(Access::Presence, channel, resolved.options) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        Ok(())
+    }
+
+    fn handle_presence(&mut self, channel: &str) -> Outcome<PresenceResult> {
+        self.presence_channel(channel)?;
+        Ok(PresenceResult {
+            presence: self.node.presence.presence(channel),
+        })
+    }
+
+    fn handle_presence_stats(&mut self, channel: &str) -> Outcome<PresenceStatsResult> {
+        self.presence_channel(channel)?;
+        let (num_clients, num_users) = self.node.presence.stats(channel);
+        Ok(PresenceStatsResult {
+            num_clients,
+            num_users,
+        })
+    }
+
+    fn handle_history(&mut self, req: gyre_protocol::HistoryRequest) -> Outcome<HistoryResult> {
+        self.check_channel_name(&req.channel)?;
+        let node = self.node.clone();
+        let resolved = node.channel(&req.channel)?;
+        let stream = Node::stream_options(&resolved);
+        if !stream.enabled() {
+            return Err(ErrorCode::NotAvailable.into());
+        }
+        if !self.allowed(Access::History, &req.channel, resolved.options) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        let max = node.config.client.history_max_publication_limit;
+        let result = crate::api::read_history(
+            &node,
+            &req.channel,
+            &stream,
+            req.limit,
+            req.since.as_ref(),
+            req.reverse,
+            max,
+        )?;
+        Ok(result)
+    }
+
+    fn handle_rpc(&mut self, method: &str) -> Outcome<RpcResult> {
+        let ping = &self.node.config.rpc.ping;
+        if ping.enabled && method == ping.method {
+            return Ok(RpcResult::default());
+        }
+        Err(ErrorCode::NotAvailable.into())
+    }
+
+    fn handle_send(&mut self, _data: bytes::Bytes) {
+        // No message handler exists without an RPC/send proxy: upstream disconnects.
+        self.close(Disconnect::NOT_AVAILABLE);
+    }
+
+    fn handle_refresh(&mut self, token: &str) -> Outcome<RefreshResult> {
+        if token.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        let Some(verifier) = self.node.connect_verifier.as_ref() else {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        };
+        let now = unix_now();
+        let claims = match verifier.verify_connect(token, now) {
+            Ok(claims) => claims,
+            Err(gyre_auth::TokenError::Expired) => return Err(Disconnect::EXPIRED.into()),
+            Err(err) => {
+                tracing::debug!(client = %self.handle.client, "invalid refresh token: {err}");
+                return Err(Disconnect::INVALID_TOKEN.into());
+            }
+        };
+        if claims.user != *self.user {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        if let Some(info) = claims.info {
+            self.conn_info = info.into();
+        }
+        self.expire_at = claims.expire_at;
+        let (expires, ttl) = match claims.expire_at {
+            Some(at) if at <= now => return Err(Disconnect::EXPIRED.into()),
+            Some(at) => (true, (at - now) as u32),
+            None => (false, 0),
+        };
+        Ok(RefreshResult {
+            client: self.handle.client.to_string(),
+            version: VERSION.to_owned(),
+            expires,
+            ttl,
+        })
+    }
+
+    fn handle_sub_refresh(&mut self, channel: &str, token: &str) -> Outcome<SubRefreshResult> {
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if !self.subs.contains_key(channel) {
+            return Err(ErrorCode::PermissionDenied.into());
+        }
+        if self.subs.get(channel).is_some_and(|s| s.server_side) {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if token.is_empty() {
+            return Err(ErrorCode::BadRequest.into());
+        }
+        let Some(verifier) = self.node.subscribe_verifier.as_ref() else {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        };
+        let now = unix_now();
+        let claims = match verifier.verify_subscribe(token, now) {
+            Ok(claims) => claims,
+            Err(gyre_auth::TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
+            Err(_) => return Err(Disconnect::INVALID_TOKEN.into()),
+        };
+        if claims.channel != channel
+            || claims.user != *self.user
+            || (!claims.client.is_empty() && claims.client != *self.handle.client)
+        {
+            return Err(Disconnect::INVALID_TOKEN.into());
+        }
+        let (expires, ttl) = match claims.expire_at {
+            Some(at) if at <= now => return Err(ErrorCode::Expired.into()),
+            Some(at) => (true, (at - now) as u32),
+            None => (false, 0),
+        };
+        if let Some(sub) = self.subs.get_mut(channel) {
+            sub.expire_at = claims.expire_at;
+        }
+        Ok(SubRefreshResult { expires, ttl })
+    }
+}

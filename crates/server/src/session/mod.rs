@@ -1,0 +1,351 @@
+//! A session: one task per WebSocket connection that owns all of the connection's state.
+//!
+//! The task `select!`s over frames from the client, its outbound queue (publications from the
+//! hub, pings from the shared pinger, server-side actions) and one optional deadline (stale
+//! connection, connection or subscription expiry). Everything that is ready is written as one
+//! WebSocket message.
+
+mod commands;
+mod connect;
+mod subscribe;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{SinkExt, StreamExt};
+use gyre_protocol::codec::{self, append_unit, decode_all};
+use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Reply};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+use tokio_websockets::{CloseCode, Message, WebSocketStream};
+
+use crate::node::{Node, unix_now};
+use crate::outbound::{Control, Outbound, SessionHandle};
+
+/// A frame is written once this many bytes are pending, even if more is queued.
+const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// State of one subscription of the session.
+#[derive(Debug, Clone, Default)]
+struct SubState {
+    /// Presence is kept for this subscription.
+    presence: bool,
+    /// Join/leave is announced for this client.
+    join_leave: bool,
+    /// Channel info from the subscription token.
+    chan_info: Bytes,
+    /// Subscription expiry (unix seconds).
+    expire_at: Option<i64>,
+    /// Subscribed by the server (token channels, personal channel, API).
+    server_side: bool,
+}
+
+/// The per-connection state machine.
+struct Session {
+    node: Arc<Node>,
+    handle: Arc<SessionHandle>,
+    protocol: Protocol,
+    connected: bool,
+    user: Arc<str>,
+    conn_info: Bytes,
+    expire_at: Option<i64>,
+    subs: HashMap<String, SubState>,
+    awaiting_pong: bool,
+    out: BytesMut,
+    out_queued: usize,
+    closing: Option<Disconnect>,
+    stale_at: Option<Instant>,
+}
+
+/// Runs a session over an upgraded WebSocket until it closes.
+pub async fn run<S>(node: Arc<Node>, mut ws: WebSocketStream<S>, protocol: Protocol)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
+    let (handle, mut rx) =
+        SessionHandle::new(client, protocol, node.config.client.queue_max_size.max(1));
+    let stale = node.config.client.stale_close_delay.0;
+    let mut session = Session {
+        node: node.clone(),
+        handle,
+        protocol,
+        connected: false,
+        user: Arc::from(""),
+        conn_info: Bytes::new(),
+        expire_at: None,
+        subs: HashMap::new(),
+        awaiting_pong: false,
+        out: BytesMut::new(),
+        out_queued: 0,
+        closing: None,
+        stale_at: (!stale.is_zero()).then(|| Instant::now() + stale),
+    };
+    let shutdown = node.shutdown.clone();
+    loop {
+        let deadline = session.next_deadline();
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => session.close(Disconnect::SHUTDOWN),
+            message = rx.recv() => match message {
+                Some(message) => session.on_outbound(message),
+                None => break,
+            },
+            frame = ws.next() => match frame {
+                Some(Ok(message)) => session.on_message(&message).await,
+                Some(Err(err)) => {
+                    tracing::debug!(client = %session.handle.client, "websocket read error: {err}");
+                    break;
+                }
+                None => break,
+            },
+            () = sleep_until(deadline) => session.on_deadline(),
+        }
+        session.drain(&mut rx);
+        if session.write(&mut ws).await.is_err() {
+            break;
+        }
+        if let Some(disconnect) = session.closing.clone() {
+            let code = CloseCode::try_from(disconnect.code).unwrap_or(CloseCode::NORMAL_CLOSURE);
+            let _ = ws
+                .send(Message::close(Some(code), &disconnect.reason))
+                .await;
+            let _ = ws.close().await;
+            break;
+        }
+    }
+    session.cleanup();
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    fn info(&self, chan_info: Bytes) -> ClientInfo {
+        ClientInfo {
+            user: self.user.to_string(),
+            client: self.handle.client.to_string(),
+            conn_info: self.conn_info.clone(),
+            chan_info,
+        }
+    }
+
+    fn close(&mut self, disconnect: Disconnect) {
+        if self.closing.is_none() {
+            tracing::debug!(client = %self.handle.client, code = disconnect.code, "disconnect: {}", disconnect.reason);
+            self.closing = Some(disconnect);
+        }
+    }
+
+    /// Appends an encoded reply to the frame being built.
+    fn push_reply(&mut self, reply: &Reply) {
+        match codec::encode(self.protocol, reply) {
+            Ok(unit) => append_unit(self.protocol, &mut self.out, &unit),
+            Err(err) => {
+                tracing::debug!(client = %self.handle.client, "can't encode reply: {err}");
+                self.close(Disconnect::INAPPROPRIATE_PROTOCOL);
+            }
+        }
+    }
+
+    fn push_error(&mut self, id: u32, error: ProtocolError) {
+        match error {
+            ProtocolError::Reply(error) => self.push_reply(&Reply {
+                id,
+                error: Some(error),
+                ..Default::default()
+            }),
+            ProtocolError::Disconnect(d) => self.close(d),
+        }
+    }
+
+    async fn on_message(&mut self, message: &Message) {
+        if self.closing.is_some() {
+            return;
+        }
+        let frame: &[u8] = if message.is_text() || message.is_binary() {
+            message.as_payload()
+        } else {
+            return; // ping/pong/close frames are handled by the WebSocket layer
+        };
+        let commands = match decode_all::<Command>(self.protocol, frame) {
+            Ok(commands) => commands,
+            Err(err) => {
+                tracing::debug!(client = %self.handle.client, "malformed frame: {err}");
+                self.close(Disconnect::BAD_REQUEST);
+                return;
+            }
+        };
+        for command in commands {
+            if self.closing.is_some() {
+                break;
+            }
+            self.dispatch(command).await;
+        }
+    }
+
+    fn on_outbound(&mut self, message: Outbound) {
+        match message {
+            Outbound::Unit(unit) => {
+                self.out_queued += unit.len();
+                append_unit(self.protocol, &mut self.out, &unit);
+            }
+            Outbound::Ping => {
+                if self.connected {
+                    append_unit(self.protocol, &mut self.out, &self.protocol.empty_message());
+                    self.awaiting_pong = self.node.pinger.expects_pong();
+                }
+            }
+            Outbound::CheckPong => {
+                if self.awaiting_pong {
+                    self.close(Disconnect::NO_PONG);
+                }
+            }
+            Outbound::Disconnect(d) => self.close(d),
+            Outbound::Control(control) => self.on_control(control),
+        }
+    }
+
+    fn on_control(&mut self, control: Control) {
+        if !self.connected {
+            return;
+        }
+        match control {
+            Control::Subscribe(req) => self.server_subscribe(req),
+            Control::Unsubscribe {
+                channel,
+                code,
+                reason,
+            } => {
+                self.unsubscribe_with_push(&channel, code, &reason);
+            }
+            Control::Refresh { expired, expire_at } => {
+                if expired {
+                    self.close(Disconnect::EXPIRED);
+                } else {
+                    self.expire_at = (expire_at > 0).then_some(expire_at);
+                }
+            }
+            Control::InsufficientState(channel) => {
+                let server_side = self.subs.get(&channel).is_some_and(|s| s.server_side);
+                if server_side {
+                    self.close(Disconnect::INSUFFICIENT_STATE);
+                } else {
+                    self.unsubscribe_with_push(
+                        &channel,
+                        gyre_protocol::codes::unsubscribe::INSUFFICIENT_STATE,
+                        "insufficient state",
+                    );
+                }
+            }
+        }
+    }
+
+    /// Takes whatever else is queued, up to one frame's worth.
+    fn drain(&mut self, rx: &mut UnboundedReceiver<Outbound>) {
+        while self.out.len() < MAX_FRAME_BYTES && self.closing.is_none() {
+            match rx.try_recv() {
+                Ok(message) => self.on_outbound(message),
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn write<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), tokio_websockets::Error>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let frame = self.out.split().freeze();
+        let message = match self.protocol {
+            Protocol::Json => Message::text(frame),
+            Protocol::Protobuf => Message::binary(frame),
+        };
+        let timeout = self.node.config.websocket.write_timeout.0;
+        let result = if timeout.is_zero() {
+            ws.send(message).await
+        } else {
+            match tokio::time::timeout(timeout, ws.send(message)).await {
+                Ok(result) => result,
+                Err(_) => Err(tokio_websockets::Error::Io(
+                    std::io::ErrorKind::TimedOut.into(),
+                )),
+            }
+        };
+        self.handle.release(std::mem::take(&mut self.out_queued));
+        result
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        if !self.connected {
+            return self.stale_at;
+        }
+        let grace = self.node.config.client.expired_close_delay.0.as_secs() as i64;
+        let sub_grace = self.node.config.client.expired_sub_close_delay.0.as_secs() as i64;
+        let conn = self.expire_at.map(|at| at + grace);
+        let sub = self
+            .subs
+            .values()
+            .filter_map(|s| s.expire_at)
+            .min()
+            .map(|at| at + sub_grace);
+        let at = match (conn, sub) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let now = unix_now();
+        Some(Instant::now() + std::time::Duration::from_secs(at.saturating_sub(now).max(0) as u64))
+    }
+
+    fn on_deadline(&mut self) {
+        if !self.connected {
+            self.close(Disconnect::STALE);
+            return;
+        }
+        let now = unix_now();
+        let grace = self.node.config.client.expired_close_delay.0.as_secs() as i64;
+        if self.expire_at.is_some_and(|at| at + grace <= now) {
+            self.close(Disconnect::EXPIRED);
+            return;
+        }
+        let sub_grace = self.node.config.client.expired_sub_close_delay.0.as_secs() as i64;
+        let expired: Vec<(String, bool)> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| s.expire_at.is_some_and(|at| at + sub_grace <= now))
+            .map(|(c, s)| (c.clone(), s.server_side))
+            .collect();
+        for (channel, server_side) in expired {
+            if server_side {
+                self.close(Disconnect::SUBSCRIPTION_EXPIRED);
+                return;
+            }
+            self.unsubscribe_with_push(
+                &channel,
+                gyre_protocol::codes::unsubscribe::EXPIRED,
+                "subscription expired",
+            );
+        }
+    }
+
+    /// Leaves every channel and forgets the session.
+    fn cleanup(&mut self) {
+        let subs: Vec<String> = self.subs.keys().cloned().collect();
+        for channel in subs {
+            self.remove_subscription(&channel);
+        }
+        if self.connected {
+            self.node.hub.remove_session(&self.handle);
+        }
+        self.handle
+            .disconnect(Disconnect::new(3000, "connection closed"));
+    }
+}

@@ -1,0 +1,338 @@
+//! Subscriptions: permission checks, the subscribe algorithm with positioning and recovery,
+//! fossil delta negotiation, join/leave and presence, and unsubscribing.
+
+use bytes::Bytes;
+use gyre_auth::{ChannelOverride, TokenError};
+use gyre_protocol::{
+    Disconnect, ErrorCode, ProtocolError, Publication, Push, Reply, Subscribe, SubscribeRequest,
+    SubscribeResult, Unsubscribe,
+};
+
+use super::commands::Access;
+use super::{Session, SubState};
+use crate::engine::HistoryFilter;
+use crate::hub::{self, Subscriber};
+use crate::node::{Node, unix_now};
+
+/// Everything the subscribe algorithm needs, whoever asked for the subscription.
+#[derive(Debug, Default)]
+pub(super) struct SubscribeParams {
+    pub channel: String,
+    pub recover: bool,
+    pub offset: u64,
+    pub epoch: String,
+    pub positioned: bool,
+    pub recoverable: bool,
+    pub join_leave: bool,
+    pub delta: bool,
+    pub reject_unrecoverable: bool,
+    pub chan_info: Bytes,
+    pub data: Bytes,
+    pub expire_at: Option<i64>,
+    pub overrides: ChannelOverride,
+    pub server_side: bool,
+    pub history_access: bool,
+}
+
+type Outcome<T> = Result<T, ProtocolError>;
+
+impl Session {
+    /// The client's subscribe command.
+    pub(super) fn handle_subscribe(&mut self, req: SubscribeRequest) -> Outcome<SubscribeResult> {
+        let channel = req.channel.clone();
+        if channel.is_empty() {
+            return Err(Disconnect::BAD_REQUEST.into());
+        }
+        if channel.len() > self.node.config.channel.max_length {
+            return Err(ErrorCode::BadRequest.into());
+        }
+        if self.subs.contains_key(&channel) {
+            return Err(ErrorCode::AlreadySubscribed.into());
+        }
+        if self.subs.len() >= self.node.config.client.channel_limit {
+            return Err(ErrorCode::LimitExceeded.into());
+        }
+        match req.delta.as_str() {
+            "" | "fossil" => {}
+            _ => return Err(Disconnect::BAD_REQUEST.into()),
+        }
+        let node = self.node.clone();
+        let resolved = node.channel(&channel)?;
+        let options = resolved.options;
+        let mut params = SubscribeParams {
+            channel: channel.clone(),
+            recover: req.recover,
+            offset: req.offset,
+            epoch: req.epoch.clone(),
+            positioned: req.positioned,
+            recoverable: req.recoverable,
+            join_leave: req.join_leave,
+            delta: req.delta == "fossil",
+            reject_unrecoverable: req.flag & 2 != 0,
+            history_access: self.allowed(Access::History, &channel, options),
+            ..Default::default()
+        };
+        if !req.token.is_empty() {
+            let Some(verifier) = node.subscribe_verifier.as_ref() else {
+                return Err(ErrorCode::PermissionDenied.into());
+            };
+            let claims = match verifier.verify_subscribe(&req.token, unix_now()) {
+                Ok(claims) => claims,
+                Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
+                Err(err) => {
+                    tracing::debug!(client = %self.handle.client, "invalid subscription token: {err}");
+                    return Err(ErrorCode::PermissionDenied.into());
+                }
+            };
+            if claims.channel != channel
+                || claims.user != *self.user
+                || (!claims.client.is_empty() && claims.client != *self.handle.client)
+            {
+                return Err(Disconnect::INVALID_TOKEN.into());
+            }
+            if claims.expire_at.is_some_and(|at| at <= unix_now()) {
+                return Err(ErrorCode::TokenExpired.into());
+            }
+            params.chan_info = claims.info.map(Bytes::from).unwrap_or_default();
+            params.data = claims.data.map(Bytes::from).unwrap_or_default();
+            params.expire_at = claims.expire_at;
+            params.overrides = claims.override_;
+        } else if resolved.private {
+            return Err(ErrorCode::PermissionDenied.into());
+        } else {
+            let user_limited = options.allow_user_limited_channels
+                && node.config.user_allowed_in_channel(&channel, &self.user);
+            let by_namespace = options.allow_subscribe_for_client
+                && (!self.user.is_empty() || options.allow_subscribe_for_anonymous);
+            if !(user_limited || by_namespace || node.config.client.insecure) {
+                return Err(ErrorCode::PermissionDenied.into());
+            }
+        }
+        self.subscribe_channel(params)
+    }
+
+    /// The subscribe algorithm shared by client-side and server-side subscriptions.
+    pub(super) fn subscribe_channel(&mut self, p: SubscribeParams) -> Outcome<SubscribeResult> {
+        let node = self.node.clone();
+        let resolved = node.channel(&p.channel)?;
+        let o = resolved.options;
+        let stream = Node::stream_options(&resolved);
+        let presence = p.overrides.presence.unwrap_or(o.presence);
+        let emit_join_leave = p.overrides.join_leave.unwrap_or(o.join_leave);
+        let push_join_leave = p
+            .overrides
+            .force_push_join_leave
+            .unwrap_or(o.force_push_join_leave)
+            || (p.join_leave && emit_join_leave);
+        let history = stream.enabled();
+        let recoverable = history
+            && (p.overrides.force_recovery.unwrap_or(o.force_recovery)
+                || (p.recoverable && (o.allow_recovery || p.history_access)));
+        let positioned = history
+            && (recoverable
+                || p.overrides.force_positioning.unwrap_or(o.force_positioning)
+                || (p.positioned && (o.allow_positioning || p.history_access)));
+        let delta = p.delta && o.allowed_delta_types.iter().any(|t| t == "fossil");
+        let cache_mode = o.force_recovery_mode == "cache";
+
+        let mut result = SubscribeResult {
+            recoverable,
+            positioned,
+            delta,
+            data: p.data.clone(),
+            ..Default::default()
+        };
+        if let Some(at) = p.expire_at {
+            result.expires = true;
+            result.ttl = at.saturating_sub(unix_now()).max(0) as u32;
+        }
+        // The stream lock covers reading history and joining the hub, so no publication
+        // falls between the two and none is delivered twice.
+        let mut lock = node.streams.lock(&p.channel);
+        let mut recovered_pubs: Vec<Publication> = Vec::new();
+        if positioned {
+            let was_recovering = recoverable && p.recover;
+            if was_recovering {
+                let max = node.config.client.recovery_max_publication_limit;
+                let filter = if cache_mode {
+                    HistoryFilter {
+                        since: None,
+                        limit: Some(1),
+                        reverse: true,
+                    }
+                } else {
+                    HistoryFilter {
+                        since: Some(p.offset),
+                        limit: (max > 0).then_some(max),
+                        reverse: false,
+                    }
+                };
+                let h = lock.read(&filter, &stream);
+                let same_epoch = p.epoch.is_empty() || p.epoch == h.epoch;
+                let recovered = if cache_mode {
+                    same_epoch || !h.publications.is_empty()
+                } else {
+                    same_epoch
+                        && match (h.publications.first(), h.publications.last()) {
+                            (None, _) | (_, None) => h.offset == p.offset,
+                            (Some(first), Some(last)) => {
+                                first.offset == p.offset + 1 && last.offset == h.offset
+                            }
+                        }
+                };
+                if !recovered && p.reject_unrecoverable {
+                    return Err(ErrorCode::UnrecoverablePosition.into());
+                }
+                result.epoch = h.epoch;
+                result.was_recovering = true;
+                result.recovered = recovered;
+                if recovered {
+                    let cached_top = cache_mode && p.offset == h.offset && same_epoch;
+                    recovered_pubs = if cached_top {
+                        Vec::new()
+                    } else {
+                        h.publications
+                    };
+                    result.offset = if cache_mode { h.offset } else { p.offset };
+                    if let Some(last) = recovered_pubs.last() {
+                        result.offset = result.offset.max(last.offset);
+                    }
+                } else {
+                    result.offset = h.offset;
+                }
+            } else {
+                let h = lock.read(
+                    &HistoryFilter {
+                        limit: Some(0),
+                        ..Default::default()
+                    },
+                    &stream,
+                );
+                result.epoch = h.epoch;
+                result.offset = h.offset;
+            }
+        }
+        node.hub.subscribe(
+            &p.channel,
+            Subscriber {
+                handle: self.handle.clone(),
+                delta,
+                has_delta_base: delta && !recovered_pubs.is_empty(),
+                join_leave: push_join_leave,
+            },
+        );
+        drop(lock);
+        result.publications = if delta {
+            delta_encode(&recovered_pubs, self.protocol)
+        } else {
+            recovered_pubs
+        };
+        let info = self.info(p.chan_info.clone());
+        self.subs.insert(
+            p.channel.clone(),
+            SubState {
+                presence,
+                join_leave: emit_join_leave,
+                chan_info: p.chan_info,
+                expire_at: p.expire_at,
+                server_side: p.server_side,
+            },
+        );
+        node.join(&p.channel, &info, presence, emit_join_leave);
+        Ok(result)
+    }
+
+    /// Removes a subscription: leaves the hub, presence and announces the leave.
+    pub(super) fn remove_subscription(&mut self, channel: &str) -> bool {
+        let Some(state) = self.subs.remove(channel) else {
+            return false;
+        };
+        self.node.hub.unsubscribe(channel, &self.handle.client);
+        let info = self.info(state.chan_info);
+        self.node
+            .leave(channel, &info, state.presence, state.join_leave);
+        true
+    }
+
+    /// Ends a subscription on the server's initiative and tells the client why.
+    pub(super) fn unsubscribe_with_push(&mut self, channel: &str, code: u32, reason: &str) {
+        if self.remove_subscription(channel) {
+            let push = Push {
+                channel: channel.to_owned(),
+                unsubscribe: Some(Unsubscribe {
+                    code,
+                    reason: reason.to_owned(),
+                }),
+                ..Default::default()
+            };
+            self.push_reply(&Reply {
+                push: Some(push),
+                ..Default::default()
+            });
+        }
+    }
+
+    /// A server API subscribe: subscribes the connection and sends a subscribe push.
+    pub(super) fn server_subscribe(&mut self, req: crate::api::types::SubscribeRequest) {
+        if self.subs.contains_key(&req.channel) {
+            return;
+        }
+        if self.subs.len() >= self.node.config.client.channel_limit {
+            self.close(Disconnect::CHANNEL_LIMIT);
+            return;
+        }
+        let since = req.recover_since.clone();
+        let params = SubscribeParams {
+            channel: req.channel.clone(),
+            recover: since.is_some(),
+            offset: since.as_ref().map_or(0, |s| s.offset),
+            epoch: since.map(|s| s.epoch).unwrap_or_default(),
+            chan_info: req.info.clone(),
+            data: req.data.clone(),
+            expire_at: (req.expire_at > 0).then_some(req.expire_at),
+            overrides: req.overrides(),
+            server_side: true,
+            ..Default::default()
+        };
+        match self.subscribe_channel(params) {
+            Ok(result) => {
+                let push = Push {
+                    channel: req.channel,
+                    subscribe: Some(Subscribe {
+                        recoverable: result.recoverable,
+                        epoch: result.epoch,
+                        offset: result.offset,
+                        positioned: result.positioned,
+                        data: result.data,
+                    }),
+                    ..Default::default()
+                };
+                self.push_reply(&Reply {
+                    push: Some(push),
+                    ..Default::default()
+                });
+            }
+            Err(err) => {
+                tracing::debug!(client = %self.handle.client, "server subscribe failed: {err:?}");
+            }
+        }
+    }
+}
+
+/// Recovered publications for a delta subscriber: the first in full, the rest as patches.
+fn delta_encode(
+    publications: &[Publication],
+    protocol: gyre_protocol::Protocol,
+) -> Vec<Publication> {
+    let mut out = Vec::with_capacity(publications.len());
+    let mut previous: Option<&Bytes> = None;
+    for publication in publications {
+        let encoded = match previous.and_then(|prev| crate::delta::patch(prev, &publication.data)) {
+            Some(patch) => hub::delta_publication(publication, &patch, protocol),
+            None => hub::full_for_delta(publication, protocol),
+        };
+        out.push(encoded);
+        previous = Some(&publication.data);
+    }
+    out
+}
