@@ -1,0 +1,212 @@
+//! Test support: starts the real `gyre serve` binary on a free loopback port with a given
+//! config, talks to its HTTP API, and locates the project-local client installs.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// The HMAC secret used by test configs.
+pub const SECRET: &str = "test-secret";
+/// The API key used by test configs.
+pub const API_KEY: &str = "test-api-key";
+
+/// A running `gyre serve` process, killed on drop.
+pub struct Gyre {
+    child: Child,
+    /// `127.0.0.1:<port>`.
+    pub addr: String,
+    config_path: PathBuf,
+}
+
+/// Repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+/// A config with the test secret, API key and a loopback address on a free port; `extra` is
+/// merged over it (objects deep-merged).
+pub fn config(extra: Value) -> Value {
+    let mut base = json!({
+        "http_server": { "address": "127.0.0.1", "port": 0 },
+        "client": { "token": { "hmac_secret_key": SECRET } },
+        "http_api": { "key": API_KEY },
+        "log": { "level": "debug" },
+    });
+    merge(&mut base, extra);
+    base
+}
+
+fn merge(base: &mut Value, extra: Value) {
+    match (base, extra) {
+        (Value::Object(b), Value::Object(e)) => {
+            for (k, v) in e {
+                merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, e) => *b = e,
+    }
+}
+
+impl Gyre {
+    /// Starts `gyre serve` with `config` (see [`config`]) and waits until it listens.
+    pub fn start(config: &Value) -> Self {
+        let dir = std::env::temp_dir().join(format!("gyre-test-{}", uuid_like()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, config.to_string()).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_path)
+            .env("GYRE_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn gyre");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        let mut addr = None;
+        for _ in 0..20 {
+            line.clear();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Some(a) = line.trim().strip_prefix("listening on ") {
+                let port = a.rsplit(':').next().expect("port");
+                addr = Some(format!("127.0.0.1:{port}"));
+                break;
+            }
+        }
+        let addr = addr.expect("gyre did not report its address");
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink);
+        });
+        Self { child, addr, config_path }
+    }
+
+    /// WebSocket endpoint URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/connection/websocket", self.addr)
+    }
+
+    /// Base URL of the server API (`http://addr/api`).
+    pub fn api_base(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// Calls a server API method with the test key; returns (status, body as JSON or Null).
+    pub fn api_raw(&self, method: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        http_post(&self.addr, &format!("/api/{method}"), &body.to_string(), headers)
+    }
+
+    /// Calls a server API method with the test key and returns its `result`, panicking on error.
+    pub fn api(&self, method: &str, body: Value) -> Value {
+        let (status, reply) = self.api_raw(method, &body, &[("X-API-Key", API_KEY)]);
+        assert_eq!(status, 200, "api {method} status");
+        assert!(reply.get("error").is_none(), "api {method} error: {reply}");
+        reply["result"].clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; returns whether it exited in time.
+    pub fn terminate(&mut self) -> bool {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+}
+
+impl Drop for Gyre {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(dir) = self.config_path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A minimal HTTP/1.1 POST over loopback; returns (status, JSON body or Null).
+pub fn http_post(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    let mut stream = TcpStream::connect(addr).expect("connect api");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).expect("write request");
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, tail)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || tail.len() < n {
+            break;
+        }
+        out.push_str(&tail[..n]);
+        rest = tail[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Mints an HS256 token with the test secret.
+pub fn token(claims: Value) -> String {
+    gyre_auth::sign_hs256(SECRET, &claims).expect("sign")
+}
+
+/// Current unix time.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64
+}
+
+/// `conformance/js` (scenarios, with npm `centrifuge` and `ws` installed by `scripts/test.sh`).
+pub fn node_deps() -> PathBuf {
+    let dir = repo_root().join("conformance/js");
+    assert!(
+        dir.join("node_modules/centrifuge").exists(),
+        "npm centrifuge is not installed in conformance/js: run scripts/install-test-deps.sh"
+    );
+    dir
+}
+
+/// `.deps/python` (PyPI `centrifuge-python`), installed by `scripts/test.sh`.
+pub fn python_deps() -> PathBuf {
+    let dir = repo_root().join(".deps/python");
+    assert!(dir.join("centrifuge").exists(), "centrifuge-python is not installed in .deps/python: run scripts/install-test-deps.sh");
+    dir
+}

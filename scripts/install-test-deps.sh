@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the real Centrifugo clients the conformance tests drive, into project-local folders:
+#   conformance/js/node_modules  npm `centrifuge` (v5) and `ws`, from conformance/js/package-lock.json
+#   .deps/python                 PyPI `centrifuge-python`, from conformance/python/requirements.txt
+# Re-running is cheap: each install is skipped when its lock file has not changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stamp_ok() { [[ -f "$1" ]] && [[ "$(cat "$1")" == "$2" ]]; }
+
+js_lock=$(sha256sum conformance/js/package.json conformance/js/package-lock.json 2>/dev/null | sha256sum | cut -d' ' -f1)
+if ! stamp_ok conformance/js/node_modules/.gyre-stamp "$js_lock"; then
+  echo "installing npm test clients into conformance/js/node_modules"
+  (cd conformance/js && npm ci --no-audit --no-fund --loglevel=error)
+  echo "$js_lock" > conformance/js/node_modules/.gyre-stamp
+fi
+
+py_lock=$(sha256sum conformance/python/requirements.txt | cut -d' ' -f1)
+if ! stamp_ok .deps/python/.gyre-stamp "$py_lock"; then
+  echo "installing centrifuge-python into .deps/python"
+  rm -rf .deps/python
+  python3 -m pip install --quiet --disable-pip-version-check --target .deps/python -r conformance/python/requirements.txt
+  echo "$py_lock" > .deps/python/.gyre-stamp
+fi
