@@ -290,6 +290,14 @@ fn apply_env(
                 continue;
             };
             match table.by_env.get(&suffix.to_ascii_uppercase()) {
+                // A variable names a leaf key; one naming a whole section is not a setting
+                // (e.g. GYRE_LOG, which tools use for log filters).
+                Some((_, Kind::Object)) if prefix == ENV_PREFIXES[0] => {
+                    warnings.push(format!(
+                        "environment variable \"{name}\" names a section, ignored"
+                    ));
+                }
+                Some((_, Kind::Object)) => {}
                 Some((path, kind)) => set_path(tree, path, coerce(raw, *kind)),
                 None if prefix == ENV_PREFIXES[0] => {
                     warnings.push(format!("unknown environment variable \"{name}\""));

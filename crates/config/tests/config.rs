@@ -489,3 +489,22 @@ fn centrifuge_js_test_config_loads() {
     assert!(again.warnings.is_empty(), "{:?}", again.warnings);
     assert_eq!(&again.config, c);
 }
+
+#[test]
+fn env_variable_naming_a_section_is_ignored() {
+    let env = vec![
+        ("GYRE_LOG".to_owned(), "warn".to_owned()),
+        ("CENTRIFUGO_CLIENT".to_owned(), "x".to_owned()),
+        ("GYRE_LOG_LEVEL".to_owned(), "debug".to_owned()),
+    ];
+    let loaded = gyre_config::load(None, &env, &[]).expect("loads");
+    assert_eq!(loaded.config.log.level, "debug");
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.contains("CENTRIFUGO_CLIENT")),
+        "{:?}",
+        loaded.warnings
+    );
+}

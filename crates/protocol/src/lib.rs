@@ -13,6 +13,7 @@
 
 pub mod codec;
 pub mod codes;
+mod connect_result;
 pub mod raw;
 pub mod types;
 

@@ -470,51 +470,44 @@ pub struct ConnectRequest {
 }
 
 /// Connect result.
-#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
+///
+/// Its Protobuf encoding is written by hand (in the `connect_result` module) so that every
+/// entry of `subs` carries its value even when it is an empty `SubscribeResult`, as upstream
+/// writes it; clients fail on entries without a value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConnectResult {
     /// Client (connection) id.
-    #[prost(string, tag = "1")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub client: String,
     /// Server version.
-    #[prost(string, tag = "2")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub version: String,
     /// True when the client must refresh its token before `ttl` runs out.
-    #[prost(bool, tag = "3")]
     #[serde(skip_serializing_if = "is_false")]
     pub expires: bool,
     /// Seconds until the connection expires.
-    #[prost(uint32, tag = "4")]
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub ttl: u32,
     /// Connect data.
-    #[prost(bytes = "bytes", tag = "5")]
     #[serde(with = "crate::raw", skip_serializing_if = "Bytes::is_empty")]
     pub data: Bytes,
     /// Server-side subscriptions.
-    #[prost(map = "string, message", tag = "6")]
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub subs: HashMap<String, SubscribeResult>,
     /// Ping interval in seconds.
-    #[prost(uint32, tag = "7")]
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub ping: u32,
     /// Client must answer pings with pongs.
-    #[prost(bool, tag = "8")]
     #[serde(skip_serializing_if = "is_false")]
     pub pong: bool,
     /// Session id (emulation transports).
-    #[prost(string, tag = "9")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub session: String,
     /// Node id (emulation transports).
-    #[prost(string, tag = "10")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub node: String,
     /// Server time, unix ms.
-    #[prost(int64, tag = "11")]
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub time: i64,
 }

@@ -27,6 +27,10 @@ use crate::outbound::{Control, Outbound, SessionHandle};
 /// A frame is written once this many bytes are pending, even if more is queued.
 const MAX_FRAME_BYTES: usize = 64 * 1024;
 
+/// How long a closing connection may take at least to accept its close frame (the configured
+/// write timeout applies when it is longer).
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// State of one subscription of the session.
 #[derive(Debug, Clone, Default)]
 struct SubState {
@@ -84,6 +88,7 @@ where
         stale_at: (!stale.is_zero()).then(|| Instant::now() + stale),
     };
     let shutdown = node.shutdown.clone();
+    let close_timeout = CLOSE_TIMEOUT.max(node.config.websocket.write_timeout.0);
     loop {
         let deadline = session.next_deadline();
         tokio::select! {
@@ -97,6 +102,8 @@ where
                 Some(Ok(message)) => session.on_message(&message).await,
                 Some(Err(err)) => {
                     tracing::debug!(client = %session.handle.client, "websocket read error: {err}");
+                    // Flush the close frame the codec queued (1009 for an oversized message).
+                    let _ = tokio::time::timeout(close_timeout, ws.close()).await;
                     break;
                 }
                 None => break,

@@ -193,10 +193,9 @@ impl Session {
                     } else {
                         h.publications
                     };
-                    result.offset = if cache_mode { h.offset } else { p.offset };
-                    if let Some(last) = recovered_pubs.last() {
-                        result.offset = result.offset.max(last.offset);
-                    }
+                    // Upstream answers the client's own offset: the client advances its
+                    // position by processing the recovered publications.
+                    result.offset = p.offset;
                 } else {
                     result.offset = h.offset;
                 }

@@ -2,6 +2,8 @@
 //! config, talks to its HTTP API, and locates the project-local client installs.
 #![allow(dead_code)]
 
+pub mod raw;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,10 @@ pub struct Gyre {
 
 /// Repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root")
 }
 
 /// A config with the test secret, API key and a loopback address on a free port; `extra` is
@@ -35,7 +40,6 @@ pub fn config(extra: Value) -> Value {
         "http_server": { "address": "127.0.0.1", "port": 0 },
         "client": { "token": { "hmac_secret_key": SECRET } },
         "http_api": { "key": API_KEY },
-        "log": { "level": "debug" },
     });
     merge(&mut base, extra);
     base
@@ -63,7 +67,7 @@ impl Gyre {
             .arg("serve")
             .arg("--config")
             .arg(&config_path)
-            .env("GYRE_LOG", "warn")
+            .env("GYRE_LOG_LEVEL", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -88,7 +92,11 @@ impl Gyre {
             let mut sink = Vec::new();
             let _ = reader.read_to_end(&mut sink);
         });
-        Self { child, addr, config_path }
+        Self {
+            child,
+            addr,
+            config_path,
+        }
     }
 
     /// WebSocket endpoint URL.
@@ -103,7 +111,12 @@ impl Gyre {
 
     /// Calls a server API method with the test key; returns (status, body as JSON or Null).
     pub fn api_raw(&self, method: &str, body: &Value, headers: &[(&str, &str)]) -> (u16, Value) {
-        http_post(&self.addr, &format!("/api/{method}"), &body.to_string(), headers)
+        http_post(
+            &self.addr,
+            &format!("/api/{method}"),
+            &body.to_string(),
+            headers,
+        )
     }
 
     /// Calls a server API method with the test key and returns its `result`, panicking on error.
@@ -116,7 +129,10 @@ impl Gyre {
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited in time.
     pub fn terminate(&mut self) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         for _ in 0..100 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return true;
@@ -140,13 +156,19 @@ impl Drop for Gyre {
 fn uuid_like() -> String {
     use std::sync::atomic::{AtomicUsize, Ordering};
     static N: AtomicUsize = AtomicUsize::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A minimal HTTP/1.1 POST over loopback; returns (status, JSON body or Null).
 pub fn http_post(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
     let mut stream = TcpStream::connect(addr).expect("connect api");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     let mut req = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -160,9 +182,16 @@ pub fn http_post(addr: &str, path: &str, body: &str, headers: &[(&str, &str)]) -
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status: u16 = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).expect("status");
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         dechunk(body)
     } else {
         body.to_owned()
@@ -191,7 +220,10 @@ pub fn token(claims: Value) -> String {
 
 /// Current unix time.
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64
 }
 
 /// `conformance/js` (scenarios, with npm `centrifuge` and `ws` installed by `scripts/test.sh`).
@@ -207,6 +239,9 @@ pub fn node_deps() -> PathBuf {
 /// `.deps/python` (PyPI `centrifuge-python`), installed by `scripts/test.sh`.
 pub fn python_deps() -> PathBuf {
     let dir = repo_root().join(".deps/python");
-    assert!(dir.join("centrifuge").exists(), "centrifuge-python is not installed in .deps/python: run scripts/install-test-deps.sh");
+    assert!(
+        dir.join("centrifuge").exists(),
+        "centrifuge-python is not installed in .deps/python: run scripts/install-test-deps.sh"
+    );
     dir
 }

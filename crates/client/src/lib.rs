@@ -1,0 +1,90 @@
+//! Rust client SDK for Gyre and Centrifugo (client protocol v2, JSON or Protobuf over
+//! WebSocket).
+//!
+//! # Quickstart
+//!
+//! ```no_run
+//! use gyre_client::{ClientOptions, SubscriptionEvent, SubscriptionOptions};
+//!
+//! # async fn run() -> Result<(), gyre_client::Error> {
+//! let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket").build()?;
+//! let sub = client.new_subscription("news", SubscriptionOptions::new())?;
+//! let mut events = sub.events(); // a bounded, ordered stream of subscription events
+//! sub.subscribe(); // fine before connect: sent right after the connect reply
+//! client.connect(); // returns at once; the client reconnects with backoff on its own
+//! sub.ready(None).await?; // wait until subscribed (operation timeout)
+//! sub.publish(&br#"{"text":"hello"}"#[..]).await?;
+//! while let Some(event) = events.recv().await {
+//!     if let SubscriptionEvent::Publication(p) = event {
+//!         println!("{}", String::from_utf8_lossy(&p.data));
+//!     }
+//! }
+//! client.close().await; // no task keeps running after this
+//! # Ok(()) }
+//! ```
+//!
+//! # Design
+//!
+//! - [`core`] is a sans-IO state machine holding every protocol rule: client and
+//!   subscription states, reconnect and resubscribe backoff (full jitter, seeded RNG),
+//!   pending calls, ping/pong, token refresh, recovery, fossil deltas and server-side
+//!   subscriptions. It takes inputs with the current time and queues outputs; it is tested
+//!   by a deterministic simulation (`tests/simulation.rs`).
+//! - One tokio task owns the WebSocket (tokio-websockets; subprotocol `centrifuge-protobuf`
+//!   for Protobuf), runs the single core timer, calls the async token callbacks and delivers
+//!   events. [`Client`] and [`Subscription`] are cheap clonable handles talking to it.
+//! - **Events** are delivered through [`EventStream`]s ([`Client::events`],
+//!   [`Subscription::events`]): ordered, bounded (capacity set with
+//!   [`ClientOptions::event_capacity`]) and never blocking the client. A stream that falls
+//!   behind loses the newest events and receives `Lagged { missed }` first. Register streams
+//!   before `connect`/`subscribe` to see every state change. Handle states are also
+//!   readable at any time with [`Client::state`] and [`Subscription::state`].
+//! - Dropping every `Client` and `Subscription` handle closes the client and ends the task.
+//! - `wss://` needs a TLS feature of tokio-websockets, which this crate does not enable.
+//!
+//! # The Centrifugo client API, point by point
+//!
+//! | Spec point | Rust form |
+//! |---|---|
+//! | states `disconnected`/`connecting`/`connected`/`closed` | [`State`], [`Client::state`], [`ClientEvent::Connecting`]/[`Connected`](ClientEvent::Connected)/[`Disconnected`](ClientEvent::Disconnected)/[`Closed`](ClientEvent::Closed) with `code` and `reason` |
+//! | new client starts `disconnected`; `connect()` → `connecting` → `connected` | [`ClientOptions::build`], [`Client::connect`], [`Client::ready`] |
+//! | reconnect with exponential backoff and jitter | [`ClientOptions::reconnect_delay`] (500 ms – 20 s), [`core::backoff`] |
+//! | lost connection → `connecting`; terminal condition → `disconnected` | disconnect codes: reconnect iff `code < 3500 \|\| code >= 5000 \|\| 4000..4500` |
+//! | `error` event | [`ClientEvent::Error`], [`SubscriptionEvent::Error`] |
+//! | `disconnect()`, `close()` (subscriptions → `unsubscribed`, unusable after) | [`Client::disconnect`], [`Client::close`] |
+//! | options: token, connect data, timeout, backoff, max server ping delay, headers, name/version | [`ClientOptions::token`], [`data`](ClientOptions::data), [`timeout`](ClientOptions::timeout), [`reconnect_delay`](ClientOptions::reconnect_delay), [`max_server_ping_delay`](ClientOptions::max_server_ping_delay), [`header`](ClientOptions::header), [`name`](ClientOptions::name)/[`version`](ClientOptions::version), [`protocol`](ClientOptions::protocol) |
+//! | methods `send(data)`, `rpc(method, data)` | [`Client::send_message`], [`Client::rpc`] |
+//! | connection token refresh via callback; empty → `disconnected`; error → retry after jittered delay | [`ClientOptions::get_token`]: refreshed after the `ttl` of an expiring connection; `Ok("")` → `Disconnected { code: 1 }`; error 109 on connect → new token and reconnect |
+//! | PING/PONG; no ping for ping interval + delay → reconnect | pongs sent when the server asks (`pong: true`); `Connecting { code: 2, "no ping" }` |
+//! | subscription states `unsubscribed`/`subscribing`/`subscribed` | [`SubscriptionState`], [`Subscription::state`], [`SubscriptionEvent`] |
+//! | `newSubscription` (duplicate → error), `getSubscription`, `removeSubscription`, `subscriptions` | [`Client::new_subscription`] ([`Error::DuplicateSubscription`]), [`Client::get_subscription`], [`Client::remove_subscription`], [`Client::subscriptions`] |
+//! | subscribe errors: temporary → resubscribe with backoff, otherwise `unsubscribed` | [`SubscriptionOptions::resubscribe_delay`]; 109 → new token and resubscribe |
+//! | transport lost → `subscribing`, resubscribe on reconnect | `Subscribing { code: 1, "transport closed" }` |
+//! | `unsubscribe()` keeps the registry entry and the stream position | [`Subscription::unsubscribe`], [`Subscription::subscribe`] |
+//! | server unsubscribe push: code ≥ 2500 resubscribes, else `unsubscribed` | handled in [`core`] |
+//! | publication context: data, offset, tags, info | [`Publication`] |
+//! | subscribe before connect | [`Subscription::subscribe`] then [`Client::connect`] |
+//! | recovery state; `wasRecovering`/`recovered` in `subscribed` | [`SubscriptionOptions::recoverable`]/[`positioned`](SubscriptionOptions::positioned)/[`since`](SubscriptionOptions::since); [`SubscribedContext`] |
+//! | subscription options: token, data, resubscribe backoff | [`SubscriptionOptions::token`], [`get_token`](SubscriptionOptions::get_token), [`data`](SubscriptionOptions::data), [`resubscribe_delay`](SubscriptionOptions::resubscribe_delay), [`delta`](SubscriptionOptions::delta), [`join_leave`](SubscriptionOptions::join_leave) |
+//! | subscription methods `publish`, `history`, `presence`, `presenceStats` | [`Subscription::publish`], [`history`](Subscription::history), [`presence`](Subscription::presence), [`presence_stats`](Subscription::presence_stats) (wait until subscribed) |
+//! | subscription token refresh; empty → `unsubscribed` | [`SubscriptionOptions::get_token`]; `sub_refresh` after `ttl`; `Unsubscribed { code: 1 }` |
+//! | join/leave (v2 API) | [`SubscriptionEvent::Join`]/[`Leave`](SubscriptionEvent::Leave) |
+//! | server-side subscriptions: `subscribed`/`subscribing`/`unsubscribed`/`publication` on the client | [`ClientEvent::Subscribed`], [`Subscribing`](ClientEvent::Subscribing), [`Unsubscribed`](ClientEvent::Unsubscribed), [`Publication`](ClientEvent::Publication), [`Join`](ClientEvent::Join)/[`Leave`](ClientEvent::Leave); positions sent back in the connect command for recovery |
+//! | client-level `publish`/`history`/`presence`/`presenceStats` by channel | [`Client::publish`], [`Client::history`], [`Client::presence`], [`Client::presence_stats`] |
+//! | async server messages | [`ClientEvent::Message`] |
+//! | calls while connecting wait or time out; don't rely on state | calls queue while `Connecting`, fail [`Error::Timeout`] after the operation timeout, [`Error::Disconnected`] when disconnected, [`Error::ConnectionClosed`] when the connection drops in flight |
+//! | callbacks must be fast | event streams are bounded and never block the client |
+
+#![warn(missing_docs)]
+
+mod client;
+pub mod core;
+mod error;
+pub mod event;
+mod options;
+mod transport;
+
+pub use client::{Client, EventStream, Subscription};
+pub use error::Error;
+pub use event::*;
+pub use options::{BoxError, ClientOptions, Protocol, SubscriptionOptions, TokenContext};

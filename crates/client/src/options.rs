@@ -1,0 +1,278 @@
+//! Client and subscription options (builders).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+pub use gyre_protocol::Protocol;
+
+use crate::core::{Config, SubConfig};
+use crate::event::StreamPosition;
+use crate::{Client, Error};
+
+/// Error type token callbacks may return.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a token callback is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenContext {
+    /// `None` for a connection token, the channel for a subscription token.
+    pub channel: Option<String>,
+}
+
+type TokenFuture = Pin<Box<dyn Future<Output = Result<String, BoxError>> + Send>>;
+pub(crate) type GetToken = Arc<dyn Fn(TokenContext) -> TokenFuture + Send + Sync>;
+
+fn boxed<F, Fut>(f: F) -> GetToken
+where
+    F: Fn(TokenContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+{
+    Arc::new(move |ctx| Box::pin(f(ctx)))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Options of a [`Client`]; build the client with [`ClientOptions::build`].
+///
+/// ```no_run
+/// # async fn f() -> Result<(), gyre_client::Error> {
+/// use std::time::Duration;
+/// use gyre_client::{ClientOptions, Protocol};
+///
+/// let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket")
+///     .protocol(Protocol::Protobuf)
+///     .token("JWT")
+///     .get_token(|_ctx| async { Ok("a fresh JWT".to_owned()) })
+///     .timeout(Duration::from_secs(3))
+///     .build()?;
+/// client.connect();
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientOptions {
+    pub(crate) url: String,
+    pub(crate) core: Config,
+    pub(crate) get_token: Option<GetToken>,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) event_capacity: usize,
+    pub(crate) seed: Option<u64>,
+}
+
+impl fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientOptions")
+            .field("url", &self.url)
+            .field("core", &self.core)
+            .field("get_token", &self.get_token.is_some())
+            .field("headers", &self.headers)
+            .field("event_capacity", &self.event_capacity)
+            .finish()
+    }
+}
+
+impl ClientOptions {
+    /// Options with the js SDK's defaults (JSON, 5 s timeout, reconnect 500 ms – 20 s,
+    /// 10 s max server ping delay) for a `ws://` endpoint.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            core: Config::default(),
+            get_token: None,
+            headers: Vec::new(),
+            event_capacity: 1024,
+            seed: None,
+        }
+    }
+
+    /// Connection token (JWT).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.core.token = token.into();
+        self
+    }
+
+    /// Async callback returning a connection token: called before connecting without a token,
+    /// after the server said the token expired, and to refresh an expiring connection.
+    /// Return `Ok("")` when the user may not connect (the client disconnects, code 1);
+    /// errors are retried after a jittered delay.
+    pub fn get_token<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TokenContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+    {
+        self.get_token = Some(boxed(f));
+        self.core.has_get_token = true;
+        self
+    }
+
+    /// Connect data sent with every connect command (JSON text in JSON mode).
+    pub fn data(mut self, data: impl Into<Bytes>) -> Self {
+        self.core.data = data.into();
+        self
+    }
+
+    /// Client name reported to the server.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.core.name = name.into();
+        self
+    }
+
+    /// Client version reported to the server.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.core.version = version.into();
+        self
+    }
+
+    /// Timeout of each operation: connect handshake, calls, subscribe (default 5 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.core.timeout = millis(timeout);
+        self
+    }
+
+    /// Reconnect backoff bounds (default 500 ms and 20 s).
+    pub fn reconnect_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.core.min_reconnect_delay = millis(min);
+        self.core.max_reconnect_delay = millis(max);
+        self
+    }
+
+    /// Extra time after the server's ping interval before the connection counts as broken
+    /// (default 10 s).
+    pub fn max_server_ping_delay(mut self, delay: Duration) -> Self {
+        self.core.max_server_ping_delay = millis(delay);
+        self
+    }
+
+    /// Adds a header to the WebSocket upgrade request.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// JSON (default) or Protobuf (subprotocol `centrifuge-protobuf`).
+    pub fn protocol(mut self, protocol: Protocol) -> Self {
+        self.core.protocol = protocol;
+        self
+    }
+
+    /// Capacity of each event stream; a stream that falls further behind loses events and
+    /// gets a `Lagged` event instead (default 1024).
+    pub fn event_capacity(mut self, capacity: usize) -> Self {
+        self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Seed of the backoff jitter RNG (random by default); for reproducible tests.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Validates the options and starts the client task (needs a tokio runtime). The client
+    /// starts `Disconnected`; call [`Client::connect`].
+    pub fn build(self) -> Result<Client, Error> {
+        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+            return Err(Error::Configuration(format!(
+                "URL must start with ws:// or wss://: {}",
+                self.url
+            )));
+        }
+        if self.core.protocol == Protocol::Json
+            && !self.core.data.is_empty()
+            && !gyre_protocol::raw::is_json(&self.core.data)
+        {
+            return Err(Error::InvalidData("connect data must be JSON".into()));
+        }
+        Client::start(self)
+    }
+}
+
+/// Options of a [`Subscription`](crate::Subscription).
+#[derive(Clone, Default)]
+pub struct SubscriptionOptions {
+    pub(crate) core: SubConfig,
+    pub(crate) get_token: Option<GetToken>,
+}
+
+impl fmt::Debug for SubscriptionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionOptions")
+            .field("core", &self.core)
+            .field("get_token", &self.get_token.is_some())
+            .finish()
+    }
+}
+
+impl SubscriptionOptions {
+    /// Defaults: no token, no recovery requests, resubscribe backoff 500 ms – 20 s.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Subscription token (JWT) for channels that need one.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.core.token = token.into();
+        self
+    }
+
+    /// Async callback returning a subscription token ([`TokenContext::channel`] is set).
+    /// `Ok("")` unsubscribes (code 1, unauthorized); errors are retried after a jittered
+    /// delay.
+    pub fn get_token<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TokenContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+    {
+        self.get_token = Some(boxed(f));
+        self.core.has_get_token = true;
+        self
+    }
+
+    /// Data attached to every subscribe request.
+    pub fn data(mut self, data: impl Into<Bytes>) -> Self {
+        self.core.data = data.into();
+        self
+    }
+
+    /// Ask for fossil delta compression of publications.
+    pub fn delta(mut self, on: bool) -> Self {
+        self.core.delta = on;
+        self
+    }
+
+    /// Resubscribe backoff bounds (default 500 ms and 20 s).
+    pub fn resubscribe_delay(mut self, min: Duration, max: Duration) -> Self {
+        self.core.min_resubscribe_delay = millis(min);
+        self.core.max_resubscribe_delay = millis(max);
+        self
+    }
+
+    /// Ask the server to make the stream recoverable (it must allow it).
+    pub fn recoverable(mut self, on: bool) -> Self {
+        self.core.recoverable = on;
+        self
+    }
+
+    /// Ask the server to track the stream position (it must allow it).
+    pub fn positioned(mut self, on: bool) -> Self {
+        self.core.positioned = on;
+        self
+    }
+
+    /// Ask for join/leave events (the server must allow it).
+    pub fn join_leave(mut self, on: bool) -> Self {
+        self.core.join_leave = on;
+        self
+    }
+
+    /// Recover from this position on the first subscribe.
+    pub fn since(mut self, position: StreamPosition) -> Self {
+        self.core.since = Some(position);
+        self
+    }
+}

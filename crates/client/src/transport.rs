@@ -1,0 +1,477 @@
+//! The thin tokio driver around [`Core`]: one task owns the WebSocket, the timers, the token
+//! callbacks and event delivery. Handles talk to it over an mpsc channel of [`Cmd`]s.
+//!
+//! Event delivery never blocks the task: each event stream is a bounded channel fed with
+//! `try_send`; a full stream loses events and is told how many with a `Lagged` event.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{SinkExt, StreamExt};
+use gyre_protocol::Protocol;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_websockets::{CloseCode, Limits, MaybeTlsStream, Message, WebSocketStream};
+
+use crate::Error;
+use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, TransportId};
+use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
+use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Reply = oneshot::Sender<Result<CallResult, Error>>;
+type TokenDone = (u64, Option<String>, Result<String, String>);
+type TokenFut = Pin<Box<dyn Future<Output = TokenDone> + Send>>;
+
+/// Largest WebSocket message accepted from the server.
+const MAX_MESSAGE: usize = 16 * 1024 * 1024;
+
+/// What a handle asks the task to do.
+pub(crate) enum Cmd {
+    Connect,
+    Disconnect,
+    Close(oneshot::Sender<()>),
+    NewSubscription(
+        String,
+        SubscriptionOptions,
+        watch::Sender<SubscriptionState>,
+    ),
+    RemoveSubscription(String),
+    Subscribe(String),
+    Unsubscribe(String),
+    Call(Scope, Request, Reply),
+    Ready(Option<String>, Reply),
+    ClientEvents(mpsc::Sender<ClientEvent>),
+    SubscriptionEvents(String, mpsc::Sender<SubscriptionEvent>),
+}
+
+trait Lag {
+    fn lagged(missed: u64) -> Self;
+}
+impl Lag for ClientEvent {
+    fn lagged(missed: u64) -> Self {
+        Self::Lagged { missed }
+    }
+}
+impl Lag for SubscriptionEvent {
+    fn lagged(missed: u64) -> Self {
+        Self::Lagged { missed }
+    }
+}
+
+struct Listener<T> {
+    tx: mpsc::Sender<T>,
+    missed: u64,
+}
+
+/// Delivers to every listener without blocking; drops closed listeners.
+fn deliver<T: Clone + Lag>(listeners: &mut Vec<Listener<T>>, ev: &T) {
+    listeners.retain_mut(|l| {
+        if l.missed > 0 {
+            match l.tx.try_send(T::lagged(l.missed)) {
+                Ok(()) => l.missed = 0,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    l.missed += 1;
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+        match l.tx.try_send(ev.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                l.missed += 1;
+                true
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    })
+}
+
+struct SubEntry {
+    get_token: Option<GetToken>,
+    state: watch::Sender<SubscriptionState>,
+    listeners: Vec<Listener<SubscriptionEvent>>,
+}
+
+struct Driver {
+    core: Core,
+    start: Instant,
+    url: String,
+    headers: Vec<(String, String)>,
+    get_token: Option<GetToken>,
+    state: watch::Sender<State>,
+    listeners: Vec<Listener<ClientEvent>>,
+    subs: HashMap<String, SubEntry>,
+    calls: BTreeMap<CallId, Reply>,
+    ws: Option<(TransportId, Ws)>,
+    opening: Option<(TransportId, JoinHandle<Result<Ws, Error>>)>,
+    tokens: FuturesUnordered<TokenFut>,
+    pending_removals: Vec<String>,
+    write_timeout: Duration,
+}
+
+/// Starts the driver task.
+pub(crate) fn spawn(
+    options: ClientOptions,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    state: watch::Sender<State>,
+) -> Result<(), Error> {
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| Error::Configuration("a tokio runtime is required".into()))?;
+    let seed = options.seed.unwrap_or_else(rand::random);
+    let driver = Driver {
+        write_timeout: Duration::from_millis(options.core.timeout.max(1)),
+        core: Core::new(options.core, seed),
+        start: Instant::now(),
+        url: options.url,
+        headers: options.headers,
+        get_token: options.get_token,
+        state,
+        listeners: Vec::new(),
+        subs: HashMap::new(),
+        calls: BTreeMap::new(),
+        ws: None,
+        opening: None,
+        tokens: FuturesUnordered::new(),
+        pending_removals: Vec::new(),
+    };
+    handle.spawn(driver.run(rx));
+    Ok(())
+}
+
+async fn open(
+    url: String,
+    headers: Vec<(String, String)>,
+    protocol: Protocol,
+) -> Result<Ws, Error> {
+    let t = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
+    let mut builder = tokio_websockets::ClientBuilder::new()
+        .uri(&url)
+        .map_err(|e| Error::Configuration(e.to_string()))?
+        .limits(Limits::default().max_payload_len(Some(MAX_MESSAGE)));
+    let mut all = headers;
+    if protocol == Protocol::Protobuf {
+        all.push((
+            "sec-websocket-protocol".into(),
+            "centrifuge-protobuf".into(),
+        ));
+    }
+    for (k, v) in all {
+        let name = http::HeaderName::try_from(k.as_str()).map_err(|e| t(&e))?;
+        let value = http::HeaderValue::try_from(v.as_str()).map_err(|e| t(&e))?;
+        builder = builder.add_header(name, value).map_err(|e| t(&e))?;
+    }
+    let (ws, _resp) = builder.connect().await.map_err(|e| t(&e))?;
+    Ok(ws)
+}
+
+async fn next_message(ws: &mut Option<(TransportId, Ws)>) -> Option<Result<Message, String>> {
+    match ws {
+        Some((_, ws)) => ws.next().await.map(|r| r.map_err(|e| e.to_string())),
+        None => std::future::pending().await,
+    }
+}
+
+async fn opened(
+    opening: &mut Option<(TransportId, JoinHandle<Result<Ws, Error>>)>,
+) -> Result<Ws, Error> {
+    match opening {
+        Some((_, h)) => match h.await {
+            Ok(r) => r,
+            Err(e) => Err(Error::Transport(e.to_string())),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+impl Driver {
+    fn now(&self) -> Millis {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut close_waiters: Vec<oneshot::Sender<()>> = Vec::new();
+        loop {
+            let deadline = self
+                .core
+                .next_deadline()
+                .map(|ms| self.start + Duration::from_millis(ms));
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Cmd::Close(done)) => {
+                        close_waiters.push(done);
+                        let now = self.now();
+                        self.core.close(now);
+                    }
+                    Some(cmd) => self.command(cmd),
+                    None => {
+                        let now = self.now();
+                        self.core.close(now);
+                    }
+                },
+                msg = next_message(&mut self.ws) => self.message(msg),
+                r = opened(&mut self.opening) => {
+                    let now = self.now();
+                    if let Some((id, _)) = self.opening.take() {
+                        match r {
+                            Ok(ws) => {
+                                self.ws = Some((id, ws));
+                                self.core.transport_opened(now, id);
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "websocket connect failed");
+                                self.core.transport_closed(now, id, None, &e.to_string());
+                            }
+                        }
+                    }
+                }
+                Some((id, channel, result)) = self.tokens.next(), if !self.tokens.is_empty() => {
+                    let now = self.now();
+                    match channel {
+                        None => self.core.connection_token(now, id, result),
+                        Some(ch) => self.core.subscription_token(now, id, &ch, result),
+                    }
+                }
+                () = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let now = self.now();
+                    self.core.handle_timeout(now);
+                }
+            }
+            self.process().await;
+            if self.core.state() == State::Closed {
+                break;
+            }
+        }
+        // Closed: nothing may keep running.
+        if let Some((_, h)) = self.opening.take() {
+            h.abort();
+        }
+        if let Some((_, mut ws)) = self.ws.take() {
+            let _ = tokio::time::timeout(self.write_timeout, ws.close()).await;
+        }
+        self.calls.clear();
+        drop(rx);
+        for w in close_waiters {
+            let _ = w.send(());
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        let now = self.now();
+        match cmd {
+            Cmd::Connect => self.core.connect(now),
+            Cmd::Disconnect => self.core.disconnect(now),
+            Cmd::Close(_) => {}
+            Cmd::NewSubscription(ch, options, state) => {
+                if self.core.new_subscription(&ch, options.core).is_ok() {
+                    self.subs.insert(
+                        ch,
+                        SubEntry {
+                            get_token: options.get_token,
+                            state,
+                            listeners: Vec::new(),
+                        },
+                    );
+                }
+            }
+            Cmd::RemoveSubscription(ch) => {
+                let _ = self.core.remove_subscription(now, &ch);
+                // Events of the unsubscribe are delivered before the entry goes.
+                self.pending_removals.push(ch);
+            }
+            Cmd::Subscribe(ch) => {
+                let _ = self.core.subscribe(now, &ch);
+            }
+            Cmd::Unsubscribe(ch) => {
+                let _ = self.core.unsubscribe(now, &ch);
+            }
+            Cmd::Call(scope, request, reply) => {
+                let id = self.core.call(now, scope, request);
+                self.calls.insert(id, reply);
+            }
+            Cmd::Ready(channel, reply) => {
+                let scope = channel.map_or(Scope::Client, Scope::Subscription);
+                let id = self.core.call(now, scope, Request::Ready);
+                self.calls.insert(id, reply);
+            }
+            Cmd::ClientEvents(tx) => self.listeners.push(Listener { tx, missed: 0 }),
+            Cmd::SubscriptionEvents(ch, tx) => {
+                if let Some(e) = self.subs.get_mut(&ch) {
+                    e.listeners.push(Listener { tx, missed: 0 });
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, msg: Option<Result<Message, String>>) {
+        let now = self.now();
+        let Some(id) = self.ws.as_ref().map(|(id, _)| *id) else {
+            return;
+        };
+        match msg {
+            Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                let payload = Bytes::from(m.into_payload());
+                self.core.transport_frame(now, id, &payload);
+            }
+            Some(Ok(m)) if m.is_close() => {
+                let (code, reason) = m
+                    .as_close()
+                    .map(|(c, r)| (Some(u16::from(c)), r.to_owned()))
+                    .unwrap_or((None, String::new()));
+                self.ws = None;
+                self.core.transport_closed(now, id, code, &reason);
+            }
+            Some(Ok(_)) => {} // ping/pong frames are answered by the library
+            Some(Err(e)) => {
+                self.ws = None;
+                self.core.transport_closed(now, id, None, &e);
+            }
+            None => {
+                self.ws = None;
+                self.core
+                    .transport_closed(now, id, None, "connection closed");
+            }
+        }
+    }
+
+    /// Carries out every queued output of the core.
+    async fn process(&mut self) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Open(id) => {
+                    if let Some((_, h)) = self.opening.take() {
+                        h.abort();
+                    }
+                    let fut = open(self.url.clone(), self.headers.clone(), self.core.protocol());
+                    self.opening = Some((id, tokio::spawn(fut)));
+                }
+                Output::Close {
+                    transport,
+                    code,
+                    reason,
+                } => {
+                    if self
+                        .opening
+                        .as_ref()
+                        .is_some_and(|(id, _)| *id == transport)
+                        && let Some((_, h)) = self.opening.take()
+                    {
+                        h.abort();
+                    }
+                    if self.ws.as_ref().is_some_and(|(id, _)| *id == transport)
+                        && let Some((_, mut ws)) = self.ws.take()
+                    {
+                        let code = CloseCode::try_from(code).unwrap_or(CloseCode::NORMAL_CLOSURE);
+                        let _ = tokio::time::timeout(
+                            self.write_timeout,
+                            ws.send(Message::close(Some(code), &reason)),
+                        )
+                        .await;
+                    }
+                }
+                Output::Send { transport, frame } => self.write(transport, frame).await,
+                Output::Client(ev) => {
+                    let state = match &ev {
+                        ClientEvent::Connecting { .. } => Some(State::Connecting),
+                        ClientEvent::Connected(_) => Some(State::Connected),
+                        ClientEvent::Disconnected { .. } => Some(State::Disconnected),
+                        ClientEvent::Closed => Some(State::Closed),
+                        _ => None,
+                    };
+                    if let Some(s) = state {
+                        self.state.send_replace(s);
+                    }
+                    deliver(&mut self.listeners, &ev);
+                }
+                Output::Subscription { channel, event } => {
+                    if let Some(e) = self.subs.get_mut(&channel) {
+                        let state = match &event {
+                            SubscriptionEvent::Subscribing { .. } => {
+                                Some(SubscriptionState::Subscribing)
+                            }
+                            SubscriptionEvent::Subscribed(_) => Some(SubscriptionState::Subscribed),
+                            SubscriptionEvent::Unsubscribed { .. } => {
+                                Some(SubscriptionState::Unsubscribed)
+                            }
+                            _ => None,
+                        };
+                        if let Some(s) = state {
+                            e.state.send_replace(s);
+                        }
+                        deliver(&mut e.listeners, &event);
+                    }
+                }
+                Output::Resolve { call, result } => {
+                    if let Some(tx) = self.calls.remove(&call) {
+                        let _ = tx.send(result);
+                    }
+                }
+                Output::Token(req) => {
+                    let cb = match &req.channel {
+                        None => self.get_token.clone(),
+                        Some(ch) => self.subs.get(ch).and_then(|e| e.get_token.clone()),
+                    };
+                    let id = req.id;
+                    let channel = req.channel.clone();
+                    let fut: TokenFut =
+                        match cb {
+                            Some(cb) => {
+                                let f = cb(TokenContext {
+                                    channel: req.channel,
+                                });
+                                Box::pin(async move {
+                                    let r = f.await.map_err(|e| e.to_string());
+                                    (id, channel, r)
+                                })
+                            }
+                            None => Box::pin(async move {
+                                (id, channel, Err("no token callback".to_owned()))
+                            }),
+                        };
+                    self.tokens.push(fut);
+                }
+            }
+        }
+        for ch in std::mem::take(&mut self.pending_removals) {
+            if self.core.subscription_state(&ch).is_none() {
+                self.subs.remove(&ch);
+            }
+        }
+    }
+
+    async fn write(&mut self, transport: TransportId, frame: Bytes) {
+        let Some((id, ws)) = self.ws.as_mut() else {
+            return;
+        };
+        if *id != transport {
+            return;
+        }
+        let msg = match self.core.protocol() {
+            Protocol::Json => Message::text(frame),
+            Protocol::Protobuf => Message::binary(frame),
+        };
+        let failed = match tokio::time::timeout(self.write_timeout, ws.send(msg)).await {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("write timed out".to_owned()),
+        };
+        if let Some(e) = failed {
+            let id = *id;
+            self.ws = None;
+            let now = self.now();
+            self.core.transport_closed(now, id, None, &e);
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Conformance scenarios driving the real `gyre serve` binary with the real npm `centrifuge`
+//! SDK (centrifuge-js 5.8.0 with `ws`), in JSON and in protobuf.
+//!
+//! Each scenario is a node script in `conformance/js/` (helpers in `conformance/js/lib.mjs`).
+//! A test starts one gyre with the config the scenario needs, runs `node <script>` with the
+//! endpoints, the API key, the protocol and any tokens in its environment, and asserts that it
+//! exits 0. A script can ask for a server-side action by printing a line `GYRE:<action>` (only
+//! `GYRE:terminate`, which sends SIGTERM to gyre). A script's log is printed when it fails;
+//! with `GYRE_JS_LOG_DIR=<dir>` every script also writes it to `<dir>/<script>-<protocol>.log`.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::Gyre;
+
+/// Hard limit for one node script (each script also has its own, shorter, timeout).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// Runs `script` against `gyre` with `protocol` and extra environment; panics with the
+/// script's output unless it exits 0. `on_action` handles `GYRE:<action>` lines.
+fn run_script(
+    gyre: &mut Gyre,
+    script: &str,
+    protocol: &str,
+    env: &[(&str, String)],
+    mut on_action: impl FnMut(&str, &mut Gyre),
+) {
+    let dir = support::node_deps();
+    let mut cmd = Command::new("node");
+    cmd.arg(script)
+        .current_dir(&dir)
+        .env("GYRE_WS_URL", gyre.ws_url())
+        .env("GYRE_API_URL", gyre.api_base())
+        .env("GYRE_API_KEY", support::API_KEY)
+        .env("GYRE_PROTOCOL", protocol)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn node (is node installed?)");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel::<String>();
+    let out_thread = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let deadline = Instant::now() + SCRIPT_TIMEOUT;
+    let mut output = String::new();
+    let mut timed_out = false;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            timed_out = true;
+            let _ = child.kill();
+            break;
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => {
+                output.push_str(&line);
+                output.push('\n');
+                if let Some(action) = line.trim().strip_prefix("GYRE:") {
+                    on_action(action, gyre);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let status = child.wait().expect("wait node");
+    let _ = out_thread.join();
+    for line in rx.try_iter() {
+        output.push_str(&line);
+        output.push('\n');
+    }
+    let errors = err_thread.join().unwrap_or_default();
+    assert!(
+        !timed_out && status.success(),
+        "scenario {script} ({protocol}) failed: {}\n--- stdout ---\n{output}--- stderr ---\n{errors}",
+        if timed_out {
+            format!("killed after {SCRIPT_TIMEOUT:?}")
+        } else {
+            format!("{status}")
+        }
+    );
+}
+
+/// Starts gyre with `extra` config and runs `script` with no server-side actions.
+fn scenario(script: &str, protocol: &str, extra: Value, env: &[(&str, String)]) {
+    let mut gyre = Gyre::start(&support::config(extra));
+    run_script(&mut gyre, script, protocol, env, |action, _| {
+        panic!("unexpected action request from {script}: {action}")
+    });
+}
+
+/// A connection token for `user`, valid for an hour, with extra claims merged in.
+fn user_token(user: &str, extra: Value) -> String {
+    let mut claims = json!({ "sub": user, "exp": support::now() + 3600 });
+    if let (Value::Object(c), Value::Object(e)) = (&mut claims, extra) {
+        c.extend(e);
+    }
+    support::token(claims)
+}
+
+/// Defines a `json` and a `protobuf` test in a module named after the scenario function.
+macro_rules! both_protocols {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn json() {
+                    super::$name("json");
+                }
+                #[test]
+                fn protobuf() {
+                    super::$name("protobuf");
+                }
+            }
+        )*
+    };
+}
+
+both_protocols!(
+    connect,
+    pubsub,
+    api_publish,
+    presence,
+    history,
+    recovery,
+    recovery_overflow,
+    delta,
+    personal,
+    server_subs,
+    token_bad,
+    token_expired,
+    token_refresh,
+    sub_token_refresh,
+    errors,
+    shutdown,
+    ping,
+);
+
+/// 1. States disconnected → connecting → connected → disconnected, client id, code 0.
+fn connect(protocol: &str) {
+    scenario(
+        "connect.mjs",
+        protocol,
+        json!({ "client": { "insecure": true } }),
+        &[],
+    );
+}
+
+/// 2. Subscribe, client publish, receive it, unsubscribe.
+fn pubsub(protocol: &str) {
+    scenario(
+        "pubsub.mjs",
+        protocol,
+        json!({ "client": { "insecure": true } }),
+        &[],
+    );
+}
+
+fn history_channel() -> Value {
+    json!({
+        "history_size": 10,
+        "history_ttl": "300s",
+        "force_recovery": true,
+        "allow_subscribe_for_client": true,
+        "allow_history_for_subscriber": true,
+    })
+}
+
+/// 3. Server API publish reaches a subscriber, with offsets when history is on.
+fn api_publish(protocol: &str) {
+    let config = json!({
+        "channel": {
+            "without_namespace": history_channel(),
+            "namespaces": [{ "name": "plain", "allow_subscribe_for_client": true }],
+        },
+    });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("api_publish.mjs", protocol, config, &env);
+}
+
+/// 4. Presence, presence stats, join and leave.
+fn presence(protocol: &str) {
+    let config = json!({
+        "channel": { "without_namespace": {
+            "presence": true,
+            "join_leave": true,
+            "force_push_join_leave": true,
+            "allow_subscribe_for_client": true,
+            "allow_presence_for_subscriber": true,
+        } },
+    });
+    let env = [
+        (
+            "GYRE_TOKEN_U1",
+            user_token("u1", json!({ "info": { "name": "alice" } })),
+        ),
+        ("GYRE_TOKEN_U2", user_token("u2", json!({}))),
+    ];
+    scenario("presence.mjs", protocol, config, &env);
+}
+
+/// 5. History paging: limit, since, all, reverse, epoch mismatch.
+fn history(protocol: &str) {
+    let config = json!({ "channel": { "without_namespace": history_channel() } });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("history.mjs", protocol, config, &env);
+}
+
+/// 6. Recovery of missed publications after a forced reconnect.
+fn recovery(protocol: &str) {
+    let config = json!({ "channel": { "without_namespace": history_channel() } });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("recovery.mjs", protocol, config, &env);
+}
+
+/// 7. Recovery fails after the history overflowed.
+fn recovery_overflow(protocol: &str) {
+    let config = json!({
+        "channel": { "namespaces": [{
+            "name": "small",
+            "history_size": 2,
+            "history_ttl": "300s",
+            "force_recovery": true,
+            "allow_subscribe_for_client": true,
+        }] },
+    });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("recovery_overflow.mjs", protocol, config, &env);
+}
+
+/// 8. Fossil delta: every payload arrives exactly as published, live and recovered.
+fn delta(protocol: &str) {
+    let config = json!({
+        "channel": { "without_namespace": {
+            "history_size": 20,
+            "history_ttl": "300s",
+            "force_recovery": true,
+            "allowed_delta_types": ["fossil"],
+            "delta_publish": true,
+            "allow_subscribe_for_client": true,
+        } },
+    });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("delta.mjs", protocol, config, &env);
+}
+
+/// 9. Personal channel subscription and publication.
+fn personal(protocol: &str) {
+    let config = json!({ "client": { "subscribe_to_user_personal_channel": { "enabled": true } } });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("personal.mjs", protocol, config, &env);
+}
+
+/// 10. Server-side subscriptions from the token and from the server API.
+fn server_subs(protocol: &str) {
+    let config = json!({
+        "channel": {
+            "without_namespace": {
+                "history_size": 10,
+                "history_ttl": "300s",
+                "force_recovery": true,
+                "allow_subscribe_for_client": true,
+            },
+            "namespaces": [{ "name": "nohist" }],
+        },
+    });
+    let env = [(
+        "GYRE_TOKEN",
+        user_token("u1", json!({ "channels": ["srv1", "srv2"] })),
+    )];
+    scenario("server_subs.mjs", protocol, config, &env);
+}
+
+/// 11a. A token with a bad signature: disconnected 3500, no reconnect.
+fn token_bad(protocol: &str) {
+    let claims = json!({ "sub": "u1", "exp": support::now() + 3600 });
+    let bad = gyre_auth::sign_hs256("not-the-secret", &claims).expect("sign");
+    let env = [("GYRE_TOKEN_BAD", bad)];
+    scenario("token_bad.mjs", protocol, json!({}), &env);
+}
+
+/// 11b. An expired token: error 109; without getToken unauthorized, with it a fresh token.
+fn token_expired(protocol: &str) {
+    let expired = support::token(json!({ "sub": "u1", "exp": support::now() - 60 }));
+    let env = [
+        ("GYRE_TOKEN_EXPIRED", expired),
+        ("GYRE_TOKEN_FRESH", user_token("u1", json!({}))),
+    ];
+    scenario("token_expired.mjs", protocol, json!({}), &env);
+}
+
+/// 11c. A connection token about to expire is refreshed through getToken; a connection
+/// that can't refresh is closed with 3005.
+fn token_refresh(protocol: &str) {
+    let exp = support::now() + 4;
+    let env = [
+        (
+            "GYRE_TOKEN_SHORT",
+            support::token(json!({ "sub": "u1", "exp": exp })),
+        ),
+        ("GYRE_TOKEN_SHORT_EXP", exp.to_string()),
+        ("GYRE_TOKEN_FRESH", user_token("u1", json!({}))),
+    ];
+    let config = json!({ "client": { "expired_close_delay": "2s" } });
+    scenario("token_refresh.mjs", protocol, config, &env);
+}
+
+/// 11d. A subscription token for a private channel is refreshed through getToken; a
+/// subscription that can't refresh gets unsubscribe 2501.
+fn sub_token_refresh(protocol: &str) {
+    let now = support::now();
+    let exp = now + 4;
+    let sub_token = |channel: &str, exp: i64| {
+        support::token(json!({ "sub": "u1", "channel": channel, "exp": exp }))
+    };
+    let env = [
+        ("GYRE_TOKEN", user_token("u1", json!({}))),
+        ("GYRE_SUB_TOKEN_SHORT", sub_token("$priv", exp)),
+        ("GYRE_SUB_TOKEN_FRESH", sub_token("$priv", now + 3600)),
+        ("GYRE_SUB_TOKEN_SHORT2", sub_token("$priv2", exp)),
+        ("GYRE_SUB_TOKEN_EXP", exp.to_string()),
+    ];
+    let config = json!({ "client": { "expired_sub_close_delay": "2s" } });
+    scenario("sub_token_refresh.mjs", protocol, config, &env);
+}
+
+/// 12. RPC without a proxy ⇒ 108; unknown namespace ⇒ 102 unsubscribed.
+fn errors(protocol: &str) {
+    scenario(
+        "errors.mjs",
+        protocol,
+        json!({ "client": { "insecure": true } }),
+        &[],
+    );
+}
+
+/// 14. Pings and pongs keep an idle connection open (interval 2 s, pong timeout 1 s).
+fn ping(protocol: &str) {
+    let config = json!({
+        "client": { "insecure": true, "ping_interval": "2s", "pong_timeout": "1s" },
+    });
+    scenario("ping.mjs", protocol, config, &[]);
+}
+
+/// 13. SIGTERM ⇒ the client sees `connecting` with code 3001.
+fn shutdown(protocol: &str) {
+    let mut gyre = Gyre::start(&support::config(json!({ "client": { "insecure": true } })));
+    let mut terminated = None;
+    run_script(&mut gyre, "shutdown.mjs", protocol, &[], |action, gyre| {
+        assert_eq!(action, "terminate", "unexpected action");
+        terminated = Some(gyre.terminate());
+    });
+    assert_eq!(
+        terminated,
+        Some(true),
+        "gyre did not exit within 5 s of SIGTERM"
+    );
+}
