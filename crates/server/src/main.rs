@@ -75,7 +75,7 @@ enum Command {
         #[arg(short, long, default_value = "")]
         user: String,
         /// Lifetime in seconds (-1: no expiry).
-        #[arg(short, long, default_value_t = 7 * 24 * 3600)]
+        #[arg(short, long, default_value_t = 7 * 24 * 3600, allow_negative_numbers = true)]
         ttl: i64,
     },
 }

@@ -136,11 +136,13 @@ impl Node {
         }))
     }
 
-    /// Resolves a channel's namespace options; an unknown namespace is error 102.
+    /// Resolves a channel's namespace options and checks its name: an unknown namespace is
+    /// error 102; a name that is too long, not ASCII or not matching `channel_regex` is 107.
     pub fn channel(&self, channel: &str) -> Result<ResolvedChannel<'_>, ErrorCode> {
-        self.config
-            .channel_options(channel)
-            .map_err(|_| ErrorCode::UnknownChannel)
+        self.config.check_channel(channel).map_err(|e| match e {
+            gyre_config::ChannelError::UnknownNamespace(_) => ErrorCode::UnknownChannel,
+            _ => ErrorCode::BadRequest,
+        })
     }
 
     /// The stream options of a channel.

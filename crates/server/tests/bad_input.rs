@@ -157,6 +157,11 @@ async fn reply_errors_use_upstream_codes() {
             r#"{"id":12,"sub_refresh":{"channel":"zzz","token":"x"}}"#,
             103,
         ),
+        // Channel names must be ASCII unless a channel_regex says otherwise.
+        (
+            r#"{"id":13,"publish":{"channel":"caf\u00e9","data":{}}}"#,
+            107,
+        ),
     ];
     for (frame, code) in cases {
         ws.send_text(frame).await;
