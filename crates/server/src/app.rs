@@ -113,7 +113,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             loop {
                 tokio::select! {
                     () = token.cancelled() => return,
-                    _ = tick.tick() => node.streams.sweep(),
+                    _ = tick.tick() => {
+                        node.streams.sweep();
+                        node.idempotency.sweep();
+                    }
                 }
             }
         });

@@ -10,7 +10,7 @@ use gyre_config::{ChannelOptions, Config, ResolvedChannel, TokenOptions};
 use gyre_protocol::{ClientInfo, ErrorCode, Publication};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::memory::MemoryStreams;
+use crate::engine::memory::{IdempotencyCache, MemoryStreams};
 use crate::engine::presence::MemoryPresence;
 use crate::engine::{HistoryFilter, HistoryResult, StreamOptions};
 use crate::hub::Hub;
@@ -30,6 +30,9 @@ pub struct PublishOptions {
     pub tags: std::collections::HashMap<String, String>,
     /// Publisher info (client publications).
     pub info: Option<ClientInfo>,
+    /// Idempotency key: a repeated publication with the same key within five minutes is not
+    /// published again and returns the first result.
+    pub idempotency_key: Option<String>,
 }
 
 /// Where a publication landed.
@@ -52,6 +55,8 @@ pub struct Node {
     pub streams: MemoryStreams,
     /// Presence.
     pub presence: MemoryPresence,
+    /// Results of recent publications made with an idempotency key.
+    pub idempotency: IdempotencyCache,
     /// Connection token verifier, when a key is configured.
     pub connect_verifier: Option<TokenVerifier>,
     /// Subscription token verifier (the connection one unless `subscription_token.enabled`).
@@ -60,6 +65,8 @@ pub struct Node {
     pub pinger: Pinger,
     /// Cancelled at shutdown.
     pub shutdown: CancellationToken,
+    /// Open WebSocket connections (connected or not), for `client.connection_limit`.
+    pub open_connections: std::sync::atomic::AtomicUsize,
     /// Tracks connection tasks, so shutdown can wait for them.
     pub tasks: tokio_util::task::TaskTracker,
     /// Node id.
@@ -124,10 +131,12 @@ impl Node {
             hub: Hub::default(),
             streams: MemoryStreams::default(),
             presence: MemoryPresence::default(),
+            idempotency: IdempotencyCache::default(),
             connect_verifier,
             subscribe_verifier,
             pinger: Pinger::new(ping, pong),
             shutdown,
+            open_connections: std::sync::atomic::AtomicUsize::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
             id: uuid::Uuid::new_v4().to_string(),
             name,
@@ -171,6 +180,11 @@ impl Node {
             ..Default::default()
         };
         let mut lock = self.streams.lock(channel);
+        if let Some(key) = &options.idempotency_key {
+            if let Some((offset, epoch)) = self.idempotency.get(channel, key) {
+                return PublishResult { offset, epoch };
+            }
+        }
         let (publication, epoch) = if stream.enabled() && !options.skip_history {
             lock.append(publication, stream)
         } else {
@@ -178,6 +192,10 @@ impl Node {
         };
         self.hub
             .broadcast_publication(channel, &publication, options.delta);
+        if let Some(key) = &options.idempotency_key {
+            self.idempotency
+                .put(channel, key, publication.offset, epoch.clone());
+        }
         drop(lock);
         PublishResult {
             offset: publication.offset,

@@ -2,6 +2,7 @@
 //! hand-over of the upgraded connection to a session.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -15,6 +16,15 @@ use tokio_websockets::{Config as WsConfig, Limits, ServerBuilder};
 use crate::node::Node;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Counts an open connection for `client.connection_limit` until dropped.
+struct OpenConnection(Arc<Node>);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -90,6 +100,10 @@ pub async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Re
     else {
         return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
     };
+    let limit = node.config.client.connection_limit;
+    if limit > 0 && node.open_connections.load(Ordering::Relaxed) >= limit {
+        return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
+    }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !origin_allowed(&node.config.client.allowed_origins, origin) {
         tracing::info!(
@@ -110,7 +124,10 @@ pub async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Re
     let upgrade = hyper::upgrade::on(&mut req);
     let limit = node.config.websocket.message_size_limit;
     let tracker = node.tasks.clone();
+    node.open_connections.fetch_add(1, Ordering::Relaxed);
+    let counted = OpenConnection(node.clone());
     tracker.spawn(async move {
+        let _counted = counted;
         let upgraded = match upgrade.await {
             Ok(upgraded) => upgraded,
             Err(err) => {

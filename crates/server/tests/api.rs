@@ -195,3 +195,38 @@ async fn handshake_tolerates_what_real_clients_send() {
     let mut ws = RawWs::connect(&gyre.ws_url(), Some("centrifuge-json")).await;
     assert!(ws.connect_json("").await["connect"].is_object());
 }
+
+#[test]
+fn idempotent_publish_is_published_once() {
+    let gyre = server();
+    let body = json!({"channel": "room", "data": {"n": 1}, "idempotency_key": "k1"});
+    let first = gyre.api("publish", body.clone());
+    let again = gyre.api("publish", body);
+    assert_eq!(first, again);
+    let other = gyre.api(
+        "publish",
+        json!({"channel": "room", "data": {"n": 2}, "idempotency_key": "k2"}),
+    );
+    assert_eq!(other["offset"], 2);
+    let h = gyre.api("history", json!({"channel": "room", "limit": -1}));
+    assert_eq!(h["publications"].as_array().map(Vec::len), Some(2), "{h}");
+}
+
+#[tokio::test]
+async fn connection_limit_answers_503() {
+    let gyre = Gyre::start(&config(
+        json!({"client": {"insecure": true, "connection_limit": 1}}),
+    ));
+    let mut first = RawWs::connect(&gyre.ws_url(), None).await;
+    assert!(first.connect_json("").await["connect"].is_object());
+    let mut s = std::net::TcpStream::connect(&gyre.addr).expect("connect");
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /connection/websocket HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    .expect("write");
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf).expect("read");
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"));
+}

@@ -141,6 +141,7 @@ fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) ->
         delta: req.delta || resolved.options.delta_publish,
         tags: req.tags.clone(),
         info: None,
+        idempotency_key: (!req.idempotency_key.is_empty()).then(|| req.idempotency_key.clone()),
     };
     let result = node.publish(channel, &stream, data, options);
     let mut out = serde_json::Map::new();

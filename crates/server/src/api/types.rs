@@ -46,7 +46,7 @@ pub struct PublishRequest {
     pub skip_history: bool,
     /// Tags.
     pub tags: HashMap<String, String>,
-    /// Idempotency key (accepted; publications are not de-duplicated yet).
+    /// Idempotency key: a retry within five minutes returns the first result.
     pub idempotency_key: String,
     /// Publish as delta.
     pub delta: bool,

@@ -258,3 +258,39 @@ mod tests {
         assert_eq!(top.epoch.len(), 8);
     }
 }
+
+/// Results of publications made with an idempotency key, kept for a while so that a retried
+/// publication returns the first result instead of publishing twice.
+#[derive(Debug, Default)]
+pub struct IdempotencyCache {
+    entries: Mutex<HashMap<(String, String), (u64, String, Instant)>>,
+}
+
+impl IdempotencyCache {
+    /// How long a result is remembered (upstream's default).
+    pub const TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+    /// The remembered (offset, epoch) of a publication with this key, if still fresh.
+    pub fn get(&self, channel: &str, key: &str) -> Option<(u64, String)> {
+        let entries = self.entries.lock();
+        let (offset, epoch, expires) = entries.get(&(channel.to_owned(), key.to_owned()))?;
+        (Instant::now() < *expires).then(|| (*offset, epoch.clone()))
+    }
+
+    /// Remembers the result of a publication made with this key.
+    pub fn put(&self, channel: &str, key: &str, offset: u64, epoch: String) {
+        let expires = Instant::now() + Self::TTL;
+        self.entries.lock().insert(
+            (channel.to_owned(), key.to_owned()),
+            (offset, epoch, expires),
+        );
+    }
+
+    /// Forgets expired results.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        self.entries
+            .lock()
+            .retain(|_, (_, _, expires)| now < *expires);
+    }
+}
