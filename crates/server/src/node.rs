@@ -180,10 +180,12 @@ impl Node {
             ..Default::default()
         };
         let mut lock = self.streams.lock(channel);
-        if let Some(key) = &options.idempotency_key {
-            if let Some((offset, epoch)) = self.idempotency.get(channel, key) {
-                return PublishResult { offset, epoch };
-            }
+        if let Some((offset, epoch)) = options
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| self.idempotency.get(channel, key))
+        {
+            return PublishResult { offset, epoch };
         }
         let (publication, epoch) = if stream.enabled() && !options.skip_history {
             lock.append(publication, stream)

@@ -263,8 +263,11 @@ mod tests {
 /// publication returns the first result instead of publishing twice.
 #[derive(Debug, Default)]
 pub struct IdempotencyCache {
-    entries: Mutex<HashMap<(String, String), (u64, String, Instant)>>,
+    entries: Mutex<HashMap<(String, String), IdempotentResult>>,
 }
+
+/// Offset, epoch and expiry of a remembered publication.
+type IdempotentResult = (u64, String, Instant);
 
 impl IdempotencyCache {
     /// How long a result is remembered (upstream's default).
