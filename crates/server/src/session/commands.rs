@@ -250,11 +250,8 @@ impl Session {
             self.conn_info = info.into();
         }
         self.expire_at = claims.expire_at;
-        let (expires, ttl) = match claims.expire_at {
-            Some(at) if at <= now => return Err(Disconnect::EXPIRED.into()),
-            Some(at) => (true, (at - now) as u32),
-            None => (false, 0),
-        };
+        let (expires, ttl) = super::expiry_ttl(claims.expire_at, now)
+            .ok_or(ProtocolError::from(Disconnect::EXPIRED))?;
         Ok(RefreshResult {
             client: self.handle.client.to_string(),
             version: VERSION.to_owned(),
@@ -285,17 +282,11 @@ impl Session {
             Err(gyre_auth::TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
             Err(_) => return Err(Disconnect::INVALID_TOKEN.into()),
         };
-        if claims.channel != channel
-            || claims.user != *self.user
-            || (!claims.client.is_empty() && claims.client != *self.handle.client)
-        {
+        if !self.token_matches(&claims, channel) {
             return Err(Disconnect::INVALID_TOKEN.into());
         }
-        let (expires, ttl) = match claims.expire_at {
-            Some(at) if at <= now => return Err(ErrorCode::Expired.into()),
-            Some(at) => (true, (at - now) as u32),
-            None => (false, 0),
-        };
+        let (expires, ttl) = super::expiry_ttl(claims.expire_at, now)
+            .ok_or(ProtocolError::from(ErrorCode::Expired))?;
         if let Some(sub) = self.subs.get_mut(channel) {
             sub.expire_at = claims.expire_at;
         }

@@ -89,11 +89,8 @@ impl Session {
             return Err(Disconnect::BAD_REQUEST.into());
         };
         let expire_at = if cfg.insecure { None } else { expire_at };
-        let (expires, ttl) = match expire_at {
-            Some(at) if at <= now => return Err(ErrorCode::TokenExpired.into()),
-            Some(at) => (true, (at - now).min(365 * 24 * 3600) as u32),
-            None => (false, 0),
-        };
+        let (expires, ttl) = super::expiry_ttl(expire_at, now)
+            .ok_or(ProtocolError::from(ErrorCode::TokenExpired))?;
         if cfg.user_connection_limit > 0
             && !user.is_empty()
             && node.hub.user_connection_count(&user) >= cfg.user_connection_limit

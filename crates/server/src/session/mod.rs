@@ -126,6 +126,16 @@ where
     session.cleanup();
 }
 
+/// The `expires`/`ttl` pair of a result for an expiry (unix seconds), capped at a year;
+/// `None` when the expiry has already passed.
+fn expiry_ttl(expire_at: Option<i64>, now: i64) -> Option<(bool, u32)> {
+    match expire_at {
+        Some(at) if at <= now => None,
+        Some(at) => Some((true, (at - now).min(365 * 24 * 3600) as u32)),
+        None => Some((false, 0)),
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -141,6 +151,13 @@ impl Session {
             conn_info: self.conn_info.clone(),
             chan_info,
         }
+    }
+
+    /// Whether a subscription token was issued for this channel, user and client.
+    fn token_matches(&self, claims: &gyre_auth::SubscribeToken, channel: &str) -> bool {
+        claims.channel == channel
+            && claims.user == *self.user
+            && (claims.client.is_empty() || claims.client == *self.handle.client)
     }
 
     fn close(&mut self, disconnect: Disconnect) {

@@ -84,10 +84,7 @@ impl Session {
                     return Err(ErrorCode::PermissionDenied.into());
                 }
             };
-            if claims.channel != channel
-                || claims.user != *self.user
-                || (!claims.client.is_empty() && claims.client != *self.handle.client)
-            {
+            if !self.token_matches(&claims, &channel) {
                 return Err(Disconnect::INVALID_TOKEN.into());
             }
             if claims.expire_at.is_some_and(|at| at <= unix_now()) {
