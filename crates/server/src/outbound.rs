@@ -19,8 +19,10 @@ pub enum Outbound {
     CheckPong,
     /// Close the connection with this disconnect.
     Disconnect(Disconnect),
-    /// A server-side action on a channel (API subscribe / unsubscribe).
-    Control(Control),
+    /// A server-side action on a channel (API subscribe / unsubscribe). Boxed: it is rare,
+    /// and every connection's queue allocates its first block of slots up front, so the
+    /// size of this enum is paid by every idle connection.
+    Control(Box<Control>),
 }
 
 /// A server-initiated change to a session's subscriptions or connection.
@@ -128,5 +130,19 @@ impl SessionHandle {
     /// Called by the writer once `len` queued bytes were taken off the queue.
     pub fn release(&self, len: usize) {
         self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Each connection's queue allocates a block of 32 slots when it is created; keep a
+    /// slot small so idle connections stay cheap.
+    #[test]
+    fn queue_slots_stay_small() {
+        assert!(
+            std::mem::size_of::<super::Outbound>() <= 40,
+            "{}",
+            std::mem::size_of::<super::Outbound>()
+        );
     }
 }

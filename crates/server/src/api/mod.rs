@@ -195,7 +195,7 @@ fn subscribe(node: &Node, req: SubscribeRequest) -> ApiResult {
     }
     node.channel(&req.channel)?;
     for handle in targets(node, &req.user, &req.client) {
-        handle.send(Outbound::Control(Control::Subscribe(req.clone())));
+        handle.send(Outbound::Control(Box::new(Control::Subscribe(req.clone()))));
     }
     Ok(json!({}))
 }
@@ -205,11 +205,11 @@ fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
     for handle in targets(node, &req.user, &req.client) {
-        handle.send(Outbound::Control(Control::Unsubscribe {
+        handle.send(Outbound::Control(Box::new(Control::Unsubscribe {
             channel: req.channel.clone(),
             code: gyre_protocol::codes::unsubscribe::SERVER,
             reason: "server unsubscribe".to_owned(),
-        }));
+        })));
     }
     Ok(json!({}))
 }
@@ -233,10 +233,10 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
 
 fn refresh(node: &Node, req: RefreshRequest) -> ApiResult {
     for handle in targets(node, &req.user, &req.client) {
-        handle.send(Outbound::Control(Control::Refresh {
+        handle.send(Outbound::Control(Box::new(Control::Refresh {
             expired: req.expired,
             expire_at: req.expire_at,
-        }));
+        })));
     }
     Ok(json!({}))
 }

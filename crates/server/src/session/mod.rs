@@ -232,7 +232,7 @@ impl Session {
                 }
             }
             Outbound::Disconnect(d) => self.close(d),
-            Outbound::Control(control) => self.on_control(control),
+            Outbound::Control(control) => self.on_control(*control),
         }
     }
 
