@@ -230,3 +230,43 @@ async fn connection_limit_answers_503() {
     let n = s.read(&mut buf).expect("read");
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 503"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_pass_through_verbatim() {
+    let gyre = server();
+    let mut ws = RawWs::connect(&gyre.ws_url(), None).await;
+    ws.connect_json(&token(json!({"sub": "alice"}))).await;
+    ws.send_text(r#"{"id":2,"subscribe":{"channel":"room"}}"#)
+        .await;
+    ws.reply(2).await;
+    let body = r#"{"channel":"room","data":{"z":1,"a":[2, 3],"m":"x"}}"#;
+    let (status, _) =
+        support::http_post(&gyre.addr, "/api/publish", body, &[("X-API-Key", API_KEY)]);
+    assert_eq!(status, 200);
+    let text = loop {
+        match ws.next(Duration::from_secs(5)).await {
+            Incoming::Text(t) if t.contains("\"pub\"") => break t,
+            Incoming::Text(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(
+        text.contains(r#""data":{"z":1,"a":[2, 3],"m":"x"}"#),
+        "{text}"
+    );
+    let batch = r#"{"commands":[{"history":{"channel":"room","limit":-1}}]}"#;
+    let mut s = std::net::TcpStream::connect(&gyre.addr).expect("connect");
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "POST /api/batch HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{batch}",
+        batch.len()
+    )
+    .expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    assert!(
+        out.contains(r#""data":{"z":1,"a":[2, 3],"m":"x"}"#),
+        "{out}"
+    );
+}

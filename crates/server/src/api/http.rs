@@ -6,7 +6,8 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::node::Node;
 
@@ -65,35 +66,33 @@ pub async fn handle(
     if !authorized(&node, &headers, &query) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
+    let text = if body.iter().all(u8::is_ascii_whitespace) {
+        "{}"
     } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
+        match std::str::from_utf8(&body) {
+            Ok(text) => text,
             Err(_) => return (StatusCode::BAD_REQUEST, "malformed JSON").into_response(),
         }
+    };
+    let Ok(body) = RawValue::from_string(text.to_owned()) else {
+        return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
     };
     let transport_errors = node.config.http_api.error_mode == "transport"
         || headers
             .get("x-centrifugo-error-mode")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"transport"));
-    let json_response = |status: StatusCode, v: Value| {
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            v.to_string(),
-        )
-            .into_response()
+    let json_response = |status: StatusCode, text: String| {
+        (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
     };
     match super::execute(&node, &method, &body) {
-        Ok(result) => json_response(StatusCode::OK, json!({ "result": result })),
+        Ok(result) => json_response(StatusCode::OK, format!("{{\"result\":{}}}", result.get())),
         Err(e) if transport_errors => json_response(
             transport_status(e.code),
-            json!({ "code": e.code, "message": e.message }),
+            json!({ "code": e.code, "message": e.message }).to_string(),
         ),
         Err(e) => json_response(
             StatusCode::OK,
-            json!({ "error": { "code": e.code, "message": e.message } }),
+            json!({ "error": { "code": e.code, "message": e.message } }).to_string(),
         ),
     }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use base64::Engine as _;
 use bytes::Bytes;
 use gyre_protocol::{Disconnect, ErrorCode, HistoryResult, StreamPosition};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::engine::HistoryFilter;
@@ -53,11 +54,17 @@ impl ApiError {
     }
 }
 
-type ApiResult = Result<Value, ApiError>;
+/// A method's result as JSON text: payloads inside it stay byte for byte as published.
+type ApiResult = Result<Box<RawValue>, ApiError>;
 
-fn parse<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(body.clone())
+fn parse<T: serde::de::DeserializeOwned>(body: &RawValue) -> Result<T, ApiError> {
+    serde_json::from_str(body.get())
         .map_err(|e| ApiError::bad_request(&format!("bad request: {e}")))
+}
+
+/// Serializes a result (raw payloads are written verbatim).
+fn raw<T: serde::Serialize>(value: &T) -> ApiResult {
+    serde_json::value::to_raw_value(value).map_err(|_| ErrorCode::Internal.into())
 }
 
 /// Whether `data` suits a namespace's `publication_data_format`.
@@ -90,7 +97,7 @@ pub(crate) fn read_history(
 }
 
 /// Runs one API method.
-pub fn execute(node: &Node, method: &str, body: &Value) -> ApiResult {
+pub fn execute(node: &Node, method: &str, body: &RawValue) -> ApiResult {
     match method {
         "publish" => publish(node, parse(body)?),
         "broadcast" => broadcast(node, parse(body)?),
@@ -103,7 +110,7 @@ pub fn execute(node: &Node, method: &str, body: &Value) -> ApiResult {
         "history" => history(node, parse(body)?),
         "history_remove" => history_remove(node, parse(body)?),
         "channels" => channels(node, parse(body)?),
-        "info" => Ok(info(node)),
+        "info" => raw(&info(node)),
         "batch" => batch(node, parse(body)?),
         _ => Err(ApiError::method_not_found()),
     }
@@ -151,7 +158,7 @@ fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) ->
     if !result.epoch.is_empty() {
         out.insert("epoch".into(), json!(result.epoch));
     }
-    Ok(Value::Object(out))
+    raw(&Value::Object(out))
 }
 
 fn publish(node: &Node, req: PublishRequest) -> ApiResult {
@@ -174,7 +181,7 @@ fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
             },
         )
         .collect();
-    Ok(json!({ "responses": responses }))
+    raw(&json!({ "responses": responses }))
 }
 
 /// Connections a user-scoped API command applies to.
@@ -197,7 +204,7 @@ fn subscribe(node: &Node, req: SubscribeRequest) -> ApiResult {
     for handle in targets(node, &req.user, &req.client) {
         handle.send(Outbound::Control(Box::new(Control::Subscribe(req.clone()))));
     }
-    Ok(json!({}))
+    raw(&json!({}))
 }
 
 fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
@@ -211,7 +218,7 @@ fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
             reason: "server unsubscribe".to_owned(),
         })));
     }
-    Ok(json!({}))
+    raw(&json!({}))
 }
 
 fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
@@ -228,7 +235,7 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
             handle.disconnect(d.clone());
         }
     }
-    Ok(json!({}))
+    raw(&json!({}))
 }
 
 fn refresh(node: &Node, req: RefreshRequest) -> ApiResult {
@@ -238,7 +245,7 @@ fn refresh(node: &Node, req: RefreshRequest) -> ApiResult {
             expire_at: req.expire_at,
         })));
     }
-    Ok(json!({}))
+    raw(&json!({}))
 }
 
 fn presence_channel(node: &Node, channel: &str) -> Result<(), ApiError> {
@@ -253,16 +260,15 @@ fn presence_channel(node: &Node, channel: &str) -> Result<(), ApiError> {
 
 fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
-    let result = gyre_protocol::PresenceResult {
+    raw(&gyre_protocol::PresenceResult {
         presence: node.presence.presence(&req.channel),
-    };
-    serde_json::to_value(result).map_err(|_| ErrorCode::Internal.into())
+    })
 }
 
 fn presence_stats(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
     let (num_clients, num_users) = node.presence.stats(&req.channel);
-    Ok(json!({ "num_clients": num_clients, "num_users": num_users }))
+    raw(&json!({ "num_clients": num_clients, "num_users": num_users }))
 }
 
 fn history(node: &Node, req: HistoryRequest) -> ApiResult {
@@ -283,7 +289,7 @@ fn history(node: &Node, req: HistoryRequest) -> ApiResult {
         req.reverse,
         0,
     )?;
-    serde_json::to_value(result).map_err(|_| ErrorCode::Internal.into())
+    raw(&result)
 }
 
 fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
@@ -292,7 +298,7 @@ fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
     }
     node.channel(&req.channel)?;
     node.remove_history(&req.channel);
-    Ok(json!({}))
+    raw(&json!({}))
 }
 
 fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
@@ -310,7 +316,7 @@ fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
         .filter(|(name, _)| pattern.matches(name))
         .map(|(name, n)| (name, json!({ "num_clients": n })))
         .collect();
-    Ok(json!({ "channels": map }))
+    raw(&json!({ "channels": map }))
 }
 
 fn info(node: &Node) -> Value {
@@ -328,20 +334,20 @@ fn info(node: &Node) -> Value {
 }
 
 fn batch(node: &Node, req: BatchRequest) -> ApiResult {
-    let replies: Vec<Value> = req
-        .commands
-        .iter()
-        .map(|command| {
-            let Some((method, body)) = command.iter().next() else {
-                return json!({ "error": { "code": 107, "message": "bad request: empty command" } });
-            };
-            match execute(node, method, body) {
-                Ok(result) => json!({ method.clone(): result }),
-                Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+    let mut replies: Vec<Box<RawValue>> = Vec::with_capacity(req.commands.len());
+    for command in &req.commands {
+        let reply = match command.iter().next() {
+            None => {
+                raw(&json!({ "error": { "code": 107, "message": "bad request: empty command" } }))
             }
-        })
-        .collect();
-    Ok(json!({ "replies": replies }))
+            Some((method, body)) => match execute(node, method, body) {
+                Ok(result) => raw(&HashMap::from([(method.as_str(), result)])),
+                Err(e) => raw(&json!({ "error": { "code": e.code, "message": e.message } })),
+            },
+        }?;
+        replies.push(reply);
+    }
+    raw(&HashMap::from([("replies", replies)]))
 }
 
 /// A history position check: the client's epoch must match the stream's.

@@ -183,8 +183,9 @@ pub struct ChannelsRequest {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct BatchRequest {
-    /// Commands, each an object with one method name as key.
-    pub commands: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Commands, each an object with one method name as key (bodies kept as raw JSON so
+    /// payloads pass through verbatim).
+    pub commands: Vec<HashMap<String, Box<serde_json::value::RawValue>>>,
     /// Run in parallel (accepted; commands run in order).
     pub parallel: bool,
 }

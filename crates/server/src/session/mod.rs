@@ -88,12 +88,14 @@ where
         stale_at: (!stale.is_zero()).then(|| Instant::now() + stale),
     };
     let shutdown = node.shutdown.clone();
+    let shutdown = shutdown.cancelled();
+    tokio::pin!(shutdown);
     let close_timeout = CLOSE_TIMEOUT.max(node.config.websocket.write_timeout.0);
     loop {
         let deadline = session.next_deadline();
         tokio::select! {
             biased;
-            () = shutdown.cancelled() => session.close(Disconnect::SHUTDOWN),
+            () = &mut shutdown, if session.closing.is_none() => session.close(Disconnect::SHUTDOWN),
             message = rx.recv() => match message {
                 Some(message) => session.on_outbound(message),
                 None => break,
