@@ -212,19 +212,36 @@ impl Drop for Server {
     }
 }
 
-/// A HS256 connection token for `user` expiring in `ttl_secs`.
-pub fn connection_token(user: &str, ttl_secs: i64) -> String {
-    let now = std::time::SystemTime::now()
+/// Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
-        .as_secs() as i64;
-    let claims = serde_json::json!({"sub": user, "exp": now + ttl_secs});
+        .as_secs() as i64
+}
+
+/// A HS256 token with these claims, signed with [`SECRET`].
+pub fn sign(claims: &serde_json::Value) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
-        &claims,
+        claims,
         &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
     )
     .expect("sign token")
+}
+
+/// A HS256 connection token for `user` expiring in `ttl_secs`.
+pub fn connection_token(user: &str, ttl_secs: i64) -> String {
+    sign(&serde_json::json!({"sub": user, "exp": now() + ttl_secs}))
+}
+
+/// Events that arrive within `quiet` of each other (stops at the first silence).
+pub async fn drain<T>(events: &mut EventStream<T>, quiet: Duration) -> Vec<T> {
+    let mut out = Vec::new();
+    while let Ok(Some(e)) = tokio::time::timeout(quiet, events.recv()).await {
+        out.push(e);
+    }
+    out
 }
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Gyre benchmarks: builds the server and the load generator, installs the peers (NATS from
+# Debian, Socket.IO from npm into bench/node_modules), runs every scenario against Gyre, the
+# peers and the floor, and regenerates BENCHMARKS.md and bench/latency-vs-rate.svg.
+#
+#   bench/run.sh          quick suite (< 10 minutes once built)
+#   bench/run.sh --full   larger runs (more connections, longer steps)
+#
+# Servers are pinned to CPU 0 and the load generator to CPU 1. Everything binds 127.0.0.1.
+set -euo pipefail
+
+MODE=quick
+for arg in "$@"; do
+  case "$arg" in
+    --full) MODE=full ;;
+    --quick) MODE=quick ;;
+    *) echo "usage: $0 [--full]" >&2; exit 2 ;;
+  esac
+done
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+ulimit -n "$(ulimit -Hn)"
+
+echo "== build" >&2
+cargo build --release -q -p gyre-server --bin gyre -p gyre-loadgen
+GYRE=$CARGO_TARGET_DIR/release/gyre
+LG=$CARGO_TARGET_DIR/release/gyre-loadgen
+
+echo "== peers" >&2
+if ! command -v nats-server >/dev/null; then
+  apt-get update -q && apt-get install -y -q nats-server >&2
+fi
+if [ ! -d bench/node_modules/socket.io ]; then
+  (cd bench && npm install --no-audit --no-fund --silent)
+fi
+
+OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)-$MODE
+mkdir -p "$OUT"
+SUITE_START=$(date +%s)
+
+if [ "$(nproc)" -ge 2 ]; then SRV_CPU="taskset -c 0"; LG_CPU="taskset -c 1"; else SRV_CPU=""; LG_CPU=""; fi
+
+if [ "$MODE" = full ]; then
+  IDLE_CONNS=19000; IDLE_HOLD=30; FAN_SUBS=10000; FAN_RATES=2,5,10,15,20,30,40,60; STEP=8
+  PUB_RATES=2000,5000,10000,20000,40000; REC_CONNS=10000; GROUP_CONNS=10000; GROUP_RATES=1000,5000,10000,20000
+  SLOW_SUBS=10000; SLOW_RATE=10; WORKERS=2
+else
+  IDLE_CONNS=10000; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=10,25,50,100,150; STEP=4
+  PUB_RATES=2000,10000,20000; REC_CONNS=10000; GROUP_CONNS=5000; GROUP_RATES=1000,5000,10000
+  SLOW_SUBS=2000; SLOW_RATE=50; WORKERS=2
+fi
+
+PORT=21000
+SPID=""
+cleanup() { if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=""; fi; }
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "port $1 did not open" >&2; return 1
+}
+
+# start_server TARGET [history]: sets SPID, URL, PUB_URL, VIA (fresh ports every time, so
+# TIME_WAIT sockets of the previous run never exhaust the ephemeral range).
+start_server() {
+  PORT=$((PORT + 10))
+  local target=$1
+  case "$target" in
+    gyre)
+      cat > "$OUT/gyre-$PORT.json" <<EOF
+{"http_server":{"address":"127.0.0.1","port":$PORT},"client":{"insecure":true},"http_api":{"key":"k"},
+ "log":{"level":"error"},
+ "channel":{"without_namespace":{"history_size":100,"history_ttl":"300s","force_recovery":true},
+            "namespaces":[{"name":"nohist"}]}}
+EOF
+      $SRV_CPU "$GYRE" serve --config "$OUT/gyre-$PORT.json" > "$OUT/gyre-$PORT.log" 2>&1 &
+      SPID=$!
+      URL=ws://127.0.0.1:$PORT/connection/websocket; PUB_URL=http://127.0.0.1:$PORT/api/publish; VIA=http
+      wait_port "$PORT" ;;
+    floor)
+      $SRV_CPU "$LG" floor --ws-port "$PORT" --http-port $((PORT + 1)) > "$OUT/floor-$PORT.log" 2>&1 &
+      SPID=$!
+      URL=ws://127.0.0.1:$PORT/; PUB_URL=http://127.0.0.1:$((PORT + 1))/api/publish; VIA=http
+      wait_port "$PORT"; wait_port $((PORT + 1)) ;;
+    nats)
+      sed -e "s/@NATS_PORT@/$((PORT + 1))/" -e "s/@WS_PORT@/$PORT/" bench/nats.conf.in > "$OUT/nats-$PORT.conf"
+      $SRV_CPU nats-server -c "$OUT/nats-$PORT.conf" > "$OUT/nats-$PORT.log" 2>&1 &
+      SPID=$!
+      URL=ws://127.0.0.1:$PORT/; PUB_URL=127.0.0.1:$((PORT + 1)); VIA=nats
+      wait_port "$PORT"; wait_port $((PORT + 1)) ;;
+    socketio)
+      $SRV_CPU node bench/socketio-server.js "$PORT" > "$OUT/socketio-$PORT.log" 2>&1 &
+      SPID=$!
+      URL=ws://127.0.0.1:$PORT/socket.io/; PUB_URL=http://127.0.0.1:$PORT/api/publish; VIA=http
+      wait_port "$PORT" ;;
+  esac
+  sleep 0.5
+}
+
+# lg NAME TARGET ARGS...: runs one scenario into $OUT/NAME.json
+lg() {
+  local name=$1 target=$2; shift 2
+  echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  start_server "$target"
+  $LG_CPU "$LG" run --target "$target" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
+    --server-pid "$SPID" --workers "$WORKERS" --out "$OUT/$name.json" "$@" \
+    || echo "!! $name failed" >&2
+  cleanup
+  sleep 1
+}
+
+# S1: idle connections.
+for t in gyre floor nats socketio; do
+  lg "s1-idle-$t" $t --scenario idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD --label $t
+done
+# S2: single-channel fan-out, rising rate, the same subscribers for every system.
+for t in gyre floor nats socketio; do
+  lg "s2-fanout-$t" $t --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP --label $t
+done
+lg "s2-fanout-gyre-protobuf" gyre --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
+  --protobuf --label "gyre protobuf"
+lg "s2-fanout-floor-protobuf" floor --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
+  --protobuf --label "floor protobuf"
+# S4: the publish path (no subscribers), API and client, with and without history.
+lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "API, history"
+lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "API, no history"
+lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "client, history"
+lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "client, no history"
+lg "s4-publish-floor" floor --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "floor (API)"
+# S5: recovery storm.
+lg "s5-recovery-gyre" gyre --scenario recovery --conns $REC_CONNS --missed 10 --label gyre
+# S7: slow consumers (1% stop reading) during fan-out.
+lg "s7-slow-gyre" gyre --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "gyre, 1% slow"
+lg "s7-slow-nats" nats --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "nats, 1% slow"
+# S3: personal + group channels with churn.
+lg "s3-group-gyre" gyre --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label gyre
+lg "s3-group-floor" floor --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label floor
+
+SUITE_END=$(date +%s)
+cat > "$OUT/machine.json" <<EOF
+{"cpu":"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')","cores":$(nproc),
+ "mem_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo),"kernel":"$(uname -r)",
+ "nofile":$(ulimit -n),"mode":"$MODE","suite_seconds":$((SUITE_END - SUITE_START)),
+ "nats":"$(nats-server --version 2>&1 | head -1)","socketio":"$(node -p 'require("./bench/node_modules/socket.io/package.json").version')",
+ "node":"$(node --version)","rustc":"$(rustc --version)","gyre_commit":"$(git describe --always --dirty 2>/dev/null || echo unknown)",
+ "date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}
+EOF
+"$LG" report --dir "$OUT" --out "$ROOT/BENCHMARKS.md" --svg "$ROOT/bench/latency-vs-rate.svg"
+echo "== done in $((SUITE_END - SUITE_START)) s: BENCHMARKS.md, results in $OUT" >&2

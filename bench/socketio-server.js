@@ -1,0 +1,42 @@
+// Socket.IO peer for Gyre's benchmarks: clients emit "sub" with a channel (room) name and an
+// ack; POST /api/publish {"channel":..,"data":..} emits "m" with the data to that room.
+// WebSocket transport only, no compression: the same fan-out the other servers do.
+'use strict';
+const http = require('http');
+const { Server } = require('socket.io');
+
+const port = Number(process.argv[2] || 3000);
+const server = http.createServer((req, res) => {
+  if (req.method === 'POST' && req.url === '/api/publish') {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      try {
+        const m = JSON.parse(Buffer.concat(chunks).toString());
+        io.to(m.channel).emit('m', m.data);
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 2 });
+        res.end('{}');
+      } catch (e) {
+        res.writeHead(400, { 'Content-Length': 0 });
+        res.end();
+      }
+    });
+    return;
+  }
+  res.writeHead(404, { 'Content-Length': 0 });
+  res.end();
+});
+const io = new Server(server, {
+  transports: ['websocket'],
+  serveClient: false,
+  perMessageDeflate: false,
+  httpCompression: false,
+});
+io.on('connection', (socket) => {
+  socket.on('sub', (channel, ack) => {
+    socket.join(String(channel));
+    if (typeof ack === 'function') ack('ok');
+  });
+});
+server.keepAliveTimeout = 60000;
+server.listen(port, '127.0.0.1');
