@@ -12,9 +12,9 @@ mod subscribe;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use gyre_protocol::codec::{self, append_unit, decode_all};
+use gyre_protocol::codec::{self, decode_all, join_units};
 use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -57,7 +57,10 @@ struct Session {
     expire_at: Option<i64>,
     subs: HashMap<String, SubState>,
     awaiting_pong: bool,
-    out: BytesMut,
+    /// Encoded messages waiting to be written as one WebSocket message.
+    out: Vec<Bytes>,
+    /// Their total size in bytes.
+    out_len: usize,
     out_queued: usize,
     closing: Option<Disconnect>,
     stale_at: Option<Instant>,
@@ -82,7 +85,8 @@ where
         expire_at: None,
         subs: HashMap::new(),
         awaiting_pong: false,
-        out: BytesMut::new(),
+        out: Vec::new(),
+        out_len: 0,
         out_queued: 0,
         closing: None,
         stale_at: (!stale.is_zero()).then(|| Instant::now() + stale),
@@ -162,6 +166,12 @@ impl Session {
             && (claims.client.is_empty() || claims.client == *self.handle.client)
     }
 
+    /// Adds an encoded message to the next WebSocket message.
+    fn queue_unit(&mut self, unit: Bytes) {
+        self.out_len += unit.len();
+        self.out.push(unit);
+    }
+
     fn close(&mut self, disconnect: Disconnect) {
         if self.closing.is_none() {
             tracing::debug!(client = %self.handle.client, code = disconnect.code, "disconnect: {}", disconnect.reason);
@@ -172,7 +182,7 @@ impl Session {
     /// Appends an encoded reply to the frame being built.
     fn push_reply(&mut self, reply: &Reply) {
         match codec::encode(self.protocol, reply) {
-            Ok(unit) => append_unit(self.protocol, &mut self.out, &unit),
+            Ok(unit) => self.queue_unit(unit),
             Err(err) => {
                 tracing::debug!(client = %self.handle.client, "can't encode reply: {err}");
                 self.close(Disconnect::INAPPROPRIATE_PROTOCOL);
@@ -220,11 +230,11 @@ impl Session {
         match message {
             Outbound::Unit(unit) => {
                 self.out_queued += unit.len();
-                append_unit(self.protocol, &mut self.out, &unit);
+                self.queue_unit(unit);
             }
             Outbound::Ping => {
                 if self.connected {
-                    append_unit(self.protocol, &mut self.out, &self.protocol.empty_message());
+                    self.queue_unit(self.protocol.empty_message());
                     self.awaiting_pong = self.node.pinger.expects_pong();
                 }
             }
@@ -275,7 +285,7 @@ impl Session {
 
     /// Takes whatever else is queued, up to one frame's worth.
     fn drain(&mut self, rx: &mut UnboundedReceiver<Outbound>) {
-        while self.out.len() < MAX_FRAME_BYTES && self.closing.is_none() {
+        while self.out_len < MAX_FRAME_BYTES && self.closing.is_none() {
             match rx.try_recv() {
                 Ok(message) => self.on_outbound(message),
                 Err(_) => break,
@@ -290,7 +300,14 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
-        let frame = self.out.split().freeze();
+        // A single message (the common case of one publication) is written as the shared
+        // bytes themselves; several are joined into one frame.
+        let frame = if self.out.len() == 1 {
+            self.out.pop().unwrap_or_default()
+        } else {
+            join_units(self.protocol, self.out.drain(..).as_slice())
+        };
+        self.out_len = 0;
         let message = match self.protocol {
             Protocol::Json => Message::text(frame),
             Protocol::Protobuf => Message::binary(frame),
