@@ -114,8 +114,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 tokio::select! {
                     () = token.cancelled() => return,
                     _ = tick.tick() => {
-                        node.streams.sweep();
-                        node.idempotency.sweep();
+                        node.broker.sweep();
                     }
                 }
             }

@@ -85,7 +85,7 @@ pub async fn handle(
         )
             .into_response()
     };
-    match super::execute(&node, &method, &body) {
+    match super::execute(&node, &method, &body).await {
         Ok(result) => json_response(StatusCode::OK, json!({ "result": result })),
         Err(e) if transport_errors => json_response(
             transport_status(e.code),

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use crate::engine::HistoryFilter;
 use crate::engine::StreamOptions;
+use crate::hub::Hub;
 use crate::node::{Node, PublishOptions, VERSION};
 use crate::outbound::{Control, Outbound, SessionHandle};
 use types::*;
@@ -70,7 +71,7 @@ pub fn data_format_ok(format: &str, data: &[u8]) -> bool {
 }
 
 /// Reads history with protocol semantics (limit, since, reverse, cap, epoch check).
-pub(crate) fn read_history(
+pub(crate) async fn read_history(
     node: &Node,
     channel: &str,
     stream: &StreamOptions,
@@ -80,7 +81,7 @@ pub(crate) fn read_history(
     max: usize,
 ) -> Result<HistoryResult, ErrorCode> {
     let filter = history_filter(limit, since, reverse, max);
-    let h = node.history(channel, stream, &filter);
+    let h = node.history(channel, stream, &filter).await?;
     check_epoch(since, &h.epoch)?;
     Ok(HistoryResult {
         publications: h.publications,
@@ -90,21 +91,58 @@ pub(crate) fn read_history(
 }
 
 /// Runs one API method.
-pub fn execute(node: &Node, method: &str, body: &Value) -> ApiResult {
+pub fn execute<'a>(
+    node: &'a Node,
+    method: &'a str,
+    body: &'a Value,
+) -> crate::engine::BoxFuture<'a, ApiResult> {
+    Box::pin(async move {
+        match method {
+            "publish" => publish(node, parse(body)?).await,
+            "broadcast" => broadcast(node, parse(body)?).await,
+            "subscribe" | "unsubscribe" | "disconnect" | "refresh" => {
+                control(node, method, body).await
+            }
+            "presence" => presence(node, parse(body)?).await,
+            "presence_stats" => presence_stats(node, parse(body)?).await,
+            "history" => history(node, parse(body)?).await,
+            "history_remove" => history_remove(node, parse(body)?).await,
+            "channels" => channels(node, parse(body)?),
+            "info" => Ok(info(node)),
+            "batch" => batch(node, parse(body)?).await,
+            _ => Err(ApiError::method_not_found()),
+        }
+    })
+}
+
+/// An API action on connections: applied here, then sent to the other nodes.
+async fn control(node: &Node, method: &str, body: &Value) -> ApiResult {
+    if method == "subscribe" {
+        let req: SubscribeRequest = parse(body)?;
+        if !req.channel.is_empty() {
+            node.channel(&req.channel)?;
+        }
+    }
+    let result = apply_control(&node.hub, method, body)?;
+    let command = crate::engine::ControlCommand {
+        method: method.to_owned(),
+        body: body.clone(),
+    };
+    node.control.send(&command).await.map_err(|err| {
+        tracing::warn!("control {method} not sent to other nodes: {err}");
+        ApiError::from(ErrorCode::Internal)
+    })?;
+    Ok(result)
+}
+
+/// Applies an API action on connections (`subscribe`, `unsubscribe`, `disconnect`,
+/// `refresh`) to this node's connections; also runs for commands from other nodes.
+pub fn apply_control(hub: &Hub, method: &str, body: &Value) -> ApiResult {
     match method {
-        "publish" => publish(node, parse(body)?),
-        "broadcast" => broadcast(node, parse(body)?),
-        "subscribe" => subscribe(node, parse(body)?),
-        "unsubscribe" => unsubscribe(node, parse(body)?),
-        "disconnect" => disconnect(node, parse(body)?),
-        "refresh" => refresh(node, parse(body)?),
-        "presence" => presence(node, parse(body)?),
-        "presence_stats" => presence_stats(node, parse(body)?),
-        "history" => history(node, parse(body)?),
-        "history_remove" => history_remove(node, parse(body)?),
-        "channels" => channels(node, parse(body)?),
-        "info" => Ok(info(node)),
-        "batch" => batch(node, parse(body)?),
+        "subscribe" => subscribe(hub, parse(body)?),
+        "unsubscribe" => unsubscribe(hub, parse(body)?),
+        "disconnect" => disconnect(hub, parse(body)?),
+        "refresh" => refresh(hub, parse(body)?),
         _ => Err(ApiError::method_not_found()),
     }
 }
@@ -119,7 +157,7 @@ fn payload(req: &PublishRequest) -> Result<Bytes, ApiError> {
     Ok(req.data.clone())
 }
 
-fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) -> ApiResult {
+async fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) -> ApiResult {
     if channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
@@ -143,7 +181,7 @@ fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) ->
         info: None,
         idempotency_key: (!req.idempotency_key.is_empty()).then(|| req.idempotency_key.clone()),
     };
-    let result = node.publish(channel, &stream, data, options);
+    let result = node.publish(channel, &stream, data, options).await?;
     let mut out = serde_json::Map::new();
     if result.offset > 0 {
         out.insert("offset".into(), json!(result.offset));
@@ -154,57 +192,52 @@ fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) ->
     Ok(Value::Object(out))
 }
 
-fn publish(node: &Node, req: PublishRequest) -> ApiResult {
+async fn publish(node: &Node, req: PublishRequest) -> ApiResult {
     let data = payload(&req)?;
-    publish_one(node, &req.channel, &req, data)
+    publish_one(node, &req.channel, &req, data).await
 }
 
-fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
+async fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
     if req.channels.is_empty() {
         return Err(ApiError::bad_request("bad request: channels required"));
     }
     let data = payload(&req)?;
-    let responses: Vec<Value> = req
-        .channels
-        .iter()
-        .map(
-            |channel| match publish_one(node, channel, &req, data.clone()) {
-                Ok(result) => json!({ "result": result }),
-                Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
-            },
-        )
-        .collect();
+    let mut responses: Vec<Value> = Vec::with_capacity(req.channels.len());
+    for channel in &req.channels {
+        responses.push(match publish_one(node, channel, &req, data.clone()).await {
+            Ok(result) => json!({ "result": result }),
+            Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+        });
+    }
     Ok(json!({ "responses": responses }))
 }
 
 /// Connections a user-scoped API command applies to.
-fn targets(node: &Node, user: &str, client: &str) -> Vec<std::sync::Arc<SessionHandle>> {
+fn targets(hub: &Hub, user: &str, client: &str) -> Vec<std::sync::Arc<SessionHandle>> {
     if user.is_empty() && !client.is_empty() {
-        return node.hub.session(client).into_iter().collect();
+        return hub.session(client).into_iter().collect();
     }
-    node.hub
-        .user_sessions(user)
+    hub.user_sessions(user)
         .into_iter()
         .filter(|h| client.is_empty() || *h.client == *client)
         .collect()
 }
 
-fn subscribe(node: &Node, req: SubscribeRequest) -> ApiResult {
+fn subscribe(hub: &Hub, req: SubscribeRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
-    node.channel(&req.channel)?;
-    for handle in targets(node, &req.user, &req.client) {
+    for handle in targets(hub, &req.user, &req.client) {
         handle.send(Outbound::Control(Control::Subscribe(req.clone())));
     }
     Ok(json!({}))
 }
 
-fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
+fn unsubscribe(hub: &Hub, req: UnsubscribeRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
-    for handle in targets(node, &req.user, &req.client) {
+    for handle in targets(hub, &req.user, &req.client) {
         handle.send(Outbound::Control(Control::Unsubscribe {
             channel: req.channel.clone(),
             code: gyre_protocol::codes::unsubscribe::SERVER,
@@ -214,7 +247,7 @@ fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
     Ok(json!({}))
 }
 
-fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
+fn disconnect(hub: &Hub, req: DisconnectRequest) -> ApiResult {
     let d = match &req.disconnect {
         Some(spec) if spec.code > 0 => {
             let code =
@@ -223,7 +256,7 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
         }
         _ => Disconnect::FORCE_NO_RECONNECT,
     };
-    for handle in targets(node, &req.user, &req.client) {
+    for handle in targets(hub, &req.user, &req.client) {
         if !req.whitelist.iter().any(|c| *c == *handle.client) {
             handle.disconnect(d.clone());
         }
@@ -231,8 +264,8 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
     Ok(json!({}))
 }
 
-fn refresh(node: &Node, req: RefreshRequest) -> ApiResult {
-    for handle in targets(node, &req.user, &req.client) {
+fn refresh(hub: &Hub, req: RefreshRequest) -> ApiResult {
+    for handle in targets(hub, &req.user, &req.client) {
         handle.send(Outbound::Control(Control::Refresh {
             expired: req.expired,
             expire_at: req.expire_at,
@@ -251,21 +284,29 @@ fn presence_channel(node: &Node, channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
+async fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
     let result = gyre_protocol::PresenceResult {
-        presence: node.presence.presence(&req.channel),
+        presence: node
+            .presence
+            .presence(&req.channel)
+            .await
+            .map_err(ErrorCode::from)?,
     };
     serde_json::to_value(result).map_err(|_| ErrorCode::Internal.into())
 }
 
-fn presence_stats(node: &Node, req: ChannelRequest) -> ApiResult {
+async fn presence_stats(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
-    let (num_clients, num_users) = node.presence.stats(&req.channel);
+    let (num_clients, num_users) = node
+        .presence
+        .stats(&req.channel)
+        .await
+        .map_err(ErrorCode::from)?;
     Ok(json!({ "num_clients": num_clients, "num_users": num_users }))
 }
 
-fn history(node: &Node, req: HistoryRequest) -> ApiResult {
+async fn history(node: &Node, req: HistoryRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
@@ -282,16 +323,17 @@ fn history(node: &Node, req: HistoryRequest) -> ApiResult {
         req.since.as_ref(),
         req.reverse,
         0,
-    )?;
+    )
+    .await?;
     serde_json::to_value(result).map_err(|_| ErrorCode::Internal.into())
 }
 
-fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
+async fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
     node.channel(&req.channel)?;
-    node.remove_history(&req.channel);
+    node.remove_history(&req.channel).await?;
     Ok(json!({}))
 }
 
@@ -314,8 +356,15 @@ fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
 }
 
 fn info(node: &Node) -> Value {
+    let mut nodes = vec![node_info(node)];
+    nodes.extend(node.control.other_nodes());
+    json!({ "nodes": nodes })
+}
+
+/// This node's entry in `info`.
+pub fn node_info(node: &Node) -> Value {
     let counts = node.hub.counts();
-    json!({ "nodes": [{
+    json!({
         "uid": node.id,
         "name": node.name,
         "version": VERSION,
@@ -324,23 +373,22 @@ fn info(node: &Node) -> Value {
         "num_channels": counts.channels,
         "num_subs": counts.subscriptions,
         "uptime": node.started.elapsed().as_secs(),
-    }]})
+    })
 }
 
-fn batch(node: &Node, req: BatchRequest) -> ApiResult {
-    let replies: Vec<Value> = req
-        .commands
-        .iter()
-        .map(|command| {
-            let Some((method, body)) = command.iter().next() else {
-                return json!({ "error": { "code": 107, "message": "bad request: empty command" } });
-            };
-            match execute(node, method, body) {
-                Ok(result) => json!({ method.clone(): result }),
-                Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
-            }
-        })
-        .collect();
+async fn batch(node: &Node, req: BatchRequest) -> ApiResult {
+    let mut replies: Vec<Value> = Vec::with_capacity(req.commands.len());
+    for command in &req.commands {
+        let Some((method, body)) = command.iter().next() else {
+            replies
+                .push(json!({ "error": { "code": 107, "message": "bad request: empty command" } }));
+            continue;
+        };
+        replies.push(match execute(node, method, body).await {
+            Ok(result) => json!({ method.clone(): result }),
+            Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+        });
+    }
     Ok(json!({ "replies": replies }))
 }
 
