@@ -3,6 +3,7 @@
 
 pub mod memory;
 pub mod presence;
+pub mod redis;
 
 use std::time::Duration;
 

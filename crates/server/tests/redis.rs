@@ -1,0 +1,302 @@
+//! The Redis engine across nodes: each test starts its own `redis-server` on a free loopback
+//! port (installed by `scripts/install-test-deps.sh` when missing) and two `gyre serve` nodes
+//! sharing it, then checks delivery, history and recovery, presence, control and `info`
+//! across the nodes with raw protocol clients.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::raw::{Incoming, RawWs};
+use support::{Gyre, config, token};
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (run scripts/install-test-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { child, port }
+    }
+
+    /// A gyre node on this Redis.
+    fn node(&self) -> Gyre {
+        Gyre::start(&config(json!({
+            "engine": {
+                "type": "redis",
+                "redis": { "address": [format!("redis://127.0.0.1:{}", self.port)] },
+            },
+            "channel": {
+                "without_namespace": {
+                    "presence": true,
+                    "join_leave": true,
+                    "history_size": 10,
+                    "history_ttl": "300s",
+                    "force_recovery": true,
+                    "allow_subscribe_for_client": true,
+                    "allow_publish_for_client": true,
+                    "allow_presence_for_client": true,
+                    "allow_history_for_client": true,
+                },
+            },
+        })))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads JSON messages until `pick` returns something.
+async fn wait_for<T>(ws: &mut RawWs, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    loop {
+        match ws.next(Duration::from_secs(5)).await {
+            Incoming::Text(text) => {
+                for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                    let v: Value = serde_json::from_str(line).expect("json");
+                    if let Some(found) = pick(&v) {
+                        return found;
+                    }
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+/// The next publication pushed in `channel`.
+async fn next_pub(ws: &mut RawWs, channel: &str) -> Value {
+    wait_for(ws, |v| {
+        (v["push"]["channel"] == channel && v["push"]["pub"].is_object())
+            .then(|| v["push"]["pub"].clone())
+    })
+    .await
+}
+
+async fn client(node: &Gyre, user: &str) -> RawWs {
+    let mut ws = RawWs::connect(&node.ws_url(), None).await;
+    let reply = ws.connect_json(&token(json!({ "sub": user }))).await;
+    assert!(reply["connect"].is_object(), "{reply}");
+    ws
+}
+
+async fn subscribe(ws: &mut RawWs, id: u64, sub: Value) -> Value {
+    let cmd = json!({ "id": id, "subscribe": sub });
+    ws.send_text(&cmd.to_string()).await;
+    let reply = ws.reply(id).await;
+    assert!(reply["subscribe"].is_object(), "{reply}");
+    reply["subscribe"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_cross_nodes_in_order() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+
+    // API publish on A reaches the client on B, with offsets from Redis.
+    let r = a.api("publish", json!({ "channel": "room", "data": { "n": 1 } }));
+    assert_eq!(r["offset"], 1, "{r}");
+    let p = next_pub(&mut on_b, "room").await;
+    assert_eq!(
+        (p["data"]["n"].clone(), p["offset"].clone()),
+        (json!(1), json!(1))
+    );
+
+    // A client publish on A reaches B too.
+    let mut on_a = client(&a, "alice").await;
+    on_a.send_text(r#"{"id":2,"publish":{"channel":"room","data":{"n":2}}}"#)
+        .await;
+    assert!(on_a.reply(2).await["publish"].is_object());
+    let p = next_pub(&mut on_b, "room").await;
+    assert_eq!(p["data"]["n"], 2);
+    assert_eq!(p["offset"], 2);
+    assert_eq!(p["info"]["user"], "alice");
+
+    // Many publications from both nodes arrive in offset order.
+    for n in 3..=20 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        node.api("publish", json!({ "channel": "room", "data": { "n": n } }));
+    }
+    for offset in 3..=20 {
+        assert_eq!(next_pub(&mut on_b, "room").await["offset"], offset);
+    }
+
+    // History is shared: B's API sees what A published.
+    let h = b.api("history", json!({ "channel": "room", "limit": -1 }));
+    let offsets: Vec<u64> = h["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, (11..=20).collect::<Vec<_>>(), "{h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moving_to_another_node_recovers() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    let sub = subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    a.api("publish", json!({ "channel": "news", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_a, "news").await["offset"], 1);
+    drop(on_a);
+
+    // Missed while moving.
+    a.api("publish", json!({ "channel": "news", "data": { "n": 2 } }));
+    b.api("publish", json!({ "channel": "news", "data": { "n": 3 } }));
+
+    let mut on_b = client(&b, "alice").await;
+    let sub = subscribe(
+        &mut on_b,
+        2,
+        json!({ "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch }),
+    )
+    .await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    let offsets: Vec<u64> = sub["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, vec![2, 3], "{sub}");
+    // Live again after recovery, without duplicates.
+    a.api("publish", json!({ "channel": "news", "data": { "n": 4 } }));
+    assert_eq!(next_pub(&mut on_b, "news").await["offset"], 4);
+
+    // A wrong epoch is not recovered.
+    let mut other = client(&b, "carol").await;
+    let sub = subscribe(
+        &mut other,
+        2,
+        json!({ "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": "nope" }),
+    )
+    .await;
+    assert_ne!(sub["recovered"], true, "{sub}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_join_leave_span_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "room", "join_leave": true }),
+    )
+    .await;
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+
+    // Bob's join (on B) reaches Alice (on A).
+    let joined = wait_for(&mut on_a, |v| {
+        (v["push"]["join"]["info"]["user"] == "bob").then(|| v["push"]["channel"].clone())
+    })
+    .await;
+    assert_eq!(joined, "room");
+
+    for node in [&a, &b] {
+        let stats = node.api("presence_stats", json!({ "channel": "room" }));
+        assert_eq!(stats, json!({ "num_clients": 2, "num_users": 2 }));
+        let presence = node.api("presence", json!({ "channel": "room" }));
+        assert_eq!(presence["presence"].as_object().expect("map").len(), 2);
+    }
+    on_b.send_text(r#"{"id":3,"unsubscribe":{"channel":"room"}}"#)
+        .await;
+    on_b.reply(3).await;
+    let left = wait_for(&mut on_a, |v| {
+        (v["push"]["leave"]["info"]["user"] == "bob").then(|| v["push"]["channel"].clone())
+    })
+    .await;
+    assert_eq!(left, "room");
+    let stats = a.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats, json!({ "num_clients": 1, "num_users": 1 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_actions_on_a_reach_connections_on_b() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "carol").await;
+
+    // subscribe / unsubscribe issued on A.
+    a.api("subscribe", json!({ "user": "carol", "channel": "room" }));
+    wait_for(&mut on_b, |v| {
+        (v["push"]["channel"] == "room" && v["push"]["subscribe"].is_object()).then_some(())
+    })
+    .await;
+    a.api("publish", json!({ "channel": "room", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_b, "room").await["data"]["n"], 1);
+    a.api("unsubscribe", json!({ "user": "carol", "channel": "room" }));
+    wait_for(&mut on_b, |v| {
+        (v["push"]["channel"] == "room" && v["push"]["unsubscribe"].is_object()).then_some(())
+    })
+    .await;
+
+    // disconnect issued on A.
+    a.api(
+        "disconnect",
+        json!({ "user": "carol", "disconnect": { "code": 4100, "reason": "go away" } }),
+    );
+    loop {
+        match on_b.next(Duration::from_secs(5)).await {
+            Incoming::Closed(code, reason) => {
+                assert_eq!((code, reason.as_str()), (4100, "go away"));
+                break;
+            }
+            Incoming::Text(_) | Incoming::Binary(_) => {}
+        }
+    }
+
+    // info lists both nodes once heartbeats went round.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = a.api("info", json!({}));
+        if info["nodes"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "info never listed both nodes: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
