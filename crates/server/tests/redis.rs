@@ -25,6 +25,22 @@ impl Redis {
             .local_addr()
             .expect("addr")
             .port();
+        Self {
+            child: Self::spawn(port),
+            port,
+        }
+    }
+
+    /// Kills Redis (losing everything, as nothing is persisted) and starts it again on the
+    /// same port after `down`.
+    fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Self::spawn(self.port);
+    }
+
+    fn spawn(port: u16) -> Child {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -37,7 +53,7 @@ impl Redis {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { child, port }
+        child
     }
 
     /// A gyre node on this Redis.
@@ -299,4 +315,116 @@ async fn api_actions_on_a_reach_connections_on_b() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_recovery() {
+    let redis = Redis::start();
+    let mut a = redis.node();
+    let b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    let sub = subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    b.api("publish", json!({ "channel": "news", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_a, "news").await["offset"], 1);
+
+    // Node A goes away; its client comes back to a new node A after more publications.
+    drop(on_a);
+    assert!(a.terminate());
+    b.api("publish", json!({ "channel": "news", "data": { "n": 2 } }));
+    a = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    let sub = subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch }),
+    )
+    .await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    assert_eq!(sub["publications"][0]["offset"], 2, "{sub}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_is_never_a_silent_gap() {
+    let mut redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "bob").await;
+    let sub = subscribe(
+        &mut on_b,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    a.api("publish", json!({ "channel": "news", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_b, "news").await["offset"], 1);
+
+    redis.restart(Duration::from_millis(300));
+    // While Redis was away (and its data with it), the subscriber is told to resubscribe.
+    let code = wait_for(&mut on_b, |v| {
+        (v["push"]["channel"] == "news" && v["push"]["unsubscribe"].is_object())
+            .then(|| v["push"]["unsubscribe"]["code"].clone())
+    })
+    .await;
+    assert_eq!(code, 2500);
+    // Resubscribing with its position: the stream is gone, so not recovered (never silent).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = 3;
+    let sub = loop {
+        let cmd = json!({ "id": id, "subscribe": { "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch } });
+        on_b.send_text(&cmd.to_string()).await;
+        let reply = on_b.reply(id).await;
+        if reply["subscribe"].is_object() {
+            break reply["subscribe"].clone();
+        }
+        assert!(Instant::now() < deadline, "subscribe kept failing: {reply}");
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(sub["was_recovering"], true, "{sub}");
+    assert_ne!(sub["recovered"], true, "{sub}");
+    assert_ne!(sub["epoch"], epoch.as_str(), "{sub}");
+    // Publishing works again and reaches the other node.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, reply) = a.api_raw(
+            "publish",
+            &json!({ "channel": "news", "data": { "n": 2 } }),
+            &[("X-API-Key", support::API_KEY)],
+        );
+        if status == 200 && reply.get("error").is_none() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "publish kept failing: {reply}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(next_pub(&mut on_b, "news").await["data"]["n"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_history_answer_errors_while_redis_is_down() {
+    let mut redis = Redis::start();
+    let a = redis.node();
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let (status, reply) = a.api_raw(
+        "publish",
+        &json!({ "channel": "news", "data": {} }),
+        &[("X-API-Key", support::API_KEY)],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    let (_, reply) = a.api_raw(
+        "history",
+        &json!({ "channel": "news" }),
+        &[("X-API-Key", support::API_KEY)],
+    );
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    redis.restart(Duration::ZERO);
 }
