@@ -87,43 +87,80 @@ impl Drop for Redis {
     }
 }
 
-/// Reads JSON messages until `pick` returns something.
-async fn wait_for<T>(ws: &mut RawWs, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
-    loop {
-        match ws.next(Duration::from_secs(5)).await {
-            Incoming::Text(text) => {
-                for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
-                    let v: Value = serde_json::from_str(line).expect("json");
-                    if let Some(found) = pick(&v) {
-                        return found;
+/// A raw client that keeps every JSON message of a frame, in order.
+struct Conn {
+    ws: RawWs,
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Conn {
+    /// The next JSON message, or the close code and reason.
+    async fn next(&mut self) -> Result<Value, (u16, String)> {
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return Ok(v);
+            }
+            match self.ws.next(Duration::from_secs(5)).await {
+                Incoming::Text(text) => {
+                    for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                        self.pending
+                            .push_back(serde_json::from_str(line).expect("json"));
                     }
                 }
+                Incoming::Closed(code, reason) => return Err((code, reason)),
+                Incoming::Binary(_) => panic!("binary frame on a JSON connection"),
             }
-            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    async fn send(&mut self, command: &Value) {
+        self.ws.send_text(&command.to_string()).await;
+    }
+
+    /// The reply to command `id` (other messages before it are dropped).
+    async fn reply(&mut self, id: u64) -> Value {
+        wait_for(self, |v| (v["id"].as_u64() == Some(id)).then(|| v.clone())).await
+    }
+}
+
+/// Reads JSON messages until `pick` returns something.
+async fn wait_for<T>(conn: &mut Conn, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    loop {
+        match conn.next().await {
+            Ok(v) => {
+                if let Some(found) = pick(&v) {
+                    return found;
+                }
+            }
+            Err(closed) => panic!("connection closed: {closed:?}"),
         }
     }
 }
 
 /// The next publication pushed in `channel`.
-async fn next_pub(ws: &mut RawWs, channel: &str) -> Value {
-    wait_for(ws, |v| {
+async fn next_pub(conn: &mut Conn, channel: &str) -> Value {
+    wait_for(conn, |v| {
         (v["push"]["channel"] == channel && v["push"]["pub"].is_object())
             .then(|| v["push"]["pub"].clone())
     })
     .await
 }
 
-async fn client(node: &Gyre, user: &str) -> RawWs {
-    let mut ws = RawWs::connect(&node.ws_url(), None).await;
-    let reply = ws.connect_json(&token(json!({ "sub": user }))).await;
+async fn client(node: &Gyre, user: &str) -> Conn {
+    let mut conn = Conn {
+        ws: RawWs::connect(&node.ws_url(), None).await,
+        pending: Default::default(),
+    };
+    conn.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": user }))}}))
+        .await;
+    let reply = conn.reply(1).await;
     assert!(reply["connect"].is_object(), "{reply}");
-    ws
+    conn
 }
 
-async fn subscribe(ws: &mut RawWs, id: u64, sub: Value) -> Value {
-    let cmd = json!({ "id": id, "subscribe": sub });
-    ws.send_text(&cmd.to_string()).await;
-    let reply = ws.reply(id).await;
+async fn subscribe(conn: &mut Conn, id: u64, sub: Value) -> Value {
+    conn.send(&json!({ "id": id, "subscribe": sub })).await;
+    let reply = conn.reply(id).await;
     assert!(reply["subscribe"].is_object(), "{reply}");
     reply["subscribe"].clone()
 }
@@ -147,7 +184,7 @@ async fn publications_cross_nodes_in_order() {
 
     // A client publish on A reaches B too.
     let mut on_a = client(&a, "alice").await;
-    on_a.send_text(r#"{"id":2,"publish":{"channel":"room","data":{"n":2}}}"#)
+    on_a.send(&json!({"id": 2, "publish": {"channel": "room", "data": {"n": 2}}}))
         .await;
     assert!(on_a.reply(2).await["publish"].is_object());
     let p = next_pub(&mut on_b, "room").await;
@@ -254,7 +291,7 @@ async fn presence_and_join_leave_span_nodes() {
         let presence = node.api("presence", json!({ "channel": "room" }));
         assert_eq!(presence["presence"].as_object().expect("map").len(), 2);
     }
-    on_b.send_text(r#"{"id":3,"unsubscribe":{"channel":"room"}}"#)
+    on_b.send(&json!({"id": 3, "unsubscribe": {"channel": "room"}}))
         .await;
     on_b.reply(3).await;
     let left = wait_for(&mut on_a, |v| {
@@ -293,12 +330,9 @@ async fn api_actions_on_a_reach_connections_on_b() {
         json!({ "user": "carol", "disconnect": { "code": 4100, "reason": "go away" } }),
     );
     loop {
-        match on_b.next(Duration::from_secs(5)).await {
-            Incoming::Closed(code, reason) => {
-                assert_eq!((code, reason.as_str()), (4100, "go away"));
-                break;
-            }
-            Incoming::Text(_) | Incoming::Binary(_) => {}
+        if let Err((code, reason)) = on_b.next().await {
+            assert_eq!((code, reason.as_str()), (4100, "go away"));
+            break;
         }
     }
 
@@ -378,7 +412,7 @@ async fn redis_restart_is_never_a_silent_gap() {
     let mut id = 3;
     let sub = loop {
         let cmd = json!({ "id": id, "subscribe": { "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch } });
-        on_b.send_text(&cmd.to_string()).await;
+        on_b.send(&cmd).await;
         let reply = on_b.reply(id).await;
         if reply["subscribe"].is_object() {
             break reply["subscribe"].clone();
@@ -427,4 +461,50 @@ async fn publish_and_history_answer_errors_while_redis_is_down() {
     );
     assert_eq!(reply["error"]["code"], 100, "{reply}");
     redis.restart(Duration::ZERO);
+}
+
+/// The real npm `centrifuge` client across two nodes (`conformance/js/cross_node.mjs`), in
+/// JSON and in protobuf.
+#[test]
+fn real_client_across_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let dir = support::node_deps();
+    for protocol in ["json", "protobuf"] {
+        let exp = support::now() + 3600;
+        let mut child = Command::new("node")
+            .arg("cross_node.mjs")
+            .current_dir(&dir)
+            .env("GYRE_WS_URL", a.ws_url())
+            .env("GYRE_WS_URL_B", b.ws_url())
+            .env("GYRE_API_URL", a.api_base())
+            .env("GYRE_API_KEY", support::API_KEY)
+            .env("GYRE_PROTOCOL", protocol)
+            .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
+            .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn node");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait node") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = child.wait_with_output().expect("node output");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "cross_node.mjs ({protocol}) failed: {status:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
