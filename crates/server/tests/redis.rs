@@ -58,26 +58,36 @@ impl Redis {
 
     /// A gyre node on this Redis.
     fn node(&self) -> Gyre {
-        Gyre::start(&config(json!({
-            "engine": {
-                "type": "redis",
-                "redis": { "address": [format!("redis://127.0.0.1:{}", self.port)] },
-            },
-            "channel": {
-                "without_namespace": {
-                    "presence": true,
-                    "join_leave": true,
-                    "history_size": 10,
-                    "history_ttl": "300s",
-                    "force_recovery": true,
-                    "allow_subscribe_for_client": true,
-                    "allow_publish_for_client": true,
-                    "allow_presence_for_client": true,
-                    "allow_history_for_client": true,
-                },
-            },
-        })))
+        node_on(&[self], json!({}))
     }
+}
+
+/// A gyre node on these Redis instances (channels sharded over them), `redis` config merged.
+fn node_on(instances: &[&Redis], redis: Value) -> Gyre {
+    let address: Vec<String> = instances
+        .iter()
+        .map(|r| format!("redis://127.0.0.1:{}", r.port))
+        .collect();
+    let mut engine = json!({ "type": "redis", "redis": { "address": address } });
+    if let (Some(Value::Object(into)), Value::Object(extra)) = (engine.get_mut("redis"), redis) {
+        into.extend(extra);
+    }
+    Gyre::start(&config(json!({
+        "engine": engine,
+        "channel": {
+            "without_namespace": {
+                "presence": true,
+                "join_leave": true,
+                "history_size": 10,
+                "history_ttl": "300s",
+                "force_recovery": true,
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_client": true,
+                "allow_presence_for_client": true,
+                "allow_history_for_client": true,
+            },
+        },
+    })))
 }
 
 impl Drop for Redis {
@@ -507,4 +517,79 @@ fn real_client_across_nodes() {
             String::from_utf8_lossy(&output.stderr)
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_sharded_over_several_redis_instances() {
+    let (r1, r2) = (Redis::start(), Redis::start());
+    let a = node_on(&[&r1, &r2], json!({}));
+    let b = node_on(&[&r1, &r2], json!({}));
+    let mut on_b = client(&b, "bob").await;
+    let channels: Vec<String> = (0..8).map(|i| format!("shard{i}")).collect();
+    for (i, channel) in channels.iter().enumerate() {
+        subscribe(&mut on_b, 10 + i as u64, json!({ "channel": channel })).await;
+    }
+    for channel in &channels {
+        let r = a.api(
+            "publish",
+            json!({ "channel": channel, "data": { "c": channel } }),
+        );
+        assert_eq!(r["offset"], 1, "{r}");
+        let p = next_pub(&mut on_b, channel).await;
+        assert_eq!(p["data"]["c"], channel.as_str());
+    }
+    // Both instances hold streams.
+    for r in [&r1, &r2] {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &r.port.to_string(),
+                "--scan",
+                "--pattern",
+                "*.stream.*",
+            ])
+            .output()
+            .expect("redis-cli");
+        let keys = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert!(keys > 0, "no stream on the instance at port {}", r.port);
+    }
+    // info still lists both nodes (control goes through the first instance).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.api("info", json!({}))["nodes"].as_array().map(Vec::len) != Some(2) {
+        assert!(Instant::now() < deadline, "info never listed both nodes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_dead_node_expires() {
+    let redis = Redis::start();
+    let short = json!({ "presence_ttl": "3s" });
+    let a = node_on(&[&redis], short.clone());
+    let b = node_on(&[&redis], short);
+    let mut on_a = client(&a, "alice").await;
+    subscribe(&mut on_a, 2, json!({ "channel": "room" })).await;
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+    let stats = b.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats["num_clients"], 2, "{stats}");
+    // Entries of a live node are refreshed past the TTL.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stats = b.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats["num_clients"], 2, "{stats}");
+    // Node A dies without cleaning up (SIGKILL): its entries expire.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let stats = b.api("presence_stats", json!({ "channel": "room" }));
+        if stats["num_clients"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence of the dead node kept: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(on_a);
 }
