@@ -123,6 +123,8 @@ struct Shard {
     /// confirmed on the current Pub/Sub connection. Subscribe/unsubscribe are serialized.
     channels: tokio::sync::Mutex<HashMap<String, bool>>,
     up: AtomicBool,
+    /// Says when the Pub/Sub connection is (re)established.
+    ready: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Shard {
@@ -231,6 +233,7 @@ impl RedisEngine {
                 sink: Mutex::new(None),
                 channels: tokio::sync::Mutex::default(),
                 up: AtomicBool::new(false),
+                ready: tokio::sync::Notify::new(),
             }));
         }
         anyhow::ensure!(!shards.is_empty(), "no Redis address configured");
@@ -345,6 +348,7 @@ impl RedisEngine {
                     }
                     *shard.sink.lock() = Some(sink);
                     shard.up.store(true, Ordering::Release);
+                    shard.ready.notify_waiters();
                 }
                 ok.then(|| channels.keys().cloned().collect::<Vec<_>>())
             };
@@ -654,7 +658,22 @@ impl Broker for RedisEngine {
                 return Ok(());
             }
             channels.insert(name.clone(), false);
-            let sink = shard.sink.lock().clone();
+            let mut sink = shard.sink.lock().clone();
+            if sink.is_none() {
+                // Starting or reconnecting: wait a little for the Pub/Sub connection (the
+                // reconnection resubscribes every channel in the map, this one included).
+                drop(channels);
+                let ready = shard.ready.notified();
+                if !shard.up.load(Ordering::Acquire) {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ready).await;
+                }
+                channels = shard.channels.lock().await;
+                if channels.get(&name) == Some(&true) {
+                    return Ok(());
+                }
+                channels.insert(name.clone(), false);
+                sink = shard.sink.lock().clone();
+            }
             let Some(mut sink) = sink else {
                 return Err(EngineError("redis pub/sub is not connected".to_owned()));
             };
