@@ -303,10 +303,12 @@ impl Hub {
                 buffer.push((publication.clone(), delta_marked));
                 continue;
             }
+            // A stream that restarted (new epoch, offsets from 1 again) is not a duplicate.
+            let restarted = publication.offset == 1 && sub.position.is_some_and(|at| at > 1);
             match continuity(&mut sub.position, publication.offset) {
                 Continuity::Next => {}
-                Continuity::Old => continue,
-                Continuity::Gap => {
+                Continuity::Old if !restarted => continue,
+                Continuity::Old | Continuity::Gap => {
                     sub.position = None;
                     sub.handle.send(crate::outbound::Outbound::Control(
                         crate::outbound::Control::InsufficientState(channel.to_owned()),
@@ -515,6 +517,16 @@ mod tests {
         hub.broadcast_publication("ch", &publication(5), false);
         assert_eq!(drain(&mut rx).len(), 1);
         hub.broadcast_publication("ch", &publication(7), false);
+        assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+    }
+
+    #[test]
+    fn a_restarted_stream_is_insufficient_state_not_a_duplicate() {
+        let hub = Hub::default();
+        let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+        assert!(hub.go_live("ch", "c1", Some(5), false));
+        hub.broadcast_publication("ch", &publication(1), false);
         assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
     }
 

@@ -453,13 +453,29 @@ impl RedisEngine {
             .map_err(err)
     }
 
+    /// Re-adds this node's presence entries (one pipeline per channel), so they outlive
+    /// the TTL while the node lives and expire when it dies.
     async fn refresh_presence(&self) {
+        let ttl = self.presence_ttl.as_secs();
         for (channel, infos) in self.local_presence.all() {
-            for info in infos {
-                if let Err(e) = self.presence_add(&channel, &info).await {
-                    tracing::debug!("presence refresh failed: {e}");
-                    return;
-                }
+            let (expire_key, data_key) = self.presence_keys(&channel);
+            let expire_at = now_secs() + ttl;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for info in &infos {
+                pipe.zadd(&expire_key, &info.client, expire_at)
+                    .ignore()
+                    .hset(&data_key, &info.client, info.encode_to_vec())
+                    .ignore();
+            }
+            pipe.expire(&expire_key, ttl as i64)
+                .ignore()
+                .expire(&data_key, ttl as i64)
+                .ignore();
+            let mut conn = self.shard(&channel).conn.clone();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::debug!("presence refresh failed: {e}");
+                return;
             }
         }
     }
