@@ -2,6 +2,8 @@
 # Installs the real Centrifugo clients the conformance tests drive, into project-local folders:
 #   conformance/js/node_modules  npm `centrifuge` (v5) and `ws`, from conformance/js/package-lock.json
 #   .deps/python                 PyPI `centrifuge-python`, from conformance/python/requirements.txt
+#   redis-server                 Debian's `redis-server` package, only when it is not on PATH
+#                                (the Redis engine tests start their own instance)
 # Re-running is cheap: each install is skipped when its lock file has not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,4 +23,12 @@ if ! stamp_ok .deps/python/.gyre-stamp "$py_lock"; then
   rm -rf .deps/python
   python3 -m pip install --quiet --disable-pip-version-check --target .deps/python -r conformance/python/requirements.txt
   echo "$py_lock" > .deps/python/.gyre-stamp
+fi
+
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "installing redis-server (Debian package)"
+  sudo=""
+  if [[ "$(id -u)" != "0" ]]; then sudo="sudo"; fi
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server
 fi

@@ -112,9 +112,9 @@ export function run(name, fn, timeoutMs = 15000) {
     );
 }
 
-/** A client for the selected protocol, with `ws` as its WebSocket. */
-export function newClient(options = {}) {
-  return new Centrifuge(WS_URL, {
+/** A client for the selected protocol, with `ws` as its WebSocket (on `url`, default node). */
+export function newClient(options = {}, url = WS_URL) {
+  return new Centrifuge(url, {
     websocket: WebSocket,
     minReconnectDelay: 100,
     maxReconnectDelay: 1000,

@@ -92,7 +92,28 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         None
     };
     let shutdown_timeout = config.shutdown.timeout.0;
-    let node = Node::new(config, shutdown.clone())?;
+    let node = if config.engine.kind == "redis" {
+        let r = &config.engine.redis;
+        if !r.cluster_address.is_empty() || !r.sentinel_address.is_empty() {
+            tracing::warn!(
+                "engine.redis.cluster_address and sentinel_address are not supported yet; \
+                 using engine.redis.address"
+            );
+        }
+        let hub = Arc::new(crate::hub::Hub::default());
+        let redis =
+            crate::engine::redis::RedisEngine::connect(&config.engine.redis, hub.clone()).await?;
+        let engine = crate::node::Engine {
+            broker: redis.clone(),
+            presence: redis.clone(),
+            control: redis.clone(),
+        };
+        let node = Node::with_engine(config, shutdown.clone(), hub, engine)?;
+        redis.start(&node);
+        node
+    } else {
+        Node::new(config, shutdown.clone())?
+    };
     let addr = listener.local_addr()?;
     let internal_addr = match &internal {
         Some(l) => l.local_addr()?,
@@ -114,8 +135,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                 tokio::select! {
                     () = token.cancelled() => return,
                     _ = tick.tick() => {
-                        node.streams.sweep();
-                        node.idempotency.sweep();
+                        node.broker.sweep();
                     }
                 }
             }

@@ -31,6 +31,53 @@ pub struct Subscriber {
     pub has_delta_base: bool,
     /// The client wants join/leave pushes.
     pub join_leave: bool,
+    /// While subscribing: live publications held back until the subscribe reply is built
+    /// (see [`Hub::go_live`]), with their delta mark.
+    pub buffer: Option<Vec<(Publication, bool)>>,
+    /// Offset of the last publication of the stream the client has (positioned
+    /// subscriptions): older ones are not delivered again, a gap unsubscribes with
+    /// insufficient state.
+    pub position: Option<u64>,
+}
+
+impl Subscriber {
+    /// A subscriber that buffers live publications until [`Hub::go_live`].
+    pub fn buffering(handle: Arc<SessionHandle>, delta: bool, join_leave: bool) -> Self {
+        Self {
+            handle,
+            delta,
+            has_delta_base: false,
+            join_leave,
+            buffer: Some(Vec::new()),
+            position: None,
+        }
+    }
+}
+
+/// Where a positioned subscriber's stream continues.
+enum Continuity {
+    /// Deliver it.
+    Next,
+    /// Already delivered (or in the subscribe reply).
+    Old,
+    /// Publications are missing before it.
+    Gap,
+}
+
+fn continuity(position: &mut Option<u64>, offset: u64) -> Continuity {
+    match position {
+        Some(at) if offset > 0 => {
+            if offset <= *at {
+                Continuity::Old
+            } else if offset == *at + 1 {
+                *at = offset;
+                Continuity::Next
+            } else {
+                Continuity::Gap
+            }
+        }
+        _ => Continuity::Next,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -170,7 +217,8 @@ impl Hub {
         self.sessions.read().values().cloned().collect()
     }
 
-    /// Adds a subscriber. The caller holds the channel's stream lock when recovery is involved.
+    /// Adds a subscriber (usually [`Subscriber::buffering`], switched live by
+    /// [`Hub::go_live`] once the subscribe reply is built).
     pub fn subscribe(&self, channel: &str, subscriber: Subscriber) {
         let mut shard = self.shard(channel).lock();
         let entry = shard.entry(Arc::from(channel)).or_default();
@@ -251,6 +299,23 @@ impl Hub {
         let mut encoded = Encoded::new(channel);
         let mut failed: Vec<Arc<SessionHandle>> = Vec::new();
         for sub in entry.subscribers.values_mut() {
+            if let Some(buffer) = sub.buffer.as_mut() {
+                buffer.push((publication.clone(), delta_marked));
+                continue;
+            }
+            // A stream that restarted (new epoch, offsets from 1 again) is not a duplicate.
+            let restarted = publication.offset == 1 && sub.position.is_some_and(|at| at > 1);
+            match continuity(&mut sub.position, publication.offset) {
+                Continuity::Next => {}
+                Continuity::Old if !restarted => continue,
+                Continuity::Old | Continuity::Gap => {
+                    sub.position = None;
+                    sub.handle.send(crate::outbound::Outbound::Control(Box::new(
+                        crate::outbound::Control::InsufficientState(channel.to_owned()),
+                    )));
+                    continue;
+                }
+            }
             let protocol = sub.handle.protocol;
             let unit = if !sub.delta {
                 encoded.get(protocol.index(), protocol, || publication.clone())
@@ -277,6 +342,60 @@ impl Hub {
         for handle in failed {
             handle.disconnect(Disconnect::INAPPROPRIATE_PROTOCOL);
         }
+    }
+
+    /// Switches a buffering subscriber live: under the channel's lock, queues the buffered
+    /// publications the client does not have yet (after `position` for a positioned
+    /// subscription) and delivers directly from then on. Returns false when buffered
+    /// publications show a gap after `position` (the caller reports insufficient state).
+    /// The subscribe reply must be written before anything queued here, which the session
+    /// guarantees by writing replies ahead of its queue.
+    pub fn go_live(
+        &self,
+        channel: &str,
+        client: &str,
+        position: Option<u64>,
+        has_delta_base: bool,
+    ) -> bool {
+        let mut shard = self.shard(channel).lock();
+        let Some(sub) = shard
+            .get_mut(channel)
+            .and_then(|e| e.subscribers.get_mut(client))
+        else {
+            return true;
+        };
+        let buffered = sub.buffer.take().unwrap_or_default();
+        sub.position = position;
+        sub.has_delta_base = has_delta_base;
+        let protocol = sub.handle.protocol;
+        for (publication, _) in buffered {
+            match continuity(&mut sub.position, publication.offset) {
+                Continuity::Next => {}
+                Continuity::Old => continue,
+                Continuity::Gap => {
+                    sub.position = None;
+                    return false;
+                }
+            }
+            let publication = if sub.delta {
+                sub.has_delta_base = true;
+                full_for_delta(&publication, protocol)
+            } else {
+                publication
+            };
+            let reply = Reply {
+                push: Some(Push {
+                    channel: channel.to_owned(),
+                    publication: Some(publication),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            };
+            if let Ok(unit) = encode(protocol, &reply) {
+                sub.handle.send_unit(unit);
+            }
+        }
+        true
     }
 
     /// Records the last payload of a channel without delivering it (used when a channel's
@@ -349,4 +468,88 @@ pub fn delta_publication(
         Protocol::Protobuf => patch.clone(),
     };
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbound::{Control, Outbound};
+
+    fn publication(offset: u64) -> Publication {
+        Publication {
+            data: Bytes::from(format!("{{\"n\":{offset}}}")),
+            offset,
+            ..Default::default()
+        }
+    }
+
+    fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            out.push(match message {
+                Outbound::Unit(unit) => String::from_utf8_lossy(&unit).into_owned(),
+                Outbound::Control(control) => match *control {
+                    Control::InsufficientState(c) => format!("insufficient {c}"),
+                    other => format!("{other:?}"),
+                },
+                other => format!("{other:?}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn buffered_publications_merge_after_the_position() {
+        let hub = Hub::default();
+        let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+        for offset in 1..=4 {
+            hub.broadcast_publication("ch", &publication(offset), false);
+        }
+        assert!(
+            drain(&mut rx).is_empty(),
+            "nothing is delivered while buffering"
+        );
+        // History (the reply) covered up to offset 2: 3 and 4 follow, 1 and 2 are dropped.
+        assert!(hub.go_live("ch", "c1", Some(2), false));
+        let units = drain(&mut rx);
+        assert_eq!(units.len(), 2);
+        assert!(units[0].contains("\"offset\":3") && units[1].contains("\"offset\":4"));
+        // Live: an old offset is not delivered again, the next one is, a gap is reported.
+        hub.broadcast_publication("ch", &publication(4), false);
+        hub.broadcast_publication("ch", &publication(5), false);
+        assert_eq!(drain(&mut rx).len(), 1);
+        hub.broadcast_publication("ch", &publication(7), false);
+        assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+    }
+
+    #[test]
+    fn a_restarted_stream_is_insufficient_state_not_a_duplicate() {
+        let hub = Hub::default();
+        let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+        assert!(hub.go_live("ch", "c1", Some(5), false));
+        hub.broadcast_publication("ch", &publication(1), false);
+        assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+    }
+
+    #[test]
+    fn a_gap_in_the_buffer_is_insufficient_state() {
+        let hub = Hub::default();
+        let (handle, _rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+        hub.broadcast_publication("ch", &publication(5), false);
+        assert!(!hub.go_live("ch", "c1", Some(3), false));
+    }
+
+    #[test]
+    fn unpositioned_subscribers_get_every_buffered_publication() {
+        let hub = Hub::default();
+        let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+        hub.broadcast_publication("ch", &publication(0), false);
+        hub.broadcast_publication("ch", &publication(0), false);
+        assert!(hub.go_live("ch", "c1", None, false));
+        assert_eq!(drain(&mut rx).len(), 2);
+    }
 }

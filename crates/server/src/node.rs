@@ -10,9 +10,12 @@ use gyre_config::{ChannelOptions, Config, ResolvedChannel, TokenOptions};
 use gyre_protocol::{ClientInfo, ErrorCode, Publication};
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::memory::{IdempotencyCache, MemoryStreams};
+use crate::engine::memory::{MemoryBroker, MemoryControl};
 use crate::engine::presence::MemoryPresence;
-use crate::engine::{HistoryFilter, HistoryResult, StreamOptions};
+use crate::engine::{
+    Broker, BrokerPublication, ControlBus, HistoryFilter, HistoryResult, PresenceManager,
+    StreamOptions,
+};
 use crate::hub::Hub;
 use crate::pinger::Pinger;
 
@@ -50,13 +53,13 @@ pub struct Node {
     /// The loaded configuration.
     pub config: Config,
     /// Local sessions and subscriptions.
-    pub hub: Hub,
-    /// Streams (history).
-    pub streams: MemoryStreams,
+    pub hub: Arc<Hub>,
+    /// Delivery and streams (history).
+    pub broker: Arc<dyn Broker>,
     /// Presence.
-    pub presence: MemoryPresence,
-    /// Results of recent publications made with an idempotency key.
-    pub idempotency: IdempotencyCache,
+    pub presence: Arc<dyn PresenceManager>,
+    /// Node-to-node control.
+    pub control: Arc<dyn ControlBus>,
     /// Connection token verifier, when a key is configured.
     pub connect_verifier: Option<TokenVerifier>,
     /// Subscription token verifier (the connection one unless `subscription_token.enabled`).
@@ -104,10 +107,26 @@ pub fn unix_now() -> i64 {
 }
 
 impl Node {
-    /// Builds a node from a validated configuration.
+    /// Builds a node on the memory engine from a validated configuration.
     pub fn new(
         config: Config,
         shutdown: CancellationToken,
+    ) -> Result<Arc<Self>, gyre_auth::AuthError> {
+        let hub = Arc::new(Hub::default());
+        let engine = Engine {
+            broker: Arc::new(MemoryBroker::new(hub.clone())),
+            presence: Arc::new(MemoryPresence::default()),
+            control: Arc::new(MemoryControl),
+        };
+        Self::with_engine(config, shutdown, hub, engine)
+    }
+
+    /// Builds a node over an engine delivering to `hub`.
+    pub fn with_engine(
+        config: Config,
+        shutdown: CancellationToken,
+        hub: Arc<Hub>,
+        engine: Engine,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
         let skip = config.client.insecure_skip_token_signature_verify;
         let connect_verifier = verifier_options(&config.client.token, skip)
@@ -128,10 +147,10 @@ impl Node {
             config.node.name.clone()
         };
         Ok(Arc::new(Self {
-            hub: Hub::default(),
-            streams: MemoryStreams::default(),
-            presence: MemoryPresence::default(),
-            idempotency: IdempotencyCache::default(),
+            hub,
+            broker: engine.broker,
+            presence: engine.presence,
+            control: engine.control,
             connect_verifier,
             subscribe_verifier,
             pinger: Pinger::new(ping, pong),
@@ -165,80 +184,100 @@ impl Node {
     }
 
     /// Publishes into a channel: appends to its stream (when it keeps history) and delivers to
-    /// local subscribers, atomically per channel.
-    pub fn publish(
+    /// the subscribers of every node, atomically per channel.
+    pub async fn publish(
         &self,
         channel: &str,
         stream: &StreamOptions,
         data: Bytes,
         options: PublishOptions,
-    ) -> PublishResult {
+    ) -> Result<PublishResult, ErrorCode> {
         let publication = Publication {
             data,
             info: options.info,
             tags: options.tags,
             ..Default::default()
         };
-        let mut lock = self.streams.lock(channel);
-        if let Some((offset, epoch)) = options
-            .idempotency_key
-            .as_ref()
-            .and_then(|key| self.idempotency.get(channel, key))
-        {
-            return PublishResult { offset, epoch };
-        }
-        let (publication, epoch) = if stream.enabled() && !options.skip_history {
-            lock.append(publication, stream)
-        } else {
-            (publication, String::new())
+        let request = BrokerPublication {
+            publication,
+            stream: *stream,
+            append: stream.enabled() && !options.skip_history,
+            delta: options.delta,
+            idempotency_key: options.idempotency_key,
         };
-        self.hub
-            .broadcast_publication(channel, &publication, options.delta);
-        if let Some(key) = &options.idempotency_key {
-            self.idempotency
-                .put(channel, key, publication.offset, epoch.clone());
-        }
-        drop(lock);
-        PublishResult {
-            offset: publication.offset,
-            epoch,
-        }
+        let (offset, epoch) = self.broker.publish(channel, request).await.map_err(|err| {
+            tracing::warn!("publish to {channel} failed: {err}");
+            ErrorCode::Internal
+        })?;
+        Ok(PublishResult { offset, epoch })
     }
 
     /// Reads a channel's history.
-    pub fn history(
+    pub async fn history(
         &self,
         channel: &str,
         stream: &StreamOptions,
         filter: &HistoryFilter,
-    ) -> HistoryResult {
-        self.streams.lock(channel).read(filter, stream)
+    ) -> Result<HistoryResult, ErrorCode> {
+        self.broker
+            .history(channel, stream, filter)
+            .await
+            .map_err(|err| {
+                tracing::warn!("history of {channel} failed: {err}");
+                ErrorCode::Internal
+            })
     }
 
     /// Forgets a channel's history.
-    pub fn remove_history(&self, channel: &str) {
-        self.streams.lock(channel).remove_history();
+    pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
+        self.broker
+            .remove_history(channel)
+            .await
+            .map_err(|_| ErrorCode::Internal)
     }
 
     /// Adds presence and, when asked, announces the join.
-    pub fn join(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
-        if presence {
-            self.presence.add(channel, info.clone());
+    pub async fn join(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
+        if presence && let Err(err) = self.presence.add(channel, info).await {
+            tracing::warn!("presence add in {channel} failed: {err}");
         }
-        if announce {
-            self.hub.broadcast_join_leave(channel, info, true);
+        if announce && let Err(err) = self.broker.publish_join_leave(channel, info, true).await {
+            tracing::warn!("join in {channel} failed: {err}");
         }
     }
 
     /// Removes presence and, when asked, announces the leave.
-    pub fn leave(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
-        if presence {
-            self.presence.remove(channel, &info.client);
+    pub async fn leave(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
+        if presence && let Err(err) = self.presence.remove(channel, &info.client).await {
+            tracing::warn!("presence remove in {channel} failed: {err}");
         }
-        if announce {
-            self.hub.broadcast_join_leave(channel, info, false);
+        if announce && let Err(err) = self.broker.publish_join_leave(channel, info, false).await {
+            tracing::warn!("leave in {channel} failed: {err}");
         }
     }
+
+    /// Removes a local subscriber and stops receiving the channel when it was the last one.
+    pub async fn hub_unsubscribe(&self, channel: &str, client: &str) -> bool {
+        let removed = self.hub.unsubscribe(channel, client);
+        if removed
+            && !self.hub.has_subscribers(channel)
+            && let Err(err) = self.broker.unsubscribe(channel).await
+        {
+            tracing::debug!("broker unsubscribe of {channel} failed: {err}");
+        }
+        removed
+    }
+}
+
+/// The parts of an engine a node runs on.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    /// Delivery and streams.
+    pub broker: Arc<dyn Broker>,
+    /// Presence.
+    pub presence: Arc<dyn PresenceManager>,
+    /// Node-to-node control.
+    pub control: Arc<dyn ControlBus>,
 }
 
 fn hostname() -> String {

@@ -84,7 +84,7 @@ pub async fn handle(
     let json_response = |status: StatusCode, text: String| {
         (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
     };
-    match super::execute(&node, &method, &body) {
+    match super::execute(&node, &method, &body).await {
         Ok(result) => json_response(StatusCode::OK, format!("{{\"result\":{}}}", result.get())),
         Err(e) if transport_errors => json_response(
             transport_status(e.code),

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::engine::HistoryFilter;
 use crate::engine::StreamOptions;
+use crate::hub::Hub;
 use crate::node::{Node, PublishOptions, VERSION};
 use crate::outbound::{Control, Outbound, SessionHandle};
 use types::*;
@@ -62,6 +63,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &RawValue) -> Result<T, ApiError>
         .map_err(|e| ApiError::bad_request(&format!("bad request: {e}")))
 }
 
+fn parse_value<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
+    T::deserialize(body).map_err(|e| ApiError::bad_request(&format!("bad request: {e}")))
+}
+
 /// Serializes a result (raw payloads are written verbatim).
 fn raw<T: serde::Serialize>(value: &T) -> ApiResult {
     serde_json::value::to_raw_value(value).map_err(|_| ErrorCode::Internal.into())
@@ -77,7 +82,7 @@ pub fn data_format_ok(format: &str, data: &[u8]) -> bool {
 }
 
 /// Reads history with protocol semantics (limit, since, reverse, cap, epoch check).
-pub(crate) fn read_history(
+pub(crate) async fn read_history(
     node: &Node,
     channel: &str,
     stream: &StreamOptions,
@@ -87,7 +92,7 @@ pub(crate) fn read_history(
     max: usize,
 ) -> Result<HistoryResult, ErrorCode> {
     let filter = history_filter(limit, since, reverse, max);
-    let h = node.history(channel, stream, &filter);
+    let h = node.history(channel, stream, &filter).await?;
     check_epoch(since, &h.epoch)?;
     Ok(HistoryResult {
         publications: h.publications,
@@ -97,21 +102,59 @@ pub(crate) fn read_history(
 }
 
 /// Runs one API method.
-pub fn execute(node: &Node, method: &str, body: &RawValue) -> ApiResult {
+pub fn execute<'a>(
+    node: &'a Node,
+    method: &'a str,
+    body: &'a RawValue,
+) -> crate::engine::BoxFuture<'a, ApiResult> {
+    Box::pin(async move {
+        match method {
+            "publish" => publish(node, parse(body)?).await,
+            "broadcast" => broadcast(node, parse(body)?).await,
+            "subscribe" | "unsubscribe" | "disconnect" | "refresh" => {
+                control(node, method, body).await
+            }
+            "presence" => presence(node, parse(body)?).await,
+            "presence_stats" => presence_stats(node, parse(body)?).await,
+            "history" => history(node, parse(body)?).await,
+            "history_remove" => history_remove(node, parse(body)?).await,
+            "channels" => channels(node, parse(body)?),
+            "info" => raw(&info(node)),
+            "batch" => batch(node, parse(body)?).await,
+            _ => Err(ApiError::method_not_found()),
+        }
+    })
+}
+
+/// An API action on connections: applied here, then sent to the other nodes.
+async fn control(node: &Node, method: &str, body: &RawValue) -> ApiResult {
+    if method == "subscribe" {
+        let req: SubscribeRequest = parse(body)?;
+        if !req.channel.is_empty() {
+            node.channel(&req.channel)?;
+        }
+    }
+    let body: Value = parse(body)?;
+    let result = apply_control(&node.hub, method, &body)?;
+    let command = crate::engine::ControlCommand {
+        method: method.to_owned(),
+        body,
+    };
+    node.control.send(&command).await.map_err(|err| {
+        tracing::warn!("control {method} not sent to other nodes: {err}");
+        ApiError::from(ErrorCode::Internal)
+    })?;
+    Ok(result)
+}
+
+/// Applies an API action on connections (`subscribe`, `unsubscribe`, `disconnect`,
+/// `refresh`) to this node's connections; also runs for commands from other nodes.
+pub fn apply_control(hub: &Hub, method: &str, body: &Value) -> ApiResult {
     match method {
-        "publish" => publish(node, parse(body)?),
-        "broadcast" => broadcast(node, parse(body)?),
-        "subscribe" => subscribe(node, parse(body)?),
-        "unsubscribe" => unsubscribe(node, parse(body)?),
-        "disconnect" => disconnect(node, parse(body)?),
-        "refresh" => refresh(node, parse(body)?),
-        "presence" => presence(node, parse(body)?),
-        "presence_stats" => presence_stats(node, parse(body)?),
-        "history" => history(node, parse(body)?),
-        "history_remove" => history_remove(node, parse(body)?),
-        "channels" => channels(node, parse(body)?),
-        "info" => raw(&info(node)),
-        "batch" => batch(node, parse(body)?),
+        "subscribe" => subscribe(hub, parse_value(body)?),
+        "unsubscribe" => unsubscribe(hub, parse_value(body)?),
+        "disconnect" => disconnect(hub, parse_value(body)?),
+        "refresh" => refresh(hub, parse_value(body)?),
         _ => Err(ApiError::method_not_found()),
     }
 }
@@ -126,7 +169,7 @@ fn payload(req: &PublishRequest) -> Result<Bytes, ApiError> {
     Ok(req.data.clone())
 }
 
-fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) -> ApiResult {
+async fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) -> ApiResult {
     if channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
@@ -150,7 +193,7 @@ fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) ->
         info: None,
         idempotency_key: (!req.idempotency_key.is_empty()).then(|| req.idempotency_key.clone()),
     };
-    let result = node.publish(channel, &stream, data, options);
+    let result = node.publish(channel, &stream, data, options).await?;
     let mut out = serde_json::Map::new();
     if result.offset > 0 {
         out.insert("offset".into(), json!(result.offset));
@@ -161,57 +204,52 @@ fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Bytes) ->
     raw(&Value::Object(out))
 }
 
-fn publish(node: &Node, req: PublishRequest) -> ApiResult {
+async fn publish(node: &Node, req: PublishRequest) -> ApiResult {
     let data = payload(&req)?;
-    publish_one(node, &req.channel, &req, data)
+    publish_one(node, &req.channel, &req, data).await
 }
 
-fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
+async fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
     if req.channels.is_empty() {
         return Err(ApiError::bad_request("bad request: channels required"));
     }
     let data = payload(&req)?;
-    let responses: Vec<Value> = req
-        .channels
-        .iter()
-        .map(
-            |channel| match publish_one(node, channel, &req, data.clone()) {
-                Ok(result) => json!({ "result": result }),
-                Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
-            },
-        )
-        .collect();
+    let mut responses: Vec<Value> = Vec::with_capacity(req.channels.len());
+    for channel in &req.channels {
+        responses.push(match publish_one(node, channel, &req, data.clone()).await {
+            Ok(result) => json!({ "result": result }),
+            Err(e) => json!({ "error": { "code": e.code, "message": e.message } }),
+        });
+    }
     raw(&json!({ "responses": responses }))
 }
 
 /// Connections a user-scoped API command applies to.
-fn targets(node: &Node, user: &str, client: &str) -> Vec<std::sync::Arc<SessionHandle>> {
+fn targets(hub: &Hub, user: &str, client: &str) -> Vec<std::sync::Arc<SessionHandle>> {
     if user.is_empty() && !client.is_empty() {
-        return node.hub.session(client).into_iter().collect();
+        return hub.session(client).into_iter().collect();
     }
-    node.hub
-        .user_sessions(user)
+    hub.user_sessions(user)
         .into_iter()
         .filter(|h| client.is_empty() || *h.client == *client)
         .collect()
 }
 
-fn subscribe(node: &Node, req: SubscribeRequest) -> ApiResult {
+fn subscribe(hub: &Hub, req: SubscribeRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
-    node.channel(&req.channel)?;
-    for handle in targets(node, &req.user, &req.client) {
+    for handle in targets(hub, &req.user, &req.client) {
         handle.send(Outbound::Control(Box::new(Control::Subscribe(req.clone()))));
     }
     raw(&json!({}))
 }
 
-fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
+fn unsubscribe(hub: &Hub, req: UnsubscribeRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
-    for handle in targets(node, &req.user, &req.client) {
+    for handle in targets(hub, &req.user, &req.client) {
         handle.send(Outbound::Control(Box::new(Control::Unsubscribe {
             channel: req.channel.clone(),
             code: gyre_protocol::codes::unsubscribe::SERVER,
@@ -221,7 +259,7 @@ fn unsubscribe(node: &Node, req: UnsubscribeRequest) -> ApiResult {
     raw(&json!({}))
 }
 
-fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
+fn disconnect(hub: &Hub, req: DisconnectRequest) -> ApiResult {
     let d = match &req.disconnect {
         Some(spec) if spec.code > 0 => {
             let code =
@@ -230,7 +268,7 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
         }
         _ => Disconnect::FORCE_NO_RECONNECT,
     };
-    for handle in targets(node, &req.user, &req.client) {
+    for handle in targets(hub, &req.user, &req.client) {
         if !req.whitelist.iter().any(|c| *c == *handle.client) {
             handle.disconnect(d.clone());
         }
@@ -238,8 +276,8 @@ fn disconnect(node: &Node, req: DisconnectRequest) -> ApiResult {
     raw(&json!({}))
 }
 
-fn refresh(node: &Node, req: RefreshRequest) -> ApiResult {
-    for handle in targets(node, &req.user, &req.client) {
+fn refresh(hub: &Hub, req: RefreshRequest) -> ApiResult {
+    for handle in targets(hub, &req.user, &req.client) {
         handle.send(Outbound::Control(Box::new(Control::Refresh {
             expired: req.expired,
             expire_at: req.expire_at,
@@ -258,20 +296,29 @@ fn presence_channel(node: &Node, channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
+async fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
-    raw(&gyre_protocol::PresenceResult {
-        presence: node.presence.presence(&req.channel),
-    })
+    let result = gyre_protocol::PresenceResult {
+        presence: node
+            .presence
+            .presence(&req.channel)
+            .await
+            .map_err(ErrorCode::from)?,
+    };
+    raw(&result)
 }
 
-fn presence_stats(node: &Node, req: ChannelRequest) -> ApiResult {
+async fn presence_stats(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
-    let (num_clients, num_users) = node.presence.stats(&req.channel);
+    let (num_clients, num_users) = node
+        .presence
+        .stats(&req.channel)
+        .await
+        .map_err(ErrorCode::from)?;
     raw(&json!({ "num_clients": num_clients, "num_users": num_users }))
 }
 
-fn history(node: &Node, req: HistoryRequest) -> ApiResult {
+async fn history(node: &Node, req: HistoryRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
@@ -288,16 +335,17 @@ fn history(node: &Node, req: HistoryRequest) -> ApiResult {
         req.since.as_ref(),
         req.reverse,
         0,
-    )?;
+    )
+    .await?;
     raw(&result)
 }
 
-fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
+async fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
     if req.channel.is_empty() {
         return Err(ApiError::bad_request("bad request: channel required"));
     }
     node.channel(&req.channel)?;
-    node.remove_history(&req.channel);
+    node.remove_history(&req.channel).await?;
     raw(&json!({}))
 }
 
@@ -320,8 +368,15 @@ fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
 }
 
 fn info(node: &Node) -> Value {
+    let mut nodes = vec![node_info(node)];
+    nodes.extend(node.control.other_nodes());
+    json!({ "nodes": nodes })
+}
+
+/// This node's entry in `info`.
+pub fn node_info(node: &Node) -> Value {
     let counts = node.hub.counts();
-    json!({ "nodes": [{
+    json!({
         "uid": node.id,
         "name": node.name,
         "version": VERSION,
@@ -330,17 +385,17 @@ fn info(node: &Node) -> Value {
         "num_channels": counts.channels,
         "num_subs": counts.subscriptions,
         "uptime": node.started.elapsed().as_secs(),
-    }]})
+    })
 }
 
-fn batch(node: &Node, req: BatchRequest) -> ApiResult {
+async fn batch(node: &Node, req: BatchRequest) -> ApiResult {
     let mut replies: Vec<Box<RawValue>> = Vec::with_capacity(req.commands.len());
     for command in &req.commands {
         let reply = match command.iter().next() {
             None => {
                 raw(&json!({ "error": { "code": 107, "message": "bad request: empty command" } }))
             }
-            Some((method, body)) => match execute(node, method, body) {
+            Some((method, body)) => match execute(node, method, body).await {
                 Ok(result) => raw(&HashMap::from([(method.as_str(), result)])),
                 Err(e) => raw(&json!({ "error": { "code": e.code, "message": e.message } })),
             },

@@ -297,3 +297,114 @@ impl IdempotencyCache {
             .retain(|_, (_, _, expires)| now < *expires);
     }
 }
+
+/// The memory broker: streams in this process, delivery to this node's hub.
+#[derive(Debug)]
+pub struct MemoryBroker {
+    streams: MemoryStreams,
+    idempotency: IdempotencyCache,
+    hub: std::sync::Arc<crate::hub::Hub>,
+}
+
+impl MemoryBroker {
+    /// A broker delivering to `hub`.
+    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
+        Self {
+            streams: MemoryStreams::default(),
+            idempotency: IdempotencyCache::default(),
+            hub,
+        }
+    }
+}
+
+impl super::Broker for MemoryBroker {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        p: super::BrokerPublication,
+    ) -> super::BoxFuture<'a, Result<(u64, String), super::EngineError>> {
+        // Appending and delivering under the channel lock keeps delivery in offset order.
+        let mut lock = self.streams.lock(channel);
+        if let Some(found) = p
+            .idempotency_key
+            .as_ref()
+            .and_then(|key| self.idempotency.get(channel, key))
+        {
+            return Box::pin(std::future::ready(Ok(found)));
+        }
+        let (publication, epoch) = if p.append {
+            lock.append(p.publication, &p.stream)
+        } else {
+            (p.publication, String::new())
+        };
+        self.hub
+            .broadcast_publication(channel, &publication, p.delta);
+        if let Some(key) = &p.idempotency_key {
+            self.idempotency
+                .put(channel, key, publication.offset, epoch.clone());
+        }
+        drop(lock);
+        Box::pin(std::future::ready(Ok((publication.offset, epoch))))
+    }
+
+    fn publish_join_leave<'a>(
+        &'a self,
+        channel: &'a str,
+        info: &'a gyre_protocol::ClientInfo,
+        joined: bool,
+    ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        self.hub.broadcast_join_leave(channel, info, joined);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        stream: &'a StreamOptions,
+        filter: &'a HistoryFilter,
+    ) -> super::BoxFuture<'a, Result<HistoryResult, super::EngineError>> {
+        let result = self.streams.lock(channel).read(filter, stream);
+        Box::pin(std::future::ready(Ok(result)))
+    }
+
+    fn remove_history<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        self.streams.lock(channel).remove_history();
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn subscribe<'a>(&'a self, _: &'a str) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn unsubscribe<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn sweep(&self) {
+        self.streams.sweep();
+        self.idempotency.sweep();
+    }
+}
+
+/// Control of a single node: nothing to forward.
+#[derive(Debug, Default)]
+pub struct MemoryControl;
+
+impl super::ControlBus for MemoryControl {
+    fn send<'a>(
+        &'a self,
+        _: &'a super::ControlCommand,
+    ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn other_nodes(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}

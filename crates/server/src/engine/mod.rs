@@ -3,6 +3,7 @@
 
 pub mod memory;
 pub mod presence;
+pub mod redis;
 
 use std::time::Duration;
 
@@ -44,4 +45,128 @@ pub struct HistoryResult {
     pub offset: u64,
     /// Epoch of the stream.
     pub epoch: String,
+}
+
+/// A boxed future, so engine traits stay object-safe.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// An engine failure (the backing store is unreachable or answered an error).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("engine error: {0}")]
+pub struct EngineError(pub String);
+
+impl From<EngineError> for gyre_protocol::ErrorCode {
+    fn from(_: EngineError) -> Self {
+        gyre_protocol::ErrorCode::Internal
+    }
+}
+
+/// A publication handed to the broker.
+#[derive(Debug, Clone)]
+pub struct BrokerPublication {
+    /// The publication (its offset is assigned by the broker).
+    pub publication: gyre_protocol::Publication,
+    /// The channel's stream options.
+    pub stream: StreamOptions,
+    /// Append to the stream (history enabled and not skipped).
+    pub append: bool,
+    /// Fossil patches allowed for delta subscribers.
+    pub delta: bool,
+    /// Idempotency key: a repeated publication returns the first result.
+    pub idempotency_key: Option<String>,
+}
+
+/// Brokers deliver publications and join/leave messages to the subscribers of every node and
+/// keep channel streams. Appending a publication and delivering it are atomic per channel, so
+/// every node sees a channel's publications in offset order.
+pub trait Broker: Send + Sync + std::fmt::Debug {
+    /// Appends (when asked) and delivers a publication; returns (offset, epoch).
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        publication: BrokerPublication,
+    ) -> BoxFuture<'a, Result<(u64, String), EngineError>>;
+
+    /// Delivers a join (`joined`) or leave message to the channel's subscribers on every node.
+    fn publish_join_leave<'a>(
+        &'a self,
+        channel: &'a str,
+        info: &'a gyre_protocol::ClientInfo,
+        joined: bool,
+    ) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Reads a channel's stream. Creates its epoch when the stream does not exist.
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        stream: &'a StreamOptions,
+        filter: &'a HistoryFilter,
+    ) -> BoxFuture<'a, Result<HistoryResult, EngineError>>;
+
+    /// Forgets a channel's publications (keeps epoch and top offset).
+    fn remove_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Makes this node receive the channel's publications; resolves once it does.
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Stops receiving the channel (when it still has no local subscriber).
+    fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Periodic housekeeping (expiry of local state).
+    fn sweep(&self) {}
+}
+
+/// Presence of channels across all nodes.
+pub trait PresenceManager: Send + Sync + std::fmt::Debug {
+    /// Adds or refreshes a client's presence in a channel.
+    fn add<'a>(
+        &'a self,
+        channel: &'a str,
+        info: &'a gyre_protocol::ClientInfo,
+    ) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Removes a client's presence.
+    fn remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Everyone present in a channel, by client id.
+    fn presence<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<
+        'a,
+        Result<std::collections::HashMap<String, gyre_protocol::ClientInfo>, EngineError>,
+    >;
+
+    /// Number of clients and distinct users present.
+    fn stats<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(u32, u32), EngineError>> {
+        Box::pin(async move {
+            let map = self.presence(channel).await?;
+            let users: std::collections::HashSet<&str> =
+                map.values().map(|i| i.user.as_str()).collect();
+            Ok((map.len() as u32, users.len() as u32))
+        })
+    }
+}
+
+/// A server API action on connections (`subscribe`, `unsubscribe`, `disconnect`, `refresh`),
+/// applied on every node: the API method and its JSON body.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ControlCommand {
+    /// API method.
+    pub method: String,
+    /// Its request body.
+    pub body: serde_json::Value,
+}
+
+/// Node-to-node control: API actions on connections and the list of live nodes.
+pub trait ControlBus: Send + Sync + std::fmt::Debug {
+    /// Sends a command to the other nodes (the caller applies it locally).
+    fn send<'a>(&'a self, command: &'a ControlCommand) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Stats of the other live nodes, as `info` reports them.
+    fn other_nodes(&self) -> Vec<serde_json::Value>;
 }

@@ -61,6 +61,17 @@ impl MemoryPresence {
             .unwrap_or_default()
     }
 
+    /// Every channel with its entries.
+    pub fn all(&self) -> Vec<(String, Vec<ClientInfo>)> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            for (channel, map) in shard.lock().iter() {
+                out.push((channel.clone(), map.values().cloned().collect()));
+            }
+        }
+        out
+    }
+
     /// Number of clients and distinct users present in a channel.
     pub fn stats(&self, channel: &str) -> (u32, u32) {
         let shard = self.shard(channel).lock();
@@ -69,5 +80,41 @@ impl MemoryPresence {
         };
         let users: HashSet<&str> = map.values().map(|i| i.user.as_str()).collect();
         (map.len() as u32, users.len() as u32)
+    }
+}
+
+impl super::PresenceManager for MemoryPresence {
+    fn add<'a>(
+        &'a self,
+        channel: &'a str,
+        info: &'a ClientInfo,
+    ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        MemoryPresence::add(self, channel, info.clone());
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client: &'a str,
+    ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
+        MemoryPresence::remove(self, channel, client);
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn presence<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> super::BoxFuture<'a, Result<HashMap<String, ClientInfo>, super::EngineError>> {
+        Box::pin(std::future::ready(Ok(MemoryPresence::presence(
+            self, channel,
+        ))))
+    }
+
+    fn stats<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> super::BoxFuture<'a, Result<(u32, u32), super::EngineError>> {
+        Box::pin(std::future::ready(Ok(MemoryPresence::stats(self, channel))))
     }
 }

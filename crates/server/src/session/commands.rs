@@ -25,7 +25,7 @@ impl Session {
         let id = cmd.id;
         if !self.connected {
             match cmd.connect {
-                Some(req) if id > 0 => self.handle_connect(id, req),
+                Some(req) if id > 0 => self.handle_connect(id, req).await,
                 _ => {
                     tracing::debug!(client = %self.handle.client, "first command is not connect");
                     self.close(Disconnect::BAD_REQUEST);
@@ -52,21 +52,28 @@ impl Session {
             Err(Disconnect::BAD_REQUEST.into())
         } else if let Some(req) = cmd.subscribe {
             self.handle_subscribe(req)
+                .await
                 .map(|r| reply.subscribe = Some(r))
         } else if let Some(req) = cmd.unsubscribe {
             self.handle_unsubscribe(&req.channel)
+                .await
                 .map(|r| reply.unsubscribe = Some(r))
         } else if let Some(req) = cmd.publish {
             self.handle_publish(&req.channel, req.data)
+                .await
                 .map(|r| reply.publish = Some(r))
         } else if let Some(req) = cmd.presence {
             self.handle_presence(&req.channel)
+                .await
                 .map(|r| reply.presence = Some(r))
         } else if let Some(req) = cmd.presence_stats {
             self.handle_presence_stats(&req.channel)
+                .await
                 .map(|r| reply.presence_stats = Some(r))
         } else if let Some(req) = cmd.history {
-            self.handle_history(req).map(|r| reply.history = Some(r))
+            self.handle_history(req)
+                .await
+                .map(|r| reply.history = Some(r))
         } else if let Some(req) = cmd.rpc {
             self.handle_rpc(&req.method).map(|r| reply.rpc = Some(r))
         } else if let Some(send) = cmd.send {
@@ -130,15 +137,19 @@ impl Session {
         Ok(())
     }
 
-    fn handle_unsubscribe(&mut self, channel: &str) -> Outcome<UnsubscribeResult> {
+    async fn handle_unsubscribe(&mut self, channel: &str) -> Outcome<UnsubscribeResult> {
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        self.remove_subscription(channel);
+        self.remove_subscription(channel).await;
         Ok(UnsubscribeResult {})
     }
 
-    fn handle_publish(&mut self, channel: &str, data: bytes::Bytes) -> Outcome<PublishResult> {
+    async fn handle_publish(
+        &mut self,
+        channel: &str,
+        data: bytes::Bytes,
+    ) -> Outcome<PublishResult> {
         self.check_channel_name(channel)?;
         let node = self.node.clone();
         let resolved = node.channel(channel)?;
@@ -158,7 +169,8 @@ impl Session {
             info: Some(self.info(chan_info)),
             ..Default::default()
         };
-        node.publish(channel, &Node::stream_options(&resolved), data, options);
+        node.publish(channel, &Node::stream_options(&resolved), data, options)
+            .await?;
         Ok(PublishResult {})
     }
 
@@ -174,23 +186,36 @@ impl Session {
         Ok(())
     }
 
-    fn handle_presence(&mut self, channel: &str) -> Outcome<PresenceResult> {
+    async fn handle_presence(&mut self, channel: &str) -> Outcome<PresenceResult> {
         self.presence_channel(channel)?;
         Ok(PresenceResult {
-            presence: self.node.presence.presence(channel),
+            presence: self
+                .node
+                .presence
+                .presence(channel)
+                .await
+                .map_err(ErrorCode::from)?,
         })
     }
 
-    fn handle_presence_stats(&mut self, channel: &str) -> Outcome<PresenceStatsResult> {
+    async fn handle_presence_stats(&mut self, channel: &str) -> Outcome<PresenceStatsResult> {
         self.presence_channel(channel)?;
-        let (num_clients, num_users) = self.node.presence.stats(channel);
+        let (num_clients, num_users) = self
+            .node
+            .presence
+            .stats(channel)
+            .await
+            .map_err(ErrorCode::from)?;
         Ok(PresenceStatsResult {
             num_clients,
             num_users,
         })
     }
 
-    fn handle_history(&mut self, req: gyre_protocol::HistoryRequest) -> Outcome<HistoryResult> {
+    async fn handle_history(
+        &mut self,
+        req: gyre_protocol::HistoryRequest,
+    ) -> Outcome<HistoryResult> {
         self.check_channel_name(&req.channel)?;
         let node = self.node.clone();
         let resolved = node.channel(&req.channel)?;
@@ -210,7 +235,8 @@ impl Session {
             req.since.as_ref(),
             req.reverse,
             max,
-        )?;
+        )
+        .await?;
         Ok(result)
     }
 

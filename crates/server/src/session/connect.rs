@@ -20,8 +20,8 @@ struct Grant {
 }
 
 impl Session {
-    pub(super) fn handle_connect(&mut self, id: u32, req: ConnectRequest) {
-        match self.connect(req) {
+    pub(super) async fn handle_connect(&mut self, id: u32, req: ConnectRequest) {
+        match self.connect(req).await {
             Ok(result) => {
                 self.push_reply(&Reply {
                     id,
@@ -41,7 +41,7 @@ impl Session {
         }
     }
 
-    fn connect(&mut self, req: ConnectRequest) -> Result<ConnectResult, ProtocolError> {
+    async fn connect(&mut self, req: ConnectRequest) -> Result<ConnectResult, ProtocolError> {
         let node = self.node.clone();
         let cfg = &node.config.client;
         let now = unix_now();
@@ -137,7 +137,7 @@ impl Session {
                 server_side: true,
                 ..Default::default()
             };
-            match self.subscribe_channel(params) {
+            match self.subscribe_channel(params).await {
                 Ok(result) => {
                     subs.insert(grant.channel, result);
                 }

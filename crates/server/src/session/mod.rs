@@ -101,7 +101,7 @@ where
             biased;
             () = &mut shutdown, if session.closing.is_none() => session.close(Disconnect::SHUTDOWN),
             message = rx.recv() => match message {
-                Some(message) => session.on_outbound(message),
+                Some(message) => session.on_outbound(message).await,
                 None => break,
             },
             frame = ws.next() => match frame {
@@ -114,9 +114,9 @@ where
                 }
                 None => break,
             },
-            () = sleep_until(deadline) => session.on_deadline(),
+            () = sleep_until(deadline) => session.on_deadline().await,
         }
-        session.drain(&mut rx);
+        session.drain(&mut rx).await;
         if session.write(&mut ws).await.is_err() {
             break;
         }
@@ -129,7 +129,7 @@ where
             break;
         }
     }
-    session.cleanup();
+    session.cleanup().await;
 }
 
 /// The `expires`/`ttl` pair of a result for an expiry (unix seconds), capped at a year;
@@ -226,7 +226,7 @@ impl Session {
         }
     }
 
-    fn on_outbound(&mut self, message: Outbound) {
+    async fn on_outbound(&mut self, message: Outbound) {
         match message {
             Outbound::Unit(unit) => {
                 self.out_queued += unit.len();
@@ -244,22 +244,22 @@ impl Session {
                 }
             }
             Outbound::Disconnect(d) => self.close(d),
-            Outbound::Control(control) => self.on_control(*control),
+            Outbound::Control(control) => self.on_control(*control).await,
         }
     }
 
-    fn on_control(&mut self, control: Control) {
+    async fn on_control(&mut self, control: Control) {
         if !self.connected {
             return;
         }
         match control {
-            Control::Subscribe(req) => self.server_subscribe(req),
+            Control::Subscribe(req) => self.server_subscribe(req).await,
             Control::Unsubscribe {
                 channel,
                 code,
                 reason,
             } => {
-                self.unsubscribe_with_push(&channel, code, &reason);
+                self.unsubscribe_with_push(&channel, code, &reason).await;
             }
             Control::Refresh { expired, expire_at } => {
                 if expired {
@@ -277,17 +277,18 @@ impl Session {
                         &channel,
                         gyre_protocol::codes::unsubscribe::INSUFFICIENT_STATE,
                         "insufficient state",
-                    );
+                    )
+                    .await;
                 }
             }
         }
     }
 
     /// Takes whatever else is queued, up to one frame's worth.
-    fn drain(&mut self, rx: &mut UnboundedReceiver<Outbound>) {
+    async fn drain(&mut self, rx: &mut UnboundedReceiver<Outbound>) {
         while self.out_len < MAX_FRAME_BYTES && self.closing.is_none() {
             match rx.try_recv() {
-                Ok(message) => self.on_outbound(message),
+                Ok(message) => self.on_outbound(message).await,
                 Err(_) => break,
             }
         }
@@ -348,7 +349,7 @@ impl Session {
         Some(Instant::now() + std::time::Duration::from_secs(at.saturating_sub(now).max(0) as u64))
     }
 
-    fn on_deadline(&mut self) {
+    async fn on_deadline(&mut self) {
         if !self.connected {
             self.close(Disconnect::STALE);
             return;
@@ -375,15 +376,16 @@ impl Session {
                 &channel,
                 gyre_protocol::codes::unsubscribe::EXPIRED,
                 "subscription expired",
-            );
+            )
+            .await;
         }
     }
 
     /// Leaves every channel and forgets the session.
-    fn cleanup(&mut self) {
+    async fn cleanup(&mut self) {
         let subs: Vec<String> = self.subs.keys().cloned().collect();
         for channel in subs {
-            self.remove_subscription(&channel);
+            self.remove_subscription(&channel).await;
         }
         if self.connected {
             self.node.hub.remove_session(&self.handle);

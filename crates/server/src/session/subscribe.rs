@@ -38,7 +38,10 @@ type Outcome<T> = Result<T, ProtocolError>;
 
 impl Session {
     /// The client's subscribe command.
-    pub(super) fn handle_subscribe(&mut self, req: SubscribeRequest) -> Outcome<SubscribeResult> {
+    pub(super) async fn handle_subscribe(
+        &mut self,
+        req: SubscribeRequest,
+    ) -> Outcome<SubscribeResult> {
         let channel = req.channel.clone();
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
@@ -105,11 +108,19 @@ impl Session {
                 return Err(ErrorCode::PermissionDenied.into());
             }
         }
-        self.subscribe_channel(params)
+        self.subscribe_channel(params).await
     }
 
     /// The subscribe algorithm shared by client-side and server-side subscriptions.
-    pub(super) fn subscribe_channel(&mut self, p: SubscribeParams) -> Outcome<SubscribeResult> {
+    ///
+    /// The subscriber joins the hub first in a buffering state, then the node subscribes to
+    /// the channel in the broker, then history is read; buffered live publications are merged
+    /// after the recovered ones (by offset, a gap means insufficient state) when the
+    /// subscriber goes live. Nothing is lost, duplicated or reordered, with any engine.
+    pub(super) async fn subscribe_channel(
+        &mut self,
+        p: SubscribeParams,
+    ) -> Outcome<SubscribeResult> {
         let node = self.node.clone();
         let resolved = node.channel(&p.channel)?;
         let o = resolved.options;
@@ -143,81 +154,40 @@ impl Session {
             result.expires = true;
             result.ttl = at.saturating_sub(unix_now()).max(0) as u32;
         }
-        // The stream lock covers reading history and joining the hub, so no publication
-        // falls between the two and none is delivered twice.
-        let mut lock = node.streams.lock(&p.channel);
-        let mut recovered_pubs: Vec<Publication> = Vec::new();
-        if positioned {
-            let was_recovering = recoverable && p.recover;
-            if was_recovering {
-                let max = node.config.client.recovery_max_publication_limit;
-                let filter = if cache_mode {
-                    HistoryFilter {
-                        since: None,
-                        limit: Some(1),
-                        reverse: true,
-                    }
-                } else {
-                    HistoryFilter {
-                        since: Some(p.offset),
-                        limit: (max > 0).then_some(max),
-                        reverse: false,
-                    }
-                };
-                let h = lock.read(&filter, &stream);
-                let same_epoch = p.epoch.is_empty() || p.epoch == h.epoch;
-                let recovered = if cache_mode {
-                    same_epoch || !h.publications.is_empty()
-                } else {
-                    same_epoch
-                        && match (h.publications.first(), h.publications.last()) {
-                            (None, _) | (_, None) => h.offset == p.offset,
-                            (Some(first), Some(last)) => {
-                                first.offset == p.offset + 1 && last.offset == h.offset
-                            }
-                        }
-                };
-                if !recovered && p.reject_unrecoverable {
-                    return Err(ErrorCode::UnrecoverablePosition.into());
-                }
-                result.epoch = h.epoch;
-                result.was_recovering = true;
-                result.recovered = recovered;
-                if recovered {
-                    let cached_top = cache_mode && p.offset == h.offset && same_epoch;
-                    recovered_pubs = if cached_top {
-                        Vec::new()
-                    } else {
-                        h.publications
-                    };
-                    // Upstream answers the client's own offset: the client advances its
-                    // position by processing the recovered publications.
-                    result.offset = p.offset;
-                } else {
-                    result.offset = h.offset;
-                }
-            } else {
-                let h = lock.read(
-                    &HistoryFilter {
-                        limit: Some(0),
-                        ..Default::default()
-                    },
-                    &stream,
-                );
-                result.epoch = h.epoch;
-                result.offset = h.offset;
-            }
-        }
         node.hub.subscribe(
             &p.channel,
-            Subscriber {
-                handle: self.handle.clone(),
-                delta,
-                has_delta_base: delta && !recovered_pubs.is_empty(),
-                join_leave: push_join_leave,
-            },
+            Subscriber::buffering(self.handle.clone(), delta, push_join_leave),
         );
-        drop(lock);
+        let read = self
+            .read_position(
+                &p,
+                &stream,
+                positioned,
+                recoverable,
+                cache_mode,
+                &mut result,
+            )
+            .await;
+        let (recovered_pubs, top) = match read {
+            Ok(read) => read,
+            Err(err) => {
+                node.hub_unsubscribe(&p.channel, &self.handle.client).await;
+                return Err(err);
+            }
+        };
+        let continuous = node.hub.go_live(
+            &p.channel,
+            &self.handle.client,
+            positioned.then_some(top),
+            delta && !recovered_pubs.is_empty(),
+        );
+        if !continuous {
+            // Queued behind the reply: the client resubscribes and recovers.
+            self.handle
+                .send(crate::outbound::Outbound::Control(Box::new(
+                    crate::outbound::Control::InsufficientState(p.channel.clone()),
+                )));
+        }
         result.publications = if delta {
             delta_encode(&recovered_pubs, self.protocol)
         } else {
@@ -234,25 +204,112 @@ impl Session {
                 server_side: p.server_side,
             },
         );
-        node.join(&p.channel, &info, presence, emit_join_leave);
+        node.join(&p.channel, &info, presence, emit_join_leave)
+            .await;
         Ok(result)
     }
 
+    /// Subscribes the node to the channel in the broker and reads the stream position (and
+    /// the publications to recover). Returns them with the top offset the client will have.
+    async fn read_position(
+        &self,
+        p: &SubscribeParams,
+        stream: &crate::engine::StreamOptions,
+        positioned: bool,
+        recoverable: bool,
+        cache_mode: bool,
+        result: &mut SubscribeResult,
+    ) -> Outcome<(Vec<Publication>, u64)> {
+        let node = &self.node;
+        node.broker.subscribe(&p.channel).await.map_err(|err| {
+            tracing::warn!("broker subscribe to {} failed: {err}", p.channel);
+            ProtocolError::from(ErrorCode::Internal)
+        })?;
+        let mut recovered_pubs: Vec<Publication> = Vec::new();
+        if !positioned {
+            return Ok((recovered_pubs, 0));
+        }
+        let was_recovering = recoverable && p.recover;
+        if !was_recovering {
+            let h = node
+                .history(
+                    &p.channel,
+                    stream,
+                    &HistoryFilter {
+                        limit: Some(0),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            result.epoch = h.epoch;
+            result.offset = h.offset;
+            return Ok((recovered_pubs, h.offset));
+        }
+        let max = node.config.client.recovery_max_publication_limit;
+        let filter = if cache_mode {
+            HistoryFilter {
+                since: None,
+                limit: Some(1),
+                reverse: true,
+            }
+        } else {
+            HistoryFilter {
+                since: Some(p.offset),
+                limit: (max > 0).then_some(max),
+                reverse: false,
+            }
+        };
+        let h = node.history(&p.channel, stream, &filter).await?;
+        let same_epoch = p.epoch.is_empty() || p.epoch == h.epoch;
+        let recovered = if cache_mode {
+            same_epoch || !h.publications.is_empty()
+        } else {
+            same_epoch
+                && match (h.publications.first(), h.publications.last()) {
+                    (None, _) | (_, None) => h.offset == p.offset,
+                    (Some(first), Some(last)) => {
+                        first.offset == p.offset + 1 && last.offset == h.offset
+                    }
+                }
+        };
+        if !recovered && p.reject_unrecoverable {
+            return Err(ErrorCode::UnrecoverablePosition.into());
+        }
+        result.epoch = h.epoch;
+        result.was_recovering = true;
+        result.recovered = recovered;
+        if recovered {
+            let cached_top = cache_mode && p.offset == h.offset && same_epoch;
+            if !cached_top {
+                recovered_pubs = h.publications;
+            }
+            // Upstream answers the client's own offset: the client advances its
+            // position by processing the recovered publications.
+            result.offset = p.offset;
+        } else {
+            result.offset = h.offset;
+        }
+        Ok((recovered_pubs, h.offset))
+    }
+
     /// Removes a subscription: leaves the hub, presence and announces the leave.
-    pub(super) fn remove_subscription(&mut self, channel: &str) -> bool {
+    pub(super) async fn remove_subscription(&mut self, channel: &str) -> bool {
         let Some(state) = self.subs.remove(channel) else {
             return false;
         };
-        self.node.hub.unsubscribe(channel, &self.handle.client);
+        self.node
+            .hub_unsubscribe(channel, &self.handle.client)
+            .await;
         let info = self.info(state.chan_info);
         self.node
-            .leave(channel, &info, state.presence, state.join_leave);
+            .leave(channel, &info, state.presence, state.join_leave)
+            .await;
         true
     }
 
     /// Ends a subscription on the server's initiative and tells the client why.
-    pub(super) fn unsubscribe_with_push(&mut self, channel: &str, code: u32, reason: &str) {
-        if self.remove_subscription(channel) {
+    pub(super) async fn unsubscribe_with_push(&mut self, channel: &str, code: u32, reason: &str) {
+        if self.remove_subscription(channel).await {
             let push = Push {
                 channel: channel.to_owned(),
                 unsubscribe: Some(Unsubscribe {
@@ -269,7 +326,7 @@ impl Session {
     }
 
     /// A server API subscribe: subscribes the connection and sends a subscribe push.
-    pub(super) fn server_subscribe(&mut self, req: crate::api::types::SubscribeRequest) {
+    pub(super) async fn server_subscribe(&mut self, req: crate::api::types::SubscribeRequest) {
         if self.subs.contains_key(&req.channel) {
             return;
         }
@@ -290,7 +347,7 @@ impl Session {
             server_side: true,
             ..Default::default()
         };
-        match self.subscribe_channel(params) {
+        match self.subscribe_channel(params).await {
             Ok(result) => {
                 let push = Push {
                     channel: req.channel,

@@ -58,10 +58,25 @@ fn merge(base: &mut Value, extra: Value) {
 
 impl Gyre {
     /// Starts `gyre serve` with `config` (see [`config`]) and waits until it listens.
+    ///
+    /// With `GYRE_TEST_REDIS_URL` set (see `scripts/test.sh`), a config without an `engine`
+    /// runs on the Redis engine at that URL, under a key prefix of its own, so the same
+    /// suites check both engines.
     pub fn start(config: &Value) -> Self {
-        let dir = std::env::temp_dir().join(format!("gyre-test-{}", uuid_like()));
+        let id = uuid_like();
+        let dir = std::env::temp_dir().join(format!("gyre-test-{id}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let config_path = dir.join("config.json");
+        let mut config = config.clone();
+        if let Ok(url) = std::env::var("GYRE_TEST_REDIS_URL")
+            && !url.is_empty()
+            && config.get("engine").is_none()
+        {
+            config["engine"] = json!({
+                "type": "redis",
+                "redis": { "address": [url], "prefix": format!("gyre-test-{id}-{}", now()) },
+            });
+        }
         std::fs::write(&config_path, config.to_string()).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))
             .arg("serve")

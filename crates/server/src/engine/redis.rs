@@ -1,0 +1,816 @@
+//! The Redis engine: many nodes sharing one or more Redis instances.
+//!
+//! - Streams: per channel a meta hash (`e` epoch, `s` top offset) and a Redis stream whose
+//!   entry ids are `<offset>-0`. One Lua script creates the epoch, increments the offset,
+//!   XADDs with MAXLEN, sets expiries and PUBLISHes the encoded publication, so every node
+//!   receives a channel's publications in offset order and history matches delivery.
+//! - Delivery: one Pub/Sub connection per shard; each message is decoded once per node and
+//!   handed to the hub. When the Pub/Sub connection is lost, the node reconnects,
+//!   resubscribes every channel it has subscribers for and tells those subscribers their
+//!   state is insufficient, so clients resubscribe and recover (or learn `recovered: false`).
+//! - Presence: a hash (client to info) and a zset (client to expiry) per channel; each node
+//!   refreshes its own entries, so entries of a dead node expire.
+//! - Control: a Pub/Sub channel for API actions on connections and node heartbeats (`info`).
+//! - Shards: channels are spread over the configured addresses by consistent (jump) hashing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gyre_protocol::{ClientInfo, Publication};
+use parking_lot::Mutex;
+use prost::Message as _;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::{IntoConnectionInfo, Script, Value};
+
+use super::presence::MemoryPresence;
+use super::{
+    BoxFuture, Broker, BrokerPublication, ControlBus, ControlCommand, EngineError, HistoryFilter,
+    HistoryResult, PresenceManager, StreamOptions,
+};
+use crate::hub::Hub;
+
+/// How often a node announces itself on the control channel.
+const HEARTBEAT: Duration = Duration::from_secs(3);
+/// A node not heard of for this long is gone.
+const NODE_TTL: Duration = Duration::from_secs(10);
+/// How long an idempotent publication's result is kept.
+const IDEMPOTENCY_TTL_SECS: u64 = 300;
+
+const PUBLISH_LUA: &str = r"
+-- KEYS: stream, meta, idempotency result
+-- ARGV: payload, size, history ttl, meta ttl, new epoch, pubsub channel, delta, append, idem ttl
+if ARGV[9] ~= '0' then
+  local found = redis.call('get', KEYS[3])
+  if found then
+    local at = string.find(found, ':', 1, true)
+    return {tonumber(string.sub(found, 1, at - 1)), string.sub(found, at + 1)}
+  end
+end
+local offset = 0
+local epoch = ''
+if ARGV[8] == '1' then
+  epoch = redis.call('hget', KEYS[2], 'e')
+  if not epoch then
+    epoch = ARGV[5]
+    redis.call('del', KEYS[1])
+    redis.call('hset', KEYS[2], 'e', epoch, 's', 0)
+  end
+  offset = redis.call('hincrby', KEYS[2], 's', 1)
+  redis.call('expire', KEYS[2], ARGV[4])
+  redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
+  redis.call('expire', KEYS[1], ARGV[3])
+end
+redis.call('publish', ARGV[6], 'p' .. offset .. ' ' .. ARGV[7] .. ARGV[1])
+if ARGV[9] ~= '0' then
+  redis.call('set', KEYS[3], offset .. ':' .. epoch, 'EX', ARGV[9])
+end
+return {offset, epoch}
+";
+
+const HISTORY_LUA: &str = r"
+-- KEYS: stream, meta
+-- ARGV: new epoch, meta ttl, mode (none|fwd|rev), start, end, count (0: all)
+local epoch = redis.call('hget', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('del', KEYS[1])
+  redis.call('hset', KEYS[2], 'e', epoch, 's', 0)
+  redis.call('expire', KEYS[2], ARGV[2])
+end
+local top = tonumber(redis.call('hget', KEYS[2], 's') or '0')
+local entries = {}
+if ARGV[3] == 'fwd' then
+  if ARGV[6] == '0' then
+    entries = redis.call('xrange', KEYS[1], ARGV[4], ARGV[5])
+  else
+    entries = redis.call('xrange', KEYS[1], ARGV[4], ARGV[5], 'COUNT', ARGV[6])
+  end
+elseif ARGV[3] == 'rev' then
+  if ARGV[6] == '0' then
+    entries = redis.call('xrevrange', KEYS[1], ARGV[5], ARGV[4])
+  else
+    entries = redis.call('xrevrange', KEYS[1], ARGV[5], ARGV[4], 'COUNT', ARGV[6])
+  end
+end
+return {top, epoch, entries}
+";
+
+const PRESENCE_LUA: &str = r"
+-- KEYS: expiry zset, data hash; ARGV: now
+local expired = redis.call('zrangebyscore', KEYS[1], '-inf', ARGV[1])
+for _, client in ipairs(expired) do
+  redis.call('hdel', KEYS[2], client)
+end
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[1])
+return redis.call('hgetall', KEYS[2])
+";
+
+fn err(e: impl std::fmt::Display) -> EngineError {
+    EngineError(e.to_string())
+}
+
+/// One Redis instance: a multiplexed command connection and a Pub/Sub connection.
+struct Shard {
+    client: redis::Client,
+    conn: ConnectionManager,
+    /// The Pub/Sub sink while connected.
+    sink: Mutex<Option<PubSubSink>>,
+    /// Channels (Redis names) this node is subscribed to, with whether SUBSCRIBE was
+    /// confirmed on the current Pub/Sub connection. Subscribe/unsubscribe are serialized.
+    channels: tokio::sync::Mutex<HashMap<String, bool>>,
+    up: AtomicBool,
+    /// Says when the Pub/Sub connection is (re)established.
+    ready: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard")
+            .field("up", &self.up.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// The Redis engine (broker, presence manager and control bus).
+pub struct RedisEngine {
+    shards: Vec<Arc<Shard>>,
+    prefix: String,
+    hub: Arc<Hub>,
+    node_id: Mutex<String>,
+    presence_ttl: Duration,
+    /// This node's own presence entries, refreshed periodically.
+    local_presence: MemoryPresence,
+    /// Other live nodes: uid to (info, last heard).
+    nodes: Mutex<HashMap<String, (serde_json::Value, Instant)>>,
+    publish_script: Script,
+    history_script: Script,
+    presence_script: Script,
+}
+
+impl std::fmt::Debug for RedisEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisEngine")
+            .field("shards", &self.shards)
+            .field("prefix", &self.prefix)
+            .finish()
+    }
+}
+
+/// A Redis URL from a configured address (`host:port` or a URL).
+fn address_url(address: &str, tls: bool) -> String {
+    if address.contains("://") {
+        address.to_owned()
+    } else if tls {
+        format!("rediss://{address}")
+    } else {
+        format!("redis://{address}")
+    }
+}
+
+/// Jump consistent hash: a bucket in `0..buckets` that moves for few keys when `buckets`
+/// grows.
+fn jump_hash(key: &str, buckets: usize) -> usize {
+    // FNV-1a, stable across processes and nodes.
+    let mut k: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.as_bytes() {
+        k ^= u64::from(*b);
+        k = k.wrapping_mul(0x0100_0000_01b3);
+    }
+    let (mut b, mut j): (i64, i64) = (-1, 0);
+    while j < buckets as i64 {
+        b = j;
+        k = k.wrapping_mul(2_862_933_555_777_941_757).wrapping_add(1);
+        j = ((b + 1) as f64 * ((1u64 << 31) as f64 / ((k >> 33) + 1) as f64)) as i64;
+    }
+    b.max(0) as usize
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl RedisEngine {
+    /// Connects to every configured Redis address.
+    pub async fn connect(
+        config: &gyre_config::RedisConfig,
+        hub: Arc<Hub>,
+    ) -> anyhow::Result<Arc<Self>> {
+        let mut shards = Vec::new();
+        for address in &config.address {
+            let mut info = address_url(address, config.tls.enabled).into_connection_info()?;
+            let mut redis_info = info.redis_settings().clone();
+            if !config.user.is_empty() {
+                redis_info = redis_info.set_username(&config.user);
+            }
+            if !config.password.is_empty() {
+                redis_info = redis_info.set_password(&config.password);
+            }
+            if config.db != 0 {
+                redis_info = redis_info.set_db(i64::from(config.db));
+            }
+            info = info.set_redis_settings(redis_info);
+            let client = redis::Client::open(info)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout.0))
+                .set_response_timeout(Some(config.io_timeout.0))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_secs(1));
+            let conn = tokio::time::timeout(
+                config.connect_timeout.0.max(Duration::from_secs(1)) * 5,
+                ConnectionManager::new_with_config(client.clone(), manager_config),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {address}"))??;
+            shards.push(Arc::new(Shard {
+                client,
+                conn,
+                sink: Mutex::new(None),
+                channels: tokio::sync::Mutex::default(),
+                up: AtomicBool::new(false),
+                ready: tokio::sync::Notify::new(),
+            }));
+        }
+        anyhow::ensure!(!shards.is_empty(), "no Redis address configured");
+        Ok(Arc::new(Self {
+            shards,
+            prefix: config.prefix.clone(),
+            hub,
+            node_id: Mutex::new(String::new()),
+            presence_ttl: config.presence_ttl.0.max(Duration::from_secs(3)),
+            local_presence: MemoryPresence::default(),
+            nodes: Mutex::default(),
+            publish_script: Script::new(PUBLISH_LUA),
+            history_script: Script::new(HISTORY_LUA),
+            presence_script: Script::new(PRESENCE_LUA),
+        }))
+    }
+
+    /// Starts the Pub/Sub readers, heartbeats and presence refresh for `node`.
+    pub fn start(self: &Arc<Self>, node: &Arc<crate::node::Node>) {
+        *self.node_id.lock() = node.id.clone();
+        for (index, shard) in self.shards.iter().enumerate() {
+            let engine = self.clone();
+            let shard = shard.clone();
+            let token = node.shutdown.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = token.cancelled() => {}
+                    () = engine.pubsub_loop(index, shard) => {}
+                }
+            });
+        }
+        let engine = self.clone();
+        let node = node.clone();
+        tokio::spawn(async move {
+            let mut heartbeat = tokio::time::interval(HEARTBEAT);
+            let mut presence = tokio::time::interval(engine.presence_ttl / 3);
+            loop {
+                tokio::select! {
+                    () = node.shutdown.cancelled() => return,
+                    _ = heartbeat.tick() => {
+                        let info = crate::api::node_info(&node);
+                        let message = serde_json::json!({ "node": node.id, "info": info });
+                        let _ = engine.publish_control(message.to_string()).await;
+                        engine.nodes.lock().retain(|_, (_, at)| at.elapsed() < NODE_TTL);
+                    }
+                    _ = presence.tick() => engine.refresh_presence().await,
+                }
+            }
+        });
+    }
+
+    fn shard(&self, channel: &str) -> &Arc<Shard> {
+        &self.shards[jump_hash(channel, self.shards.len())]
+    }
+
+    fn pubsub_name(&self, channel: &str) -> String {
+        format!("{}.client.{channel}", self.prefix)
+    }
+
+    fn control_name(&self) -> String {
+        format!("{}.control", self.prefix)
+    }
+
+    fn stream_key(&self, channel: &str) -> String {
+        format!("{}.stream.{channel}", self.prefix)
+    }
+
+    fn meta_key(&self, channel: &str) -> String {
+        format!("{}.meta.{channel}", self.prefix)
+    }
+
+    fn presence_keys(&self, channel: &str) -> (String, String) {
+        (
+            format!("{}.presence.expire.{channel}", self.prefix),
+            format!("{}.presence.data.{channel}", self.prefix),
+        )
+    }
+
+    /// Keeps shard `index`'s Pub/Sub connection: connects, (re)subscribes, reads messages,
+    /// and after a loss tells local subscribers of its channels to resubscribe.
+    async fn pubsub_loop(self: Arc<Self>, index: usize, shard: Arc<Shard>) {
+        let client_prefix = format!("{}.client.", self.prefix);
+        let control = self.control_name();
+        let mut reconnect = false;
+        loop {
+            let pubsub = match shard.client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub,
+                Err(e) => {
+                    tracing::warn!("redis pub/sub connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let (mut sink, mut stream) = pubsub.split();
+            let resubscribed = {
+                let mut channels = shard.channels.lock().await;
+                let mut names: Vec<String> = channels.keys().cloned().collect();
+                if index == 0 {
+                    names.push(control.clone());
+                }
+                let mut ok = true;
+                for batch in names.chunks(512) {
+                    if let Err(e) = sink.subscribe(batch).await {
+                        tracing::warn!("redis resubscribe failed: {e}");
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok {
+                    for confirmed in channels.values_mut() {
+                        *confirmed = true;
+                    }
+                    *shard.sink.lock() = Some(sink);
+                    shard.up.store(true, Ordering::Release);
+                    shard.ready.notify_waiters();
+                }
+                ok.then(|| channels.keys().cloned().collect::<Vec<_>>())
+            };
+            let Some(resubscribed) = resubscribed else {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            };
+            if reconnect {
+                tracing::info!("redis pub/sub reconnected");
+                // Publications may have been missed while disconnected: subscribers
+                // resubscribe and recover from history (or learn they could not).
+                for name in resubscribed {
+                    if let Some(channel) = name.strip_prefix(&client_prefix) {
+                        for handle in self.hub.subscribers(channel) {
+                            handle.send(crate::outbound::Outbound::Control(Box::new(
+                                crate::outbound::Control::InsufficientState(channel.to_owned()),
+                            )));
+                        }
+                    }
+                }
+            }
+            while let Some(message) = stream.next().await {
+                let name = message.get_channel_name();
+                let payload = message.get_payload_bytes();
+                if let Some(channel) = name.strip_prefix(&client_prefix) {
+                    self.deliver(channel, payload);
+                } else if name == control {
+                    self.on_control(payload);
+                }
+            }
+            tracing::warn!("redis pub/sub connection lost");
+            shard.up.store(false, Ordering::Release);
+            *shard.sink.lock() = None;
+            {
+                let mut channels = shard.channels.lock().await;
+                for confirmed in channels.values_mut() {
+                    *confirmed = false;
+                }
+            }
+            reconnect = true;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Decodes a channel message once and hands it to the hub.
+    fn deliver(&self, channel: &str, payload: &[u8]) {
+        match payload.first() {
+            Some(b'p') => {
+                let Some(space) = payload.iter().position(|b| *b == b' ') else {
+                    return;
+                };
+                let offset = std::str::from_utf8(&payload[1..space])
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .unwrap_or(0);
+                let Some(delta) = payload.get(space + 1) else {
+                    return;
+                };
+                let Ok(mut publication) = Publication::decode(&payload[space + 2..]) else {
+                    tracing::warn!("undecodable publication in {channel}");
+                    return;
+                };
+                publication.offset = offset;
+                self.hub
+                    .broadcast_publication(channel, &publication, *delta == b'1');
+            }
+            Some(kind @ (b'j' | b'l')) => {
+                if let Ok(info) = ClientInfo::decode(&payload[1..]) {
+                    self.hub.broadcast_join_leave(channel, &info, *kind == b'j');
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_control(&self, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return;
+        };
+        let from = message["node"].as_str().unwrap_or_default();
+        if from == *self.node_id.lock() {
+            return;
+        }
+        if let Some(info) = message.get("info") {
+            self.nodes
+                .lock()
+                .insert(from.to_owned(), (info.clone(), Instant::now()));
+        } else if let Some(command) = message.get("command")
+            && let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone())
+        {
+            let _ = crate::api::apply_control(&self.hub, &command.method, &command.body);
+        }
+    }
+
+    async fn publish_control(&self, message: String) -> Result<(), EngineError> {
+        let mut conn = self.shards[0].conn.clone();
+        redis::cmd("PUBLISH")
+            .arg(self.control_name())
+            .arg(message)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(err)
+    }
+
+    /// Re-adds this node's presence entries (one pipeline per channel), so they outlive
+    /// the TTL while the node lives and expire when it dies.
+    async fn refresh_presence(&self) {
+        let ttl = self.presence_ttl.as_secs();
+        for (channel, infos) in self.local_presence.all() {
+            let (expire_key, data_key) = self.presence_keys(&channel);
+            let expire_at = now_secs() + ttl;
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for info in &infos {
+                pipe.zadd(&expire_key, &info.client, expire_at)
+                    .ignore()
+                    .hset(&data_key, &info.client, info.encode_to_vec())
+                    .ignore();
+            }
+            pipe.expire(&expire_key, ttl as i64)
+                .ignore()
+                .expire(&data_key, ttl as i64)
+                .ignore();
+            let mut conn = self.shard(&channel).conn.clone();
+            if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                tracing::debug!("presence refresh failed: {e}");
+                return;
+            }
+        }
+    }
+
+    async fn presence_add(&self, channel: &str, info: &ClientInfo) -> Result<(), EngineError> {
+        let (expire_key, data_key) = self.presence_keys(channel);
+        let ttl = self.presence_ttl.as_secs();
+        let mut conn = self.shard(channel).conn.clone();
+        redis::pipe()
+            .atomic()
+            .zadd(&expire_key, &info.client, now_secs() + ttl)
+            .ignore()
+            .hset(&data_key, &info.client, info.encode_to_vec())
+            .ignore()
+            .expire(&expire_key, ttl as i64)
+            .ignore()
+            .expire(&data_key, ttl as i64)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(err)
+    }
+}
+
+/// Reads an integer or a numeric string.
+fn value_u64(value: &Value) -> u64 {
+    match value {
+        Value::Int(n) => *n as u64,
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        Value::SimpleString(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn value_string(value: &Value) -> String {
+    match value {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        Value::Int(n) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// A stream entry (`[id, [field, value, ...]]`) as a publication.
+fn entry_publication(entry: &Value) -> Option<Publication> {
+    let Value::Array(parts) = entry else {
+        return None;
+    };
+    let id = value_string(parts.first()?);
+    let offset: u64 = id.split('-').next()?.parse().ok()?;
+    let Value::Array(fields) = parts.get(1)? else {
+        return None;
+    };
+    let data = fields.chunks(2).find_map(|pair| match pair {
+        [Value::BulkString(k), Value::BulkString(v)] if k == b"d" => Some(v),
+        _ => None,
+    })?;
+    let mut publication = Publication::decode(data.as_slice()).ok()?;
+    publication.offset = offset;
+    Some(publication)
+}
+
+impl Broker for RedisEngine {
+    fn publish<'a>(
+        &'a self,
+        channel: &'a str,
+        p: BrokerPublication,
+    ) -> BoxFuture<'a, Result<(u64, String), EngineError>> {
+        Box::pin(async move {
+            let payload = p.publication.encode_to_vec();
+            let idem_key = format!(
+                "{}.idempotency.{channel}.{}",
+                self.prefix,
+                p.idempotency_key.as_deref().unwrap_or_default()
+            );
+            let mut conn = self.shard(channel).conn.clone();
+            let (offset, epoch): (u64, String) = self
+                .publish_script
+                .key(self.stream_key(channel))
+                .key(self.meta_key(channel))
+                .key(idem_key)
+                .arg(payload)
+                .arg(p.stream.history_size)
+                .arg(p.stream.history_ttl.as_secs().max(1))
+                .arg(p.stream.meta_ttl.max(p.stream.history_ttl).as_secs().max(1))
+                .arg(super::memory::new_epoch())
+                .arg(self.pubsub_name(channel))
+                .arg(if p.delta { "1" } else { "0" })
+                .arg(if p.append { "1" } else { "0" })
+                .arg(if p.idempotency_key.is_some() {
+                    IDEMPOTENCY_TTL_SECS
+                } else {
+                    0
+                })
+                .invoke_async(&mut conn)
+                .await
+                .map_err(err)?;
+            Ok((offset, epoch))
+        })
+    }
+
+    fn publish_join_leave<'a>(
+        &'a self,
+        channel: &'a str,
+        info: &'a ClientInfo,
+        joined: bool,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let mut message = vec![if joined { b'j' } else { b'l' }];
+            info.encode(&mut message).map_err(err)?;
+            let mut conn = self.shard(channel).conn.clone();
+            redis::cmd("PUBLISH")
+                .arg(self.pubsub_name(channel))
+                .arg(message)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(err)
+        })
+    }
+
+    fn history<'a>(
+        &'a self,
+        channel: &'a str,
+        stream: &'a StreamOptions,
+        filter: &'a HistoryFilter,
+    ) -> BoxFuture<'a, Result<HistoryResult, EngineError>> {
+        Box::pin(async move {
+            let count = filter.limit.unwrap_or(0);
+            let (mode, start, end) = if filter.limit == Some(0) {
+                ("none", "-".to_owned(), "+".to_owned())
+            } else if filter.reverse {
+                match filter.since {
+                    Some(0 | 1) => ("none", "-".to_owned(), "+".to_owned()),
+                    Some(since) => ("rev", "-".to_owned(), format!("{}-0", since - 1)),
+                    None => ("rev", "-".to_owned(), "+".to_owned()),
+                }
+            } else {
+                match filter.since {
+                    Some(since) => ("fwd", format!("{}-0", since + 1), "+".to_owned()),
+                    None => ("fwd", "-".to_owned(), "+".to_owned()),
+                }
+            };
+            let mut conn = self.shard(channel).conn.clone();
+            let value: Value = self
+                .history_script
+                .key(self.stream_key(channel))
+                .key(self.meta_key(channel))
+                .arg(super::memory::new_epoch())
+                .arg(stream.meta_ttl.max(stream.history_ttl).as_secs().max(1))
+                .arg(mode)
+                .arg(start)
+                .arg(end)
+                .arg(count)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(err)?;
+            let Value::Array(parts) = value else {
+                return Err(EngineError("unexpected history reply".to_owned()));
+            };
+            let offset = parts.first().map_or(0, value_u64);
+            let epoch = parts.get(1).map(value_string).unwrap_or_default();
+            let publications = match parts.get(2) {
+                Some(Value::Array(entries)) => {
+                    entries.iter().filter_map(entry_publication).collect()
+                }
+                _ => Vec::new(),
+            };
+            Ok(HistoryResult {
+                publications,
+                offset,
+                epoch,
+            })
+        })
+    }
+
+    fn remove_history<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let mut conn = self.shard(channel).conn.clone();
+            redis::cmd("DEL")
+                .arg(self.stream_key(channel))
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(err)
+        })
+    }
+
+    fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let shard = self.shard(channel);
+            let name = self.pubsub_name(channel);
+            let mut channels = shard.channels.lock().await;
+            if channels.get(&name) == Some(&true) {
+                return Ok(());
+            }
+            channels.insert(name.clone(), false);
+            let mut sink = shard.sink.lock().clone();
+            if sink.is_none() {
+                // Starting or reconnecting: wait a little for the Pub/Sub connection (the
+                // reconnection resubscribes every channel in the map, this one included).
+                drop(channels);
+                let ready = shard.ready.notified();
+                if !shard.up.load(Ordering::Acquire) {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ready).await;
+                }
+                channels = shard.channels.lock().await;
+                if channels.get(&name) == Some(&true) {
+                    return Ok(());
+                }
+                channels.insert(name.clone(), false);
+                sink = shard.sink.lock().clone();
+            }
+            let Some(mut sink) = sink else {
+                return Err(EngineError("redis pub/sub is not connected".to_owned()));
+            };
+            sink.subscribe(&name).await.map_err(err)?;
+            channels.insert(name, true);
+            Ok(())
+        })
+    }
+
+    fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let shard = self.shard(channel);
+            let name = self.pubsub_name(channel);
+            let mut channels = shard.channels.lock().await;
+            if self.hub.has_subscribers(channel) || channels.remove(&name).is_none() {
+                return Ok(());
+            }
+            let sink = shard.sink.lock().clone();
+            if let Some(mut sink) = sink {
+                sink.unsubscribe(&name).await.map_err(err)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl PresenceManager for RedisEngine {
+    fn add<'a>(
+        &'a self,
+        channel: &'a str,
+        info: &'a ClientInfo,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            self.local_presence.add(channel, info.clone());
+            self.presence_add(channel, info).await
+        })
+    }
+
+    fn remove<'a>(
+        &'a self,
+        channel: &'a str,
+        client: &'a str,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            self.local_presence.remove(channel, client);
+            let (expire_key, data_key) = self.presence_keys(channel);
+            let mut conn = self.shard(channel).conn.clone();
+            redis::pipe()
+                .atomic()
+                .zrem(&expire_key, client)
+                .ignore()
+                .hdel(&data_key, client)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(err)
+        })
+    }
+
+    fn presence<'a>(
+        &'a self,
+        channel: &'a str,
+    ) -> BoxFuture<'a, Result<HashMap<String, ClientInfo>, EngineError>> {
+        Box::pin(async move {
+            let (expire_key, data_key) = self.presence_keys(channel);
+            let mut conn = self.shard(channel).conn.clone();
+            let flat: Vec<Vec<u8>> = self
+                .presence_script
+                .key(expire_key)
+                .key(data_key)
+                .arg(now_secs())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(err)?;
+            let mut out = HashMap::new();
+            for pair in flat.chunks(2) {
+                if let [client, info] = pair
+                    && let Ok(info) = ClientInfo::decode(Bytes::copy_from_slice(info))
+                {
+                    out.insert(String::from_utf8_lossy(client).into_owned(), info);
+                }
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl ControlBus for RedisEngine {
+    fn send<'a>(&'a self, command: &'a ControlCommand) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(async move {
+            let node = self.node_id.lock().clone();
+            let message = serde_json::json!({ "node": node, "command": command });
+            self.publish_control(message.to_string()).await
+        })
+    }
+
+    fn other_nodes(&self) -> Vec<serde_json::Value> {
+        self.nodes
+            .lock()
+            .values()
+            .filter(|(_, at)| at.elapsed() < NODE_TTL)
+            .map(|(info, _)| info.clone())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn jump_hash_is_stable_and_in_range() {
+        for n in 1..8 {
+            for key in ["a", "news", "chat:index", ""] {
+                assert!(jump_hash(key, n) < n);
+                assert_eq!(jump_hash(key, n), jump_hash(key, n));
+            }
+        }
+        assert_eq!(jump_hash("x", 1), 0);
+        let used: HashSet<usize> = (0..100).map(|i| jump_hash(&i.to_string(), 4)).collect();
+        assert_eq!(used.len(), 4);
+    }
+}

@@ -1,0 +1,624 @@
+//! The Redis engine across nodes: each test starts its own `redis-server` on a free loopback
+//! port (installed by `scripts/install-test-deps.sh` when missing) and two `gyre serve` nodes
+//! sharing it, then checks delivery, history and recovery, presence, control and `info`
+//! across the nodes with raw protocol clients.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::raw::{Incoming, RawWs};
+use support::{Gyre, config, token};
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        Self {
+            child: Self::spawn(port),
+            port,
+        }
+    }
+
+    /// Kills Redis (losing everything, as nothing is persisted) and starts it again on the
+    /// same port after `down`.
+    fn restart(&mut self, down: Duration) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::thread::sleep(down);
+        self.child = Self::spawn(self.port);
+    }
+
+    fn spawn(port: u16) -> Child {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (run scripts/install-test-deps.sh)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// A gyre node on this Redis.
+    fn node(&self) -> Gyre {
+        node_on(&[self], json!({}))
+    }
+}
+
+/// A gyre node on these Redis instances (channels sharded over them), `redis` config merged.
+fn node_on(instances: &[&Redis], redis: Value) -> Gyre {
+    let address: Vec<String> = instances
+        .iter()
+        .map(|r| format!("redis://127.0.0.1:{}", r.port))
+        .collect();
+    let mut engine = json!({ "type": "redis", "redis": { "address": address } });
+    if let (Some(Value::Object(into)), Value::Object(extra)) = (engine.get_mut("redis"), redis) {
+        into.extend(extra);
+    }
+    Gyre::start(&config(json!({
+        "engine": engine,
+        "channel": {
+            "without_namespace": {
+                "presence": true,
+                "join_leave": true,
+                "history_size": 10,
+                "history_ttl": "300s",
+                "force_recovery": true,
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_client": true,
+                "allow_presence_for_client": true,
+                "allow_history_for_client": true,
+            },
+        },
+    })))
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A raw client that keeps every JSON message of a frame, in order.
+struct Conn {
+    ws: RawWs,
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Conn {
+    /// The next JSON message, or the close code and reason.
+    async fn next(&mut self) -> Result<Value, (u16, String)> {
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return Ok(v);
+            }
+            match self.ws.next(Duration::from_secs(5)).await {
+                Incoming::Text(text) => {
+                    for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                        self.pending
+                            .push_back(serde_json::from_str(line).expect("json"));
+                    }
+                }
+                Incoming::Closed(code, reason) => return Err((code, reason)),
+                Incoming::Binary(_) => panic!("binary frame on a JSON connection"),
+            }
+        }
+    }
+
+    async fn send(&mut self, command: &Value) {
+        self.ws.send_text(&command.to_string()).await;
+    }
+
+    /// The reply to command `id` (other messages before it are dropped).
+    async fn reply(&mut self, id: u64) -> Value {
+        wait_for(self, |v| (v["id"].as_u64() == Some(id)).then(|| v.clone())).await
+    }
+}
+
+/// Reads JSON messages until `pick` returns something.
+async fn wait_for<T>(conn: &mut Conn, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    loop {
+        match conn.next().await {
+            Ok(v) => {
+                if let Some(found) = pick(&v) {
+                    return found;
+                }
+            }
+            Err(closed) => panic!("connection closed: {closed:?}"),
+        }
+    }
+}
+
+/// The next publication pushed in `channel`.
+async fn next_pub(conn: &mut Conn, channel: &str) -> Value {
+    wait_for(conn, |v| {
+        (v["push"]["channel"] == channel && v["push"]["pub"].is_object())
+            .then(|| v["push"]["pub"].clone())
+    })
+    .await
+}
+
+async fn client(node: &Gyre, user: &str) -> Conn {
+    let mut conn = Conn {
+        ws: RawWs::connect(&node.ws_url(), None).await,
+        pending: Default::default(),
+    };
+    conn.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": user }))}}))
+        .await;
+    let reply = conn.reply(1).await;
+    assert!(reply["connect"].is_object(), "{reply}");
+    conn
+}
+
+async fn subscribe(conn: &mut Conn, id: u64, sub: Value) -> Value {
+    conn.send(&json!({ "id": id, "subscribe": sub })).await;
+    let reply = conn.reply(id).await;
+    assert!(reply["subscribe"].is_object(), "{reply}");
+    reply["subscribe"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publications_cross_nodes_in_order() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+
+    // API publish on A reaches the client on B, with offsets from Redis.
+    let r = a.api("publish", json!({ "channel": "room", "data": { "n": 1 } }));
+    assert_eq!(r["offset"], 1, "{r}");
+    let p = next_pub(&mut on_b, "room").await;
+    assert_eq!(
+        (p["data"]["n"].clone(), p["offset"].clone()),
+        (json!(1), json!(1))
+    );
+
+    // A client publish on A reaches B too.
+    let mut on_a = client(&a, "alice").await;
+    on_a.send(&json!({"id": 2, "publish": {"channel": "room", "data": {"n": 2}}}))
+        .await;
+    assert!(on_a.reply(2).await["publish"].is_object());
+    let p = next_pub(&mut on_b, "room").await;
+    assert_eq!(p["data"]["n"], 2);
+    assert_eq!(p["offset"], 2);
+    assert_eq!(p["info"]["user"], "alice");
+
+    // Many publications from both nodes arrive in offset order.
+    for n in 3..=20 {
+        let node = if n % 2 == 0 { &a } else { &b };
+        node.api("publish", json!({ "channel": "room", "data": { "n": n } }));
+    }
+    for offset in 3..=20 {
+        assert_eq!(next_pub(&mut on_b, "room").await["offset"], offset);
+    }
+
+    // History is shared: B's API sees what A published.
+    let h = b.api("history", json!({ "channel": "room", "limit": -1 }));
+    let offsets: Vec<u64> = h["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, (11..=20).collect::<Vec<_>>(), "{h}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_moving_to_another_node_recovers() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    let sub = subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    a.api("publish", json!({ "channel": "news", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_a, "news").await["offset"], 1);
+    drop(on_a);
+
+    // Missed while moving.
+    a.api("publish", json!({ "channel": "news", "data": { "n": 2 } }));
+    b.api("publish", json!({ "channel": "news", "data": { "n": 3 } }));
+
+    let mut on_b = client(&b, "alice").await;
+    let sub = subscribe(
+        &mut on_b,
+        2,
+        json!({ "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch }),
+    )
+    .await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    let offsets: Vec<u64> = sub["publications"]
+        .as_array()
+        .expect("publications")
+        .iter()
+        .map(|p| p["offset"].as_u64().expect("offset"))
+        .collect();
+    assert_eq!(offsets, vec![2, 3], "{sub}");
+    // Live again after recovery, without duplicates.
+    a.api("publish", json!({ "channel": "news", "data": { "n": 4 } }));
+    assert_eq!(next_pub(&mut on_b, "news").await["offset"], 4);
+
+    // A wrong epoch is not recovered.
+    let mut other = client(&b, "carol").await;
+    let sub = subscribe(
+        &mut other,
+        2,
+        json!({ "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": "nope" }),
+    )
+    .await;
+    assert_ne!(sub["recovered"], true, "{sub}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_and_join_leave_span_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "room", "join_leave": true }),
+    )
+    .await;
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+
+    // Bob's join (on B) reaches Alice (on A).
+    let joined = wait_for(&mut on_a, |v| {
+        (v["push"]["join"]["info"]["user"] == "bob").then(|| v["push"]["channel"].clone())
+    })
+    .await;
+    assert_eq!(joined, "room");
+
+    for node in [&a, &b] {
+        let stats = node.api("presence_stats", json!({ "channel": "room" }));
+        assert_eq!(stats, json!({ "num_clients": 2, "num_users": 2 }));
+        let presence = node.api("presence", json!({ "channel": "room" }));
+        assert_eq!(presence["presence"].as_object().expect("map").len(), 2);
+    }
+    on_b.send(&json!({"id": 3, "unsubscribe": {"channel": "room"}}))
+        .await;
+    on_b.reply(3).await;
+    let left = wait_for(&mut on_a, |v| {
+        (v["push"]["leave"]["info"]["user"] == "bob").then(|| v["push"]["channel"].clone())
+    })
+    .await;
+    assert_eq!(left, "room");
+    let stats = a.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats, json!({ "num_clients": 1, "num_users": 1 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_actions_on_a_reach_connections_on_b() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "carol").await;
+
+    // subscribe / unsubscribe issued on A.
+    a.api("subscribe", json!({ "user": "carol", "channel": "room" }));
+    wait_for(&mut on_b, |v| {
+        (v["push"]["channel"] == "room" && v["push"]["subscribe"].is_object()).then_some(())
+    })
+    .await;
+    a.api("publish", json!({ "channel": "room", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_b, "room").await["data"]["n"], 1);
+    a.api("unsubscribe", json!({ "user": "carol", "channel": "room" }));
+    wait_for(&mut on_b, |v| {
+        (v["push"]["channel"] == "room" && v["push"]["unsubscribe"].is_object()).then_some(())
+    })
+    .await;
+
+    // disconnect issued on A.
+    a.api(
+        "disconnect",
+        json!({ "user": "carol", "disconnect": { "code": 4100, "reason": "go away" } }),
+    );
+    loop {
+        if let Err((code, reason)) = on_b.next().await {
+            assert_eq!((code, reason.as_str()), (4100, "go away"));
+            break;
+        }
+    }
+
+    // info lists both nodes once heartbeats went round.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = a.api("info", json!({}));
+        if info["nodes"].as_array().map(Vec::len) == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "info never listed both nodes: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_serves_recovery() {
+    let redis = Redis::start();
+    let mut a = redis.node();
+    let b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    let sub = subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    b.api("publish", json!({ "channel": "news", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_a, "news").await["offset"], 1);
+
+    // Node A goes away; its client comes back to a new node A after more publications.
+    drop(on_a);
+    assert!(a.terminate());
+    b.api("publish", json!({ "channel": "news", "data": { "n": 2 } }));
+    a = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    let sub = subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch }),
+    )
+    .await;
+    assert_eq!(sub["recovered"], true, "{sub}");
+    assert_eq!(sub["publications"][0]["offset"], 2, "{sub}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_is_never_a_silent_gap() {
+    let mut redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "bob").await;
+    let sub = subscribe(
+        &mut on_b,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    a.api("publish", json!({ "channel": "news", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_b, "news").await["offset"], 1);
+
+    // Traffic on node A all along (failures while Redis is away are expected).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (addr, stop) = (a.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ok = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, reply) = support::http_post(
+                    &addr,
+                    "/api/publish",
+                    &json!({ "channel": "news", "data": { "t": 1 } }).to_string(),
+                    &[("X-API-Key", support::API_KEY)],
+                );
+                if reply.get("error").is_none() {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            ok
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    redis.restart(Duration::from_millis(300));
+    // Until it is told to resubscribe, the client sees a gapless sequence; then (Redis lost
+    // its data) it is told its state is insufficient.
+    let mut offsets = vec![1];
+    let code = wait_for(&mut on_b, |v| {
+        if v["push"]["channel"] == "news" && v["push"]["pub"].is_object() {
+            offsets.push(v["push"]["pub"]["offset"].as_u64().expect("offset"));
+        }
+        (v["push"]["channel"] == "news" && v["push"]["unsubscribe"].is_object())
+            .then(|| v["push"]["unsubscribe"]["code"].clone())
+    })
+    .await;
+    assert_eq!(code, 2500);
+    let expected: Vec<u64> = (1..=offsets.len() as u64).collect();
+    assert_eq!(offsets, expected, "no silent gap before the resubscribe");
+    assert!(
+        offsets.len() > 2,
+        "traffic reached the client before the restart"
+    );
+    // Resubscribing with its position: the stream is gone, so not recovered (never silent).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = 3;
+    let sub = loop {
+        let cmd = json!({ "id": id, "subscribe": { "channel": "news", "recoverable": true, "recover": true, "offset": 1, "epoch": epoch } });
+        on_b.send(&cmd).await;
+        let reply = on_b.reply(id).await;
+        if reply["subscribe"].is_object() {
+            break reply["subscribe"].clone();
+        }
+        assert!(Instant::now() < deadline, "subscribe kept failing: {reply}");
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(sub["was_recovering"], true, "{sub}");
+    assert_ne!(sub["recovered"], true, "{sub}");
+    assert_ne!(sub["epoch"], epoch.as_str(), "{sub}");
+    // Live again, gapless from the new position, while traffic goes on.
+    let at = sub["offset"].as_u64().unwrap_or(0);
+    for next in at + 1..=at + 5 {
+        let p = next_pub(&mut on_b, "news").await;
+        assert_eq!(
+            p["offset"], next,
+            "gapless after the resubscribe: {p} {sub}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(publisher.join().expect("publisher") > 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_and_history_answer_errors_while_redis_is_down() {
+    let mut redis = Redis::start();
+    let a = redis.node();
+    let _ = redis.child.kill();
+    let _ = redis.child.wait();
+    let (status, reply) = a.api_raw(
+        "publish",
+        &json!({ "channel": "news", "data": {} }),
+        &[("X-API-Key", support::API_KEY)],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    let (_, reply) = a.api_raw(
+        "history",
+        &json!({ "channel": "news" }),
+        &[("X-API-Key", support::API_KEY)],
+    );
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    redis.restart(Duration::ZERO);
+}
+
+/// The real npm `centrifuge` client across two nodes (`conformance/js/cross_node.mjs`), in
+/// JSON and in protobuf.
+#[test]
+fn real_client_across_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let dir = support::node_deps();
+    for protocol in ["json", "protobuf"] {
+        let exp = support::now() + 3600;
+        let mut child = Command::new("node")
+            .arg("cross_node.mjs")
+            .current_dir(&dir)
+            .env("GYRE_WS_URL", a.ws_url())
+            .env("GYRE_WS_URL_B", b.ws_url())
+            .env("GYRE_API_URL", a.api_base())
+            .env("GYRE_API_KEY", support::API_KEY)
+            .env("GYRE_PROTOCOL", protocol)
+            .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
+            .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn node");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait node") {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let output = child.wait_with_output().expect("node output");
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "cross_node.mjs ({protocol}) failed: {status:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_are_sharded_over_several_redis_instances() {
+    let (r1, r2) = (Redis::start(), Redis::start());
+    let a = node_on(&[&r1, &r2], json!({}));
+    let b = node_on(&[&r1, &r2], json!({}));
+    let mut on_b = client(&b, "bob").await;
+    let channels: Vec<String> = (0..8).map(|i| format!("shard{i}")).collect();
+    for (i, channel) in channels.iter().enumerate() {
+        subscribe(&mut on_b, 10 + i as u64, json!({ "channel": channel })).await;
+    }
+    for channel in &channels {
+        let r = a.api(
+            "publish",
+            json!({ "channel": channel, "data": { "c": channel } }),
+        );
+        assert_eq!(r["offset"], 1, "{r}");
+        let p = next_pub(&mut on_b, channel).await;
+        assert_eq!(p["data"]["c"], channel.as_str());
+    }
+    // Both instances hold streams.
+    for r in [&r1, &r2] {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &r.port.to_string(),
+                "--scan",
+                "--pattern",
+                "*.stream.*",
+            ])
+            .output()
+            .expect("redis-cli");
+        let keys = String::from_utf8_lossy(&out.stdout).lines().count();
+        assert!(keys > 0, "no stream on the instance at port {}", r.port);
+    }
+    // info still lists both nodes (control goes through the first instance).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.api("info", json!({}))["nodes"].as_array().map(Vec::len) != Some(2) {
+        assert!(Instant::now() < deadline, "info never listed both nodes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_of_a_dead_node_expires() {
+    let redis = Redis::start();
+    let short = json!({ "presence_ttl": "3s" });
+    let a = node_on(&[&redis], short.clone());
+    let b = node_on(&[&redis], short);
+    let mut on_a = client(&a, "alice").await;
+    subscribe(&mut on_a, 2, json!({ "channel": "room" })).await;
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+    let stats = b.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats["num_clients"], 2, "{stats}");
+    // Entries of a live node are refreshed past the TTL.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let stats = b.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats["num_clients"], 2, "{stats}");
+    // Node A dies without cleaning up (SIGKILL): its entries expire.
+    drop(a);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let stats = b.api("presence_stats", json!({ "channel": "room" }));
+        if stats["num_clients"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "presence of the dead node kept: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    drop(on_a);
+}
