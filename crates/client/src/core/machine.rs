@@ -760,18 +760,27 @@ impl Core {
     }
 
     fn schedule_resubscribe(&mut self, now: Millis, channel: &str) {
-        let Some(sub) = self.subs.get(channel) else {
+        self.schedule_sub_retry(now, channel, |s| (&mut s.attempts, &mut s.resubscribe_at));
+    }
+
+    /// Schedules a subscription retry with the subscription's backoff: `slot` picks the
+    /// attempt counter to advance and the deadline to set.
+    fn schedule_sub_retry(
+        &mut self,
+        now: Millis,
+        channel: &str,
+        slot: fn(&mut super::Sub) -> (&mut u32, &mut Option<Millis>),
+    ) {
+        let Some(sub) = self.subs.get_mut(channel) else {
             return;
         };
-        let (attempt, min, max) = (
-            sub.attempts,
-            sub.cfg.min_resubscribe_delay,
-            sub.cfg.max_resubscribe_delay,
-        );
+        let (min, max) = (sub.cfg.min_resubscribe_delay, sub.cfg.max_resubscribe_delay);
+        let attempt = *slot(sub).0;
         let d = self.delay(attempt, min, max);
         if let Some(sub) = self.subs.get_mut(channel) {
-            sub.attempts = sub.attempts.saturating_add(1);
-            sub.resubscribe_at = Some(now + d);
+            let (attempts, at) = slot(sub);
+            *attempts = attempts.saturating_add(1);
+            *at = Some(now + d);
         }
     }
 
@@ -975,19 +984,9 @@ impl Core {
     }
 
     fn schedule_sub_refresh_retry(&mut self, now: Millis, channel: &str) {
-        let Some(sub) = self.subs.get(channel) else {
-            return;
-        };
-        let (a, min, max) = (
-            sub.refresh_attempts,
-            sub.cfg.min_resubscribe_delay,
-            sub.cfg.max_resubscribe_delay,
-        );
-        let d = self.delay(a, min, max);
-        if let Some(sub) = self.subs.get_mut(channel) {
-            sub.refresh_attempts = sub.refresh_attempts.saturating_add(1);
-            sub.refresh_at = Some(now + d);
-        }
+        self.schedule_sub_retry(now, channel, |s| {
+            (&mut s.refresh_attempts, &mut s.refresh_at)
+        });
     }
 
     pub(super) fn on_subscription_token(

@@ -246,12 +246,12 @@ pub async fn drain<T>(events: &mut EventStream<T>, quiet: Duration) -> Vec<T> {
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// Waits for a client event matching `pred`, returning it; other events are skipped.
-pub async fn wait_client(
-    events: &mut EventStream<ClientEvent>,
+/// Waits for an event matching `pred`, returning it; other events are skipped.
+async fn wait_event<T: std::fmt::Debug>(
+    events: &mut EventStream<T>,
     what: &str,
-    pred: impl Fn(&ClientEvent) -> bool,
-) -> ClientEvent {
+    pred: impl Fn(&T) -> bool,
+) -> T {
     let fut = async {
         while let Some(e) = events.recv().await {
             eprintln!("event: {e:?}");
@@ -266,24 +266,22 @@ pub async fn wait_client(
         .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
 }
 
+/// Waits for a client event matching `pred`, returning it; other events are skipped.
+pub async fn wait_client(
+    events: &mut EventStream<ClientEvent>,
+    what: &str,
+    pred: impl Fn(&ClientEvent) -> bool,
+) -> ClientEvent {
+    wait_event(events, what, pred).await
+}
+
 /// Waits for a subscription event matching `pred`.
 pub async fn wait_sub(
     events: &mut EventStream<SubscriptionEvent>,
     what: &str,
     pred: impl Fn(&SubscriptionEvent) -> bool,
 ) -> SubscriptionEvent {
-    let fut = async {
-        while let Some(e) = events.recv().await {
-            eprintln!("event: {e:?}");
-            if pred(&e) {
-                return e;
-            }
-        }
-        panic!("event stream ended while waiting for {what}");
-    };
-    tokio::time::timeout(WAIT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    wait_event(events, what, pred).await
 }
 
 /// State-change events only (drops errors, publications and the like).
