@@ -24,7 +24,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 ulimit -n "$(ulimit -Hn)"
 
 echo "== build" >&2
-cargo build --release -q -p gyre-server --bin gyre -p gyre-loadgen
+cargo build --release -q -p gyre-server --bin gyre
+cargo build --release -q -p gyre-loadgen --bin gyre-loadgen
 GYRE=$CARGO_TARGET_DIR/release/gyre
 LG=$CARGO_TARGET_DIR/release/gyre-loadgen
 

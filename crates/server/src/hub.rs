@@ -483,9 +483,9 @@ mod tests {
         }
     }
 
-    fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<Outbound>) -> Vec<String> {
+    fn drain(rx: &mut crate::outbound::OutboundReceiver) -> Vec<String> {
         let mut out = Vec::new();
-        while let Ok(message) = rx.try_recv() {
+        while let Some(message) = rx.try_recv() {
             out.push(match message {
                 Outbound::Unit(unit) => String::from_utf8_lossy(&unit).into_owned(),
                 Outbound::Control(control) => match *control {

@@ -1,12 +1,18 @@
 //! The shared half of a session: what the hub, the API and the pinger hold to reach a
 //! connection, and the byte-bounded queue in front of its writer.
+//!
+//! The queue is a mutex-guarded `VecDeque` with one stored waker rather than a channel: a
+//! broadcast pushes under an uncontended lock and wakes the session only when it is parked
+//! (later pushes find no waker and skip the wake-up), the session takes everything queued in
+//! one swap, and an idle connection's queue allocates nothing.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use gyre_protocol::{Disconnect, Protocol};
-use tokio::sync::mpsc;
 
 /// Something for a session to do, in queue order with the frames it writes.
 #[derive(Debug)]
@@ -59,7 +65,7 @@ pub struct SessionHandle {
     pub user: parking_lot::RwLock<Arc<str>>,
     /// Encoding spoken by the connection.
     pub protocol: Protocol,
-    tx: mpsc::UnboundedSender<Outbound>,
+    queue: parking_lot::Mutex<Queue>,
     queued_bytes: AtomicUsize,
     max_queue_bytes: usize,
     closing: AtomicBool,
@@ -71,18 +77,37 @@ impl SessionHandle {
         client: Arc<str>,
         protocol: Protocol,
         max_queue_bytes: usize,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Outbound>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let handle = Self {
+    ) -> (Arc<Self>, OutboundReceiver) {
+        let handle = Arc::new(Self {
             client,
             user: parking_lot::RwLock::new(Arc::from("")),
             protocol,
-            tx,
+            queue: parking_lot::Mutex::new(Queue::default()),
             queued_bytes: AtomicUsize::new(0),
             max_queue_bytes,
             closing: AtomicBool::new(false),
+        });
+        let receiver = OutboundReceiver {
+            handle: handle.clone(),
+            taken: VecDeque::new(),
         };
-        (Arc::new(handle), rx)
+        (handle, receiver)
+    }
+
+    /// Appends to the queue; false once the receiver is gone.
+    fn push(&self, message: Outbound) -> bool {
+        let waker = {
+            let mut queue = self.queue.lock();
+            if queue.closed {
+                return false;
+            }
+            queue.items.push_back(message);
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
     }
 
     /// The user id.
@@ -103,7 +128,7 @@ impl SessionHandle {
             self.disconnect(Disconnect::SLOW);
             return false;
         }
-        if self.tx.send(Outbound::Unit(unit)).is_err() {
+        if !self.push(Outbound::Unit(unit)) {
             self.queued_bytes.fetch_sub(len, Ordering::AcqRel);
             return false;
         }
@@ -112,13 +137,13 @@ impl SessionHandle {
 
     /// Queues a control message or a timer event.
     pub fn send(&self, message: Outbound) -> bool {
-        !self.closing.load(Ordering::Relaxed) && self.tx.send(message).is_ok()
+        !self.closing.load(Ordering::Relaxed) && self.push(message)
     }
 
     /// Asks the session to close with `disconnect` (only the first request counts).
     pub fn disconnect(&self, disconnect: Disconnect) {
         if !self.closing.swap(true, Ordering::AcqRel) {
-            let _ = self.tx.send(Outbound::Disconnect(disconnect));
+            self.push(Outbound::Disconnect(disconnect));
         }
     }
 
@@ -133,10 +158,76 @@ impl SessionHandle {
     }
 }
 
+/// The queue shared by a session's handle and its receiver.
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<Outbound>,
+    /// The parked session's waker, taken by the push that wakes it.
+    waker: Option<Waker>,
+    /// The receiver is gone: nothing more is accepted.
+    closed: bool,
+}
+
+/// The session's end of its queue.
+#[derive(Debug)]
+pub struct OutboundReceiver {
+    handle: Arc<SessionHandle>,
+    /// Messages already taken off the shared queue, in order.
+    taken: VecDeque<Outbound>,
+}
+
+impl OutboundReceiver {
+    /// The next message, waiting for one.
+    pub async fn recv(&mut self) -> Outbound {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The next message if one is queued.
+    pub fn try_recv(&mut self) -> Option<Outbound> {
+        if self.taken.is_empty() {
+            let mut queue = self.handle.queue.lock();
+            std::mem::swap(&mut self.taken, &mut queue.items);
+        }
+        self.taken.pop_front()
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Outbound> {
+        if let Some(message) = self.taken.pop_front() {
+            return Poll::Ready(message);
+        }
+        let mut queue = self.handle.queue.lock();
+        std::mem::swap(&mut self.taken, &mut queue.items);
+        match self.taken.pop_front() {
+            Some(message) => Poll::Ready(message),
+            None => {
+                if !queue
+                    .waker
+                    .as_ref()
+                    .is_some_and(|w| w.will_wake(cx.waker()))
+                {
+                    queue.waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for OutboundReceiver {
+    fn drop(&mut self) {
+        let mut queue = self.handle.queue.lock();
+        queue.closed = true;
+        queue.waker = None;
+        // Free what was queued (shared publication bytes) with the session.
+        queue.items = VecDeque::new();
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    /// Each connection's queue allocates a block of 32 slots when it is created; keep a
-    /// slot small so idle connections stay cheap.
+    use super::*;
+
+    /// A queue slot is paid for every queued message; keep it small.
     #[test]
     fn queue_slots_stay_small() {
         assert!(
@@ -144,5 +235,25 @@ mod tests {
             "{}",
             std::mem::size_of::<super::Outbound>()
         );
+    }
+
+    #[tokio::test]
+    async fn queue_keeps_order_wakes_and_closes() {
+        let (handle, mut rx) = SessionHandle::new(Arc::from("c"), Protocol::Json, 1 << 20);
+        assert!(rx.try_recv().is_none());
+        let waiter = tokio::spawn(async move {
+            let first = rx.recv().await;
+            let second = rx.try_recv();
+            (first, second, rx)
+        });
+        tokio::task::yield_now().await;
+        assert!(handle.send_unit(Bytes::from_static(b"1")));
+        assert!(handle.send(Outbound::Ping));
+        let (first, second, rx) = waiter.await.expect("receiver task");
+        assert!(matches!(first, Outbound::Unit(b) if b == "1"));
+        assert!(matches!(second, Some(Outbound::Ping)));
+        drop(rx);
+        assert!(!handle.send(Outbound::Ping), "closed queue accepts nothing");
+        assert!(!handle.send_unit(Bytes::from_static(b"2")));
     }
 }
