@@ -5,17 +5,22 @@
 #
 #   bench/run.sh          quick suite (< 10 minutes once built)
 #   bench/run.sh --full   larger runs (more connections, longer steps)
+#   bench/run.sh --only 's2x|s5'   only the scenarios whose result name matches (the report
+#                                  then goes to the run's directory, BENCHMARKS.md is kept)
 #
 # Servers are pinned to CPU 0 and the load generator to CPU 1. Everything binds 127.0.0.1.
 set -euo pipefail
 
 MODE=quick
-for arg in "$@"; do
-  case "$arg" in
+ONLY=""
+while [ $# -gt 0 ]; do
+  case "$1" in
     --full) MODE=full ;;
     --quick) MODE=quick ;;
-    *) echo "usage: $0 [--full]" >&2; exit 2 ;;
+    --only) ONLY=$2; shift ;;
+    *) echo "usage: $0 [--full] [--only REGEX]" >&2; exit 2 ;;
   esac
+  shift
 done
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,6 +37,9 @@ LG=$CARGO_TARGET_DIR/release/gyre-loadgen
 echo "== peers" >&2
 if ! command -v nats-server >/dev/null; then
   apt-get update -q && apt-get install -y -q nats-server >&2
+fi
+if ! command -v redis-server >/dev/null; then
+  apt-get update -q && apt-get install -y -q redis-server >&2
 fi
 if [ ! -d bench/node_modules/socket.io ]; then
   (cd bench && npm install --no-audit --no-fund --silent)
@@ -55,7 +63,13 @@ fi
 
 PORT=21000
 SPID=""
-cleanup() { if [ -n "$SPID" ]; then kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; SPID=""; fi; }
+# Further processes of the system under test (Redis and the other node of a cluster): their CPU
+# and memory are counted with the server's, and they are stopped with it.
+EXTRA_PIDS=""
+cleanup() {
+  for pid in $SPID $EXTRA_PIDS; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  SPID=""; EXTRA_PIDS=""
+}
 trap cleanup EXIT
 
 wait_port() {
@@ -66,23 +80,45 @@ wait_port() {
   echo "port $1 did not open" >&2; return 1
 }
 
-# start_server TARGET [history]: sets SPID, URL, PUB_URL, VIA (fresh ports every time, so
-# TIME_WAIT sockets of the previous run never exhaust the ephemeral range).
+# gyre_config PORT [ENGINE_JSON]: writes the Gyre config for a node on PORT.
+gyre_config() {
+  cat > "$OUT/gyre-$1.json" <<EOF
+{"http_server":{"address":"127.0.0.1","port":$1},"client":{"insecure":true},"http_api":{"key":"k"},
+ "log":{"level":"error"},${2:-}
+ "channel":{"without_namespace":{"history_size":100,"history_ttl":"300s","force_recovery":true},
+            "namespaces":[{"name":"nohist"}]}}
+EOF
+}
+
+# start_server TARGET: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA (fresh ports every time,
+# so TIME_WAIT sockets of the previous run never exhaust the ephemeral range).
 start_server() {
   PORT=$((PORT + 10))
   local target=$1
   case "$target" in
     gyre)
-      cat > "$OUT/gyre-$PORT.json" <<EOF
-{"http_server":{"address":"127.0.0.1","port":$PORT},"client":{"insecure":true},"http_api":{"key":"k"},
- "log":{"level":"error"},
- "channel":{"without_namespace":{"history_size":100,"history_ttl":"300s","force_recovery":true},
-            "namespaces":[{"name":"nohist"}]}}
-EOF
+      gyre_config "$PORT"
       $SRV_CPU "$GYRE" serve --config "$OUT/gyre-$PORT.json" > "$OUT/gyre-$PORT.log" 2>&1 &
       SPID=$!
       URL=ws://127.0.0.1:$PORT/connection/websocket; PUB_URL=http://127.0.0.1:$PORT/api/publish; VIA=http
       wait_port "$PORT" ;;
+    gyre-redis)
+      # Two nodes on one Redis, all three on the server CPU: subscribers on node B ($PORT),
+      # publishes through node A's API ($PORT + 1).
+      local redis_port=$((PORT + 5))
+      $SRV_CPU redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
+        > "$OUT/redis-$redis_port.log" 2>&1 &
+      EXTRA_PIDS=$!
+      wait_port "$redis_port"
+      local engine='"engine":{"type":"redis","redis":{"address":"redis://127.0.0.1:'"$redis_port"'"}},'
+      gyre_config "$((PORT + 1))" "$engine"
+      $SRV_CPU "$GYRE" serve --config "$OUT/gyre-$((PORT + 1)).json" > "$OUT/gyre-$((PORT + 1)).log" 2>&1 &
+      EXTRA_PIDS="$EXTRA_PIDS $!"
+      gyre_config "$PORT" "$engine"
+      $SRV_CPU "$GYRE" serve --config "$OUT/gyre-$PORT.json" > "$OUT/gyre-$PORT.log" 2>&1 &
+      SPID=$!
+      URL=ws://127.0.0.1:$PORT/connection/websocket; PUB_URL=http://127.0.0.1:$((PORT + 1))/api/publish; VIA=http
+      wait_port "$PORT"; wait_port $((PORT + 1)) ;;
     floor)
       $SRV_CPU "$LG" floor --ws-port "$PORT" --http-port $((PORT + 1)) > "$OUT/floor-$PORT.log" 2>&1 &
       SPID=$!
@@ -106,10 +142,13 @@ EOF
 # lg NAME TARGET ARGS...: runs one scenario into $OUT/NAME.json
 lg() {
   local name=$1 target=$2; shift 2
+  if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return 0; fi
   echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   start_server "$target"
-  $LG_CPU "$LG" run --target "$target" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
-    --server-pid "$SPID" --workers "$WORKERS" --out "$OUT/$name.json" "$@" \
+  local pids
+  pids=$(echo "$SPID $EXTRA_PIDS" | xargs | tr ' ' ',')
+  $LG_CPU "$LG" run --target "${target%-redis}" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
+    --server-pid "$pids" --workers "$WORKERS" --out "$OUT/$name.json" "$@" \
     || echo "!! $name failed" >&2
   cleanup
   sleep 1
@@ -127,6 +166,12 @@ lg "s2-fanout-gyre-protobuf" gyre --scenario fanout --conns $FAN_SUBS --rates $F
   --protobuf --label "gyre protobuf"
 lg "s2-fanout-floor-protobuf" floor --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
   --protobuf --label "floor protobuf"
+# S2 across nodes: the same fan-out with the subscribers on one node and the publisher on
+# another, both on Redis (CPU and memory of both nodes and Redis counted as the server's).
+lg "s2x-fanout-gyre-redis" gyre-redis --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
+  --label "gyre, Redis engine, 2 nodes"
+lg "s2x-fanout-gyre-redis-protobuf" gyre-redis --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
+  --protobuf --label "gyre protobuf, Redis engine, 2 nodes"
 # S4: the publish path (no subscribers), API and client, with and without history.
 lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "API, history"
 lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "API, no history"
@@ -147,9 +192,14 @@ cat > "$OUT/machine.json" <<EOF
 {"cpu":"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')","cores":$(nproc),
  "mem_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo),"kernel":"$(uname -r)",
  "nofile":$(ulimit -n),"mode":"$MODE","suite_seconds":$((SUITE_END - SUITE_START)),
- "nats":"$(nats-server --version 2>&1 | head -1)","socketio":"$(node -p 'require("./bench/node_modules/socket.io/package.json").version')",
+ "nats":"$(nats-server --version 2>&1 | head -1)","redis":"$(redis-server --version | cut -d' ' -f3)","socketio":"$(node -p 'require("./bench/node_modules/socket.io/package.json").version')",
  "node":"$(node --version)","rustc":"$(rustc --version)","gyre_commit":"$(git describe --always --dirty 2>/dev/null || echo unknown)",
  "date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}
 EOF
-"$LG" report --dir "$OUT" --out "$ROOT/BENCHMARKS.md" --svg "$ROOT/bench/latency-vs-rate.svg"
-echo "== done in $((SUITE_END - SUITE_START)) s: BENCHMARKS.md, results in $OUT" >&2
+if [ -n "$ONLY" ]; then
+  "$LG" report --dir "$OUT" --out "$OUT/BENCHMARKS.md" --svg "$OUT/latency-vs-rate.svg"
+  echo "== done in $((SUITE_END - SUITE_START)) s: $OUT/BENCHMARKS.md" >&2
+else
+  "$LG" report --dir "$OUT" --out "$ROOT/BENCHMARKS.md" --svg "$ROOT/bench/latency-vs-rate.svg"
+  echo "== done in $((SUITE_END - SUITE_START)) s: BENCHMARKS.md, results in $OUT" >&2
+fi

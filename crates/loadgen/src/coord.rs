@@ -15,7 +15,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::conn::Target;
 use crate::publish::Publisher;
-use crate::stats::{self, Hist, sample};
+use crate::stats::{self, Hist, sample, sample_all};
 
 /// A scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -67,9 +67,10 @@ pub struct RunArgs {
     /// HTTP API key.
     #[arg(long, default_value = "k")]
     pub api_key: String,
-    /// Server process id (CPU and memory are read from /proc).
-    #[arg(long)]
-    pub server_pid: u32,
+    /// Server process ids, comma-separated (CPU and memory are read from /proc and summed:
+    /// several nodes and their Redis count as one system).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub server_pid: Vec<u32>,
     /// Result file.
     #[arg(long)]
     pub out: String,
@@ -285,9 +286,9 @@ async fn step(
     seq: &mut u64,
 ) -> Result<Value> {
     let a = ctx.args.clone();
-    let pid = a.server_pid;
+    let pid = a.server_pid.clone();
     let load = stats::loadavg();
-    let s0 = sample(pid);
+    let s0 = sample_all(&pid);
     let m0 = stats::machine_busy_s();
     let l0 = ctx.loadgen_cpu();
     let t0 = Instant::now();
@@ -317,7 +318,7 @@ async fn step(
     publisher.drain(Duration::from_secs(2)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let window = t0.elapsed().as_secs_f64();
-    let s1 = sample(pid);
+    let s1 = sample_all(&pid);
     let m1 = stats::machine_busy_s();
     let l1 = ctx.loadgen_cpu();
     let (received, hist) = ctx.collect_step(k).await?;
@@ -382,14 +383,16 @@ pub async fn run(args: RunArgs) -> Result<()> {
         peak_rss: peak_rss.clone(),
     };
     // Progress line, once a second.
-    let pid = args.server_pid;
+    let pid = args.server_pid.clone();
     let tag = format!("{:?}/{label}", args.scenario).to_lowercase();
+    let progress_pids = pid.clone();
     let progress = tokio::task::spawn_local(async move {
-        let mut last = sample(pid);
+        let pid = progress_pids;
+        let mut last = sample_all(&pid);
         let mut t = Instant::now();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            let s = sample(pid);
+            let s = sample_all(&pid);
             let dt = t.elapsed().as_secs_f64();
             t = Instant::now();
             peak_rss.set(peak_rss.get().max(s.rss_kb));
@@ -405,9 +408,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     });
     let started = stats::unix_us();
     let load_start = stats::loadavg();
-    let base = sample(args.server_pid);
+    let base = sample_all(&args.server_pid);
     if base.rss_kb == 0 {
-        bail!("server pid {} not found", args.server_pid);
+        bail!("server pid {:?} not found", args.server_pid);
     }
     let mut extra = json!({});
     let mut steps = Vec::new();
@@ -418,10 +421,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             ctx.set_phase(format!("holding {connected} idle"));
             tokio::time::sleep(Duration::from_secs(2)).await;
             let load = stats::loadavg();
-            let s0 = sample(pid);
+            let s0 = sample_all(&pid);
             let t0 = Instant::now();
             tokio::time::sleep(Duration::from_secs_f64(args.hold_secs)).await;
-            let s1 = sample(pid);
+            let s1 = sample_all(&pid);
             let hold = t0.elapsed().as_secs_f64();
             let tcp1 = stats::tcp_mem_kb();
             let n = connected.max(1) as f64;
@@ -527,7 +530,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             tokio::time::sleep(Duration::from_millis(300)).await;
             ctx.set_phase("reconnect storm");
             let load = stats::loadavg();
-            let s0 = sample(pid);
+            let s0 = sample_all(&pid);
             let t0 = Instant::now();
             for w in &mut ctx.workers {
                 w.say("reconnect").await?;
@@ -543,7 +546,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 hist.merge(&hist_of(&v, "hist"));
             }
             let storm_s = t0.elapsed().as_secs_f64();
-            let s1 = sample(pid);
+            let s1 = sample_all(&pid);
             extra = json!({
                 "connected": connected, "connect_ms": connect_ms, "missed": args.missed,
                 "recovered_ok": ok, "recovered_failed": failed,
@@ -569,7 +572,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     extra["churn_latency_us"] = json!(churn.summary());
     extra["slow_closed"] = json!(slow_closed);
     extra["unexpected_closes"] = json!(unexpected);
-    extra["peak_rss_kb"] = json!(ctx.peak_rss.get().max(sample(pid).rss_kb));
+    extra["peak_rss_kb"] = json!(ctx.peak_rss.get().max(sample_all(&pid).rss_kb));
     extra["base_rss_kb"] = json!(base.rss_kb);
     progress.abort();
     let result = json!({

@@ -73,6 +73,82 @@ fn load_note(load: &Value) -> String {
     }
 }
 
+/// The cross-node fan-out section: the memory engine's single node next to two nodes on Redis,
+/// from the same suite run.
+fn write_cross_node(md: &mut String, results: &[(String, Value)]) -> Result<()> {
+    let runs: Vec<&Value> = results
+        .iter()
+        .filter(|(n, _)| {
+            n.starts_with("s2x-") || n == "s2-fanout-gyre" || n == "s2-fanout-gyre-protobuf"
+        })
+        .map(|(_, v)| v)
+        .collect();
+    if !runs
+        .iter()
+        .any(|r| r["target"] == "gyre" && r["label"].as_str().is_some_and(|l| l.contains("Redis")))
+    {
+        return Ok(());
+    }
+    writeln!(md, "## S2 across nodes: the Redis engine\n")?;
+    writeln!(
+        md,
+        "The S2 fan-out with the subscribers connected to node B and every publication sent to node A's HTTP API; the nodes share one `redis-server` (publication appended to the channel's stream and published by one Lua script on A, received once by B's Pub/Sub connection and fanned out locally). Both nodes and Redis run on the server CPU and their CPU time is summed (\"server CPU\"). The memory engine's single node is the same suite's S2 run.\n"
+    )?;
+    writeln!(
+        md,
+        "| system | best deliveries/s | p50 ms | p99 ms | p99.9 ms | server CPU % | CPU-s per 1M deliveries | load |\n|---|---|---|---|---|---|---|---|"
+    )?;
+    for r in &runs {
+        let label = r["label"].as_str().unwrap_or("?");
+        let label = if label.contains("Redis") {
+            label.to_owned()
+        } else {
+            format!("{label}, memory engine, 1 node")
+        };
+        let Some(s) = best_step(r) else {
+            writeln!(md, "| {label} | none within p99 ≤ 200 ms | | | | | | |")?;
+            continue;
+        };
+        writeln!(
+            md,
+            "| {label} | {} | {} | {} | {} | {:.0} | {:.2} | {} |",
+            k(f(&s["deliveries_per_s"])),
+            ms(&s["latency_us"]["p50"]),
+            ms(&s["latency_us"]["p99"]),
+            ms(&s["latency_us"]["p999"]),
+            f(&s["server_cpu_pct"]),
+            f(&s["server_cpu_s_per_m"]),
+            load_note(&s["loadavg"]),
+        )?;
+    }
+    writeln!(md, "\nEvery step across nodes:\n")?;
+    writeln!(
+        md,
+        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | max ms | server CPU % | CPU-s per 1M | RSS MB (2 nodes + Redis) | load |\n|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
+    for (_, r) in results.iter().filter(|(n, _)| n.starts_with("s2x-")) {
+        for s in r["steps"].as_array().into_iter().flatten() {
+            writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {} | {} | {} | {:.0} | {:.2} | {:.1} | {} |",
+                r["label"].as_str().unwrap_or("?"),
+                s["rate"],
+                k(f(&s["deliveries_per_s"])),
+                f(&s["loss_pct"]),
+                ms(&s["latency_us"]["p50"]),
+                ms(&s["latency_us"]["p99"]),
+                ms(&s["latency_us"]["max"]),
+                f(&s["server_cpu_pct"]),
+                f(&s["server_cpu_s_per_m"]),
+                f(&s["server_rss_kb"]) / 1024.0,
+                load_note(&s["loadavg"]),
+            )?;
+        }
+    }
+    writeln!(md)?;
+    Ok(())
+}
+
 /// Writes the report.
 pub fn run(args: &ReportArgs) -> Result<()> {
     let mut results: Vec<(String, Value)> = Vec::new();
@@ -128,6 +204,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         ("rustc", "rustc"),
         ("gyre_commit", "gyre commit"),
         ("nats", "NATS"),
+        ("redis", "Redis"),
         ("socketio", "Socket.IO"),
         ("node", "Node"),
         ("mode", "suite"),
@@ -178,8 +255,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     }
     let d = |s: Option<&Value>| s.map_or(0.0, |s| f(&s["deliveries_per_s"]));
     let per_core = |s: Option<&Value>| s.map_or(0.0, |s| f(&s["deliveries_per_cpu_s"]));
-    if s2g.is_some() {
-        let (g, fl, so) = (d(s2g), d(s2f), d(s2s));
+    // Each comparison only when both runs are in this suite run (`--only` runs a subset).
+    if s2g.is_some() && s2f.is_some() {
+        let (g, fl) = (d(s2g), d(s2f));
         writeln!(
             md,
             "| S2 ≥ 60% of the floor's deliveries/s at p99 ≤ 200 ms | {} vs {} ({:.0}%) | {} |",
@@ -188,6 +266,9 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             100.0 * g / fl.max(1.0),
             yes(g >= 0.6 * fl)
         )?;
+    }
+    if s2g.is_some() && s2s.is_some() {
+        let (g, so) = (d(s2g), d(s2s));
         writeln!(
             md,
             "| S2 ≥ 5× Socket.IO (deliveries/s at p99 ≤ 200 ms) | {} vs {} ({}) | {} |",
@@ -196,6 +277,8 @@ pub fn run(args: &ReportArgs) -> Result<()> {
             ratio(g, so),
             yes(g >= 5.0 * so)
         )?;
+    }
+    if s2g.is_some() && s2n.is_some() {
         let (gc, nc) = (per_core(s2g), per_core(s2n));
         writeln!(
             md,
@@ -328,6 +411,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         md,
         "\n![latency versus delivered rate](bench/latency-vs-rate.svg)\n"
     )?;
+    write_cross_node(&mut md, &results)?;
 
     // S3.
     writeln!(md, "## S3: personal plus group channels, with churn\n")?;

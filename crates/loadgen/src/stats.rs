@@ -93,6 +93,16 @@ pub struct ProcSample {
     pub rss_kb: u64,
 }
 
+/// The summed CPU time and memory of several processes (one system made of several nodes).
+pub fn sample_all(pids: &[u32]) -> ProcSample {
+    pids.iter()
+        .map(|&pid| sample(pid))
+        .fold(ProcSample::default(), |sum, s| ProcSample {
+            cpu_s: sum.cpu_s + s.cpu_s,
+            rss_kb: sum.rss_kb + s.rss_kb,
+        })
+}
+
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (zeroes when the process is gone).
 pub fn sample(pid: u32) -> ProcSample {
     let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
