@@ -1,0 +1,454 @@
+//! The Redis engine over TLS, through Sentinel and on a Redis Cluster: each test starts its
+//! own `redis-server` processes on free loopback ports, runs two `gyre serve` nodes on them
+//! and checks cross-node delivery, history/recovery and presence with raw protocol clients
+//! and the real npm `centrifuge` client.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::raw::{Incoming, RawWs};
+use support::{Gyre, config, token};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A scratch directory, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "gyre-{tag}-{}-{}",
+            std::process::id(),
+            support::now()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        Self(dir)
+    }
+
+    fn write(&self, name: &str, content: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, content).expect("write file");
+        path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A `redis-server` process, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    /// Starts `redis-server` with `args` (which must make it listen on `port`) and waits until
+    /// the port accepts connections.
+    fn start(port: u16, args: &[String]) -> Self {
+        let child = Command::new("redis-server")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server (run scripts/install-test-deps.sh)");
+        let server = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server on {port} did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The gyre config for a node with the given `engine.redis` section.
+fn node_config(redis: Value) -> Value {
+    config(json!({
+        "engine": { "type": "redis", "redis": redis },
+        "channel": {
+            "without_namespace": {
+                "presence": true,
+                "join_leave": true,
+                "history_size": 10,
+                "history_ttl": "300s",
+                "force_recovery": true,
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_client": true,
+                "allow_presence_for_client": true,
+                "allow_history_for_client": true,
+            },
+        },
+    }))
+}
+
+fn node(redis: Value) -> Gyre {
+    Gyre::start(&node_config(redis))
+}
+
+/// Runs `gyre serve` with `config`, expecting it to exit with an error within 20 s; its stderr.
+fn failing_start(config: &Value, dir: &TempDir) -> String {
+    let path = dir.write("failing.json", &config.to_string());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn gyre");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait gyre") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gyre kept running with a bad Redis setup");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("gyre output");
+    assert!(!status.success(), "gyre exited successfully");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A raw client that keeps every JSON message of a frame, in order.
+struct Conn {
+    ws: RawWs,
+    pending: std::collections::VecDeque<Value>,
+}
+
+impl Conn {
+    async fn next(&mut self) -> Result<Value, (u16, String)> {
+        loop {
+            if let Some(v) = self.pending.pop_front() {
+                return Ok(v);
+            }
+            match self.ws.next(Duration::from_secs(10)).await {
+                Incoming::Text(text) => {
+                    for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
+                        self.pending
+                            .push_back(serde_json::from_str(line).expect("json"));
+                    }
+                }
+                Incoming::Closed(code, reason) => return Err((code, reason)),
+                Incoming::Binary(_) => panic!("binary frame on a JSON connection"),
+            }
+        }
+    }
+
+    async fn send(&mut self, command: &Value) {
+        self.ws.send_text(&command.to_string()).await;
+    }
+
+    async fn reply(&mut self, id: u64) -> Value {
+        wait_for(self, |v| (v["id"].as_u64() == Some(id)).then(|| v.clone())).await
+    }
+}
+
+async fn wait_for<T>(conn: &mut Conn, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
+    loop {
+        match conn.next().await {
+            Ok(v) => {
+                if let Some(found) = pick(&v) {
+                    return found;
+                }
+            }
+            Err(closed) => panic!("connection closed: {closed:?}"),
+        }
+    }
+}
+
+async fn next_pub(conn: &mut Conn, channel: &str) -> Value {
+    wait_for(conn, |v| {
+        (v["push"]["channel"] == channel && v["push"]["pub"].is_object())
+            .then(|| v["push"]["pub"].clone())
+    })
+    .await
+}
+
+async fn client(node: &Gyre, user: &str) -> Conn {
+    let mut conn = Conn {
+        ws: RawWs::connect(&node.ws_url(), None).await,
+        pending: Default::default(),
+    };
+    conn.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": user }))}}))
+        .await;
+    let reply = conn.reply(1).await;
+    assert!(reply["connect"].is_object(), "{reply}");
+    conn
+}
+
+async fn subscribe(conn: &mut Conn, id: u64, sub: Value) -> Value {
+    conn.send(&json!({ "id": id, "subscribe": sub })).await;
+    let reply = conn.reply(id).await;
+    assert!(reply["subscribe"].is_object(), "{reply}");
+    reply["subscribe"].clone()
+}
+
+/// The real npm `centrifuge` client across nodes `a` and `b` (`conformance/js/cross_node.mjs`:
+/// delivery both ways, presence of both nodes, recovery when moving between nodes).
+fn real_client_across(a: &Gyre, b: &Gyre) {
+    let dir = support::node_deps();
+    let exp = support::now() + 3600;
+    let mut child = Command::new("node")
+        .arg("cross_node.mjs")
+        .current_dir(&dir)
+        .env("GYRE_WS_URL", a.ws_url())
+        .env("GYRE_WS_URL_B", b.ws_url())
+        .env("GYRE_API_URL", a.api_base())
+        .env("GYRE_API_KEY", support::API_KEY)
+        .env("GYRE_PROTOCOL", "json")
+        .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
+        .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait node") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let output = child.wait_with_output().expect("node output");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "cross_node.mjs failed: {status:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// Publishes on `a` (API) and expects the client on `b` to receive it in `channel`, with
+/// `offset`.
+async fn cross(a: &Gyre, on_b: &mut Conn, channel: &str, offset: u64) {
+    let r = a.api(
+        "publish",
+        json!({ "channel": channel, "data": { "o": offset } }),
+    );
+    assert_eq!(r["offset"], offset, "{r}");
+    let p = next_pub(on_b, channel).await;
+    assert_eq!(
+        (p["data"]["o"].as_u64(), p["offset"].as_u64()),
+        (Some(offset), Some(offset))
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// A CA, a server certificate for `redis.test` and a client certificate, as PEM files.
+struct Pki {
+    ca: String,
+    ca_path: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    client_key_pem: String,
+}
+
+fn pki(dir: &TempDir) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "gyre test CA");
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["redis.test".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &ca)
+        .expect("server cert");
+    let client_key = KeyPair::generate().expect("client key");
+    let client = CertificateParams::new(vec!["gyre-client".to_owned()])
+        .expect("client params")
+        .signed_by(&client_key, &ca)
+        .expect("client cert");
+    Pki {
+        ca: ca.pem(),
+        ca_path: dir.write("ca.pem", &ca.pem()),
+        server_cert: dir.write("server.pem", &server.pem()),
+        server_key: dir.write("server.key", &server_key.serialize_pem()),
+        client_cert: dir.write("client.pem", &client.pem()),
+        client_key: dir.write("client.key", &client_key.serialize_pem()),
+        client_key_pem: client_key.serialize_pem(),
+    }
+}
+
+fn path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_nodes_with_client_certificates_and_auth() {
+    let dir = TempDir::new("redis-tls");
+    let pki = pki(&dir);
+    let port = free_port();
+    let args: Vec<String> = [
+        "--port",
+        "0",
+        "--tls-port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        &path(&pki.server_cert),
+        "--tls-key-file",
+        &path(&pki.server_key),
+        "--tls-ca-cert-file",
+        &path(&pki.ca_path),
+        "--tls-auth-clients",
+        "yes",
+        "--requirepass",
+        "s3cret",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let server = Server::start(port, &args);
+
+    // Node A: a rediss:// URL with the password and db, CA and client certificate as files.
+    let a = node(json!({
+        "address": format!("rediss://:s3cret@127.0.0.1:{}/2", server.port),
+        "tls": {
+            "server_ca_pem": path(&pki.ca_path),
+            "cert_pem": path(&pki.client_cert),
+            "key_pem": path(&pki.client_key),
+            "server_name": "redis.test",
+        },
+    }));
+    // Node B: host:port with tls.enabled, password and db keys, raw / file / base64 PEM.
+    let b = node(json!({
+        "address": format!("127.0.0.1:{}", server.port),
+        "password": "s3cret",
+        "db": 2,
+        "tls": {
+            "enabled": true,
+            "server_ca_pem": pki.ca,
+            "cert_pem_file": path(&pki.client_cert),
+            "key_pem_b64": base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                &pki.client_key_pem,
+            ),
+            "server_name": "redis.test",
+        },
+    }));
+
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "secure" })).await;
+    for offset in 1..=3 {
+        cross(&a, &mut on_b, "secure", offset).await;
+    }
+    let h = b.api("history", json!({ "channel": "secure", "limit": -1 }));
+    assert_eq!(h["publications"].as_array().map(Vec::len), Some(3), "{h}");
+    // The stream is in db 2 (the URL's on A, the `db` key on B).
+    let keys = Command::new("redis-cli")
+        .args(["--tls", "--cacert", &path(&pki.ca_path)])
+        .args([
+            "--cert",
+            &path(&pki.client_cert),
+            "--key",
+            &path(&pki.client_key),
+        ])
+        .args([
+            "--sni",
+            "redis.test",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args([
+            "-a",
+            "s3cret",
+            "--no-auth-warning",
+            "-n",
+            "2",
+            "--scan",
+            "--pattern",
+            "*.stream.*",
+        ])
+        .output()
+        .expect("redis-cli");
+    let keys = String::from_utf8_lossy(&keys.stdout).into_owned();
+    assert!(
+        keys.contains("centrifugo.stream.secure"),
+        "keys in db 2: {keys:?}"
+    );
+
+    real_client_across(&a, &b);
+
+    // insecure_skip_verify connects whatever the certificate's name.
+    let c = node(json!({
+        "address": format!("rediss://127.0.0.1:{}", server.port),
+        "password": "s3cret",
+        "db": 2,
+        "tls": {
+            "insecure_skip_verify": true,
+            "cert_pem": path(&pki.client_cert),
+            "key_pem": path(&pki.client_key),
+        },
+    }));
+    cross(&c, &mut on_b, "secure", 4).await;
+
+    // The certificate is checked: without server_name, 127.0.0.1 is not its name.
+    let err = failing_start(
+        &node_config(json!({
+            "address": format!("rediss://:s3cret@127.0.0.1:{}", server.port),
+            "tls": {
+                "server_ca_pem": path(&pki.ca_path),
+                "cert_pem": path(&pki.client_cert),
+                "key_pem": path(&pki.client_key),
+            },
+        })),
+        &dir,
+    );
+    assert!(err.contains("certificate"), "{err}");
+    // A CA that is not PEM is named by its key.
+    let err = failing_start(
+        &node_config(json!({
+            "address": format!("127.0.0.1:{}", server.port),
+            "tls": { "enabled": true, "server_ca_pem": "/nonexistent/ca.pem" },
+        })),
+        &dir,
+    );
+    assert!(err.contains("engine.redis.tls.server_ca_pem"), "{err}");
+}
