@@ -75,12 +75,58 @@ impl Server {
         }
         server
     }
+
+    /// A plain server on a free port with extra `args`, its files in `dir`.
+    fn plain(dir: &TempDir, extra: &[&str]) -> Self {
+        let port = free_port();
+        let mut args: Vec<String> = [
+            "--dir",
+            &path(&dir.0),
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Self::start(port, &args)
+    }
+
+    /// `redis-cli -p <port> args...` (plain connections only); stdout.
+    fn cli(&self, args: &[&str]) -> String {
+        cli(self.port, args)
+    }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until `check` holds, or panics with `what` after `limit`.
+fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -143,9 +189,15 @@ struct Conn {
 }
 
 impl Conn {
+    /// The next JSON message (answering server pings on the way), or the close code and
+    /// reason.
     async fn next(&mut self) -> Result<Value, (u16, String)> {
         loop {
             if let Some(v) = self.pending.pop_front() {
+                if v == json!({}) {
+                    self.send(&json!({})).await;
+                    continue;
+                }
                 return Ok(v);
             }
             match self.ws.next(Duration::from_secs(10)).await {
@@ -451,4 +503,179 @@ async fn tls_nodes_with_client_certificates_and_auth() {
         &dir,
     );
     assert!(err.contains("engine.redis.tls.server_ca_pem"), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Sentinel
+
+/// A master, a replica and a Sentinel watching them as `mymaster`.
+struct SentinelSetup {
+    master: Server,
+    replica: Server,
+    sentinel: Server,
+    _dir: TempDir,
+}
+
+fn sentinel_setup() -> SentinelSetup {
+    let dir = TempDir::new("redis-sentinel");
+    let master = Server::plain(&dir, &[]);
+    let master_port = master.port.to_string();
+    let replica = Server::plain(&dir, &["--replicaof", "127.0.0.1", &master_port]);
+    eventually(Duration::from_secs(15), "replica in sync", || {
+        replica
+            .cli(&["info", "replication"])
+            .contains("master_link_status:up")
+    });
+    let port = free_port();
+    let conf = dir.write(
+        "sentinel.conf",
+        &format!(
+            "port {port}\nbind 127.0.0.1\ndir {}\n\
+             sentinel monitor mymaster 127.0.0.1 {master_port} 1\n\
+             sentinel down-after-milliseconds mymaster 2000\n\
+             sentinel failover-timeout mymaster 10000\n",
+            dir.0.display()
+        ),
+    );
+    let sentinel = Server::start(port, &[path(&conf), "--sentinel".to_owned()]);
+    eventually(Duration::from_secs(15), "sentinel sees the replica", || {
+        sentinel
+            .cli(&["sentinel", "replicas", "mymaster"])
+            .contains(&replica.port.to_string())
+    });
+    SentinelSetup {
+        master,
+        replica,
+        sentinel,
+        _dir: dir,
+    }
+}
+
+fn sentinel_node(s: &SentinelSetup) -> Gyre {
+    node(json!({
+        "sentinel_address": [format!("127.0.0.1:{}", s.sentinel.port)],
+        "sentinel_master_name": "mymaster",
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_nodes_deliver_and_follow_a_failover() {
+    let s = sentinel_setup();
+    let a = sentinel_node(&s);
+    let b = sentinel_node(&s);
+    let mut on_b = client(&b, "bob").await;
+    let sub = subscribe(
+        &mut on_b,
+        2,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    let epoch = sub["epoch"].as_str().expect("epoch").to_owned();
+    cross(&a, &mut on_b, "news", 1).await;
+    // Writes went to the master (the replica has them by replication, and refuses writes).
+    assert!(
+        s.master
+            .cli(&["--scan", "--pattern", "*.stream.*"])
+            .contains("centrifugo.stream.news")
+    );
+    real_client_across(&a, &b);
+
+    // Failover while node A publishes all along (failures during the switch are expected).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (addr, stop) = (a.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut ok = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, reply) = support::http_post(
+                    &addr,
+                    "/api/publish",
+                    &json!({ "channel": "news", "data": { "t": 1 } }).to_string(),
+                    &[("X-API-Key", support::API_KEY)],
+                );
+                if reply.get("error").is_none() {
+                    ok += 1;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            ok
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let replica_port = s.replica.port.to_string();
+    eventually(
+        Duration::from_secs(15),
+        "SENTINEL FAILOVER accepted",
+        || {
+            s.sentinel
+                .cli(&["sentinel", "failover", "mymaster"])
+                .starts_with("OK")
+        },
+    );
+    eventually(Duration::from_secs(20), "the replica promoted", || {
+        s.sentinel
+            .cli(&["sentinel", "get-master-addr-by-name", "mymaster"])
+            .contains(&replica_port)
+            && s.replica.cli(&["role"]).starts_with("master")
+    });
+
+    // Until told to resubscribe, B's client sees a gapless sequence; then it is told its
+    // state is insufficient (its Pub/Sub connection moved to the new master).
+    let mut offsets = vec![1];
+    let code = wait_for(&mut on_b, |v| {
+        if v["push"]["channel"] == "news" && v["push"]["pub"].is_object() {
+            offsets.push(v["push"]["pub"]["offset"].as_u64().expect("offset"));
+        }
+        (v["push"]["channel"] == "news" && v["push"]["unsubscribe"].is_object())
+            .then(|| v["push"]["unsubscribe"]["code"].clone())
+    })
+    .await;
+    assert_eq!(code, 2500);
+    assert!(
+        offsets.windows(2).all(|w| w[1] == w[0] + 1),
+        "no silent gap before the resubscribe: {offsets:?}"
+    );
+    // Resubscribing with its position: recovered from the new master (gapless) or told it
+    // was not, never silently.
+    let last = *offsets.last().expect("offsets");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut id = 3;
+    let sub = loop {
+        let cmd = json!({ "id": id, "subscribe": { "channel": "news", "recoverable": true, "recover": true, "offset": last, "epoch": epoch } });
+        on_b.send(&cmd).await;
+        let reply = on_b.reply(id).await;
+        if reply["subscribe"].is_object() {
+            break reply["subscribe"].clone();
+        }
+        assert!(Instant::now() < deadline, "subscribe kept failing: {reply}");
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(sub["was_recovering"], true, "{sub}");
+    let mut at = sub["offset"].as_u64().unwrap_or(0);
+    if sub["recovered"] == true {
+        let recovered: Vec<u64> = sub["publications"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|p| p["offset"].as_u64()).collect())
+            .unwrap_or_default();
+        let expected: Vec<u64> = (last + 1..=last + recovered.len() as u64).collect();
+        assert_eq!(recovered, expected, "recovered gaplessly: {sub}");
+        at = last + recovered.len() as u64;
+    }
+    // Live again through the new master, gapless, while traffic goes on.
+    for next in at + 1..=at + 5 {
+        let p = next_pub(&mut on_b, "news").await;
+        assert_eq!(
+            p["offset"], next,
+            "gapless after the resubscribe: {p} {sub}"
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(publisher.join().expect("publisher") > 5);
+    // The new master holds the stream.
+    assert!(
+        s.replica
+            .cli(&["--scan", "--pattern", "*.stream.*"])
+            .contains("centrifugo.stream.news")
+    );
 }

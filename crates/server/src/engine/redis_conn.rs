@@ -7,11 +7,13 @@
 //!   opened again on demand after it breaks; the Pub/Sub connection goes to the same server.
 //! - **Sentinel** (`sentinel_address` + `sentinel_master_name`): the master's address is asked
 //!   of the Sentinels (`SENTINEL GET-MASTER-ADDR-BY-NAME`, trying each in turn) and checked with
-//!   `ROLE` before use. A broken connection or a `READONLY` reply (a demoted master) drops the
-//!   command connection, so the next command asks the Sentinels again. The Pub/Sub connection
-//!   also goes to the master, and ends when the Sentinels name another master (checked every
-//!   second) or when the old master kills its clients, so the engine reconnects, resubscribes and
-//!   makes its subscribers recover (or learn they could not).
+//!   `ROLE` before use. A broken connection, a `READONLY` reply (a demoted master) or the
+//!   Sentinels naming another master (asked every second: a demoted master may accept writes
+//!   until the Sentinels reconfigure it) drops the command connection, so the next command
+//!   asks the Sentinels again. The Pub/Sub connection also goes to the master and ends on the
+//!   same signs, so the engine reconnects, resubscribes and makes its subscribers recover (or
+//!   learn they could not). Writes the old master accepted after the switch are lost, as with
+//!   any asynchronous Redis replication.
 //! - **Cluster** (`cluster_address`): commands go through the `redis` crate's cluster client,
 //!   which routes each by key slot; the engine puts every key of one channel in one slot with a
 //!   hash tag (`<prefix>.stream.{<channel>}`), so its Lua scripts run on one node. Publications
@@ -437,14 +439,14 @@ impl Sentinel {
         Ok(ep)
     }
 
-    /// A command connection to the current master, checked with `ROLE`.
-    async fn connect(&self) -> RedisResult<MultiplexedConnection> {
+    /// A command connection to the current master, checked with `ROLE`, and its address.
+    async fn connect(&self) -> RedisResult<(MultiplexedConnection, String)> {
         let ep = self.master().await?;
         let mut conn = connect_commands(&ep, self.timeouts).await?;
         let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
         match role.first() {
-            Some(Value::BulkString(r)) if r == b"master" => Ok(conn),
-            Some(Value::SimpleString(r)) if r == "master" => Ok(conn),
+            Some(Value::BulkString(r)) if r == b"master" => Ok((conn, ep.addr())),
+            Some(Value::SimpleString(r)) if r == "master" => Ok((conn, ep.addr())),
             _ => Err(RedisError::from((
                 ErrorKind::Server(ServerErrorKind::ReadOnly),
                 "the address the Sentinels gave is not a master (yet)",
@@ -486,6 +488,8 @@ struct Single {
     target: Target,
     timeouts: Timeouts,
     current: Mutex<Option<(u64, MultiplexedConnection)>>,
+    /// With Sentinel: the master's address the current connection goes to.
+    connected_to: Mutex<Option<String>>,
     /// Serializes reconnections: the generation of the last connection and when the last
     /// attempt failed (callers arriving just after a failure fail at once).
     connecting: tokio::sync::Mutex<(u64, Option<(Instant, RedisError)>)>,
@@ -507,7 +511,10 @@ impl Single {
         }
         let connected = match &self.target {
             Target::Direct(ep) => connect_commands(ep, self.timeouts).await,
-            Target::Sentinel(sentinel) => sentinel.connect().await,
+            Target::Sentinel(sentinel) => sentinel.connect().await.map(|(conn, addr)| {
+                *self.connected_to.lock() = Some(addr);
+                conn
+            }),
         };
         match connected {
             Ok(conn) => {
@@ -520,6 +527,21 @@ impl Single {
                 state.1 = Some((Instant::now(), e.clone()));
                 Err(e)
             }
+        }
+    }
+
+    /// Drops the connection if it goes elsewhere than the Sentinels' current master (a
+    /// demoted master may keep accepting writes until the Sentinels reconfigure it).
+    async fn follow_master(&self, sentinel: &Sentinel) {
+        let Ok((host, port)) = sentinel.master_addr().await else {
+            return;
+        };
+        let addr = format!("{host}:{port}");
+        let mut connected_to = self.connected_to.lock();
+        if connected_to.as_ref().is_some_and(|at| *at != addr) {
+            tracing::info!("redis master moved to {addr}: reconnecting");
+            *self.current.lock() = None;
+            *connected_to = None;
         }
     }
 
@@ -601,6 +623,7 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
         target,
         timeouts,
         current: Mutex::new(None),
+        connected_to: Mutex::new(None),
         connecting: tokio::sync::Mutex::new((0, None)),
     };
     let mut links = Vec::new();
@@ -686,6 +709,7 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
         link.ping()
             .await
             .map_err(|e| LinkError::Connect(format!("{described} (Sentinel)"), e))?;
+        tokio::spawn(follow_master(Arc::downgrade(&link.kind)));
         links.push(link);
         return Ok(links);
     }
@@ -705,6 +729,22 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
         return Err(bad("engine.redis.address", "no Redis address configured").into());
     }
     Ok(links)
+}
+
+/// Every second, makes a Sentinel link's command connection follow the master, until the
+/// link is dropped.
+async fn follow_master(kind: std::sync::Weak<Kind>) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(kind) = kind.upgrade() else {
+            return;
+        };
+        if let Kind::Single(single) = &*kind
+            && let Target::Sentinel(sentinel) = &single.target
+        {
+            single.follow_master(sentinel).await;
+        }
+    }
 }
 
 /// `host:port` of each endpoint (no credentials).
