@@ -679,3 +679,172 @@ async fn sentinel_nodes_deliver_and_follow_a_failover() {
             .contains("centrifugo.stream.news")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Cluster
+
+/// Three cluster-enabled `redis-server`s joined into one cluster (no replicas).
+struct Cluster {
+    nodes: Vec<Server>,
+    _dir: TempDir,
+}
+
+fn cluster() -> Cluster {
+    let dir = TempDir::new("redis-cluster");
+    let nodes: Vec<Server> = (0..3)
+        .map(|i| {
+            let conf = dir.0.join(format!("nodes-{i}.conf"));
+            Server::plain(
+                &dir,
+                &[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &path(&conf),
+                    "--cluster-node-timeout",
+                    "2000",
+                ],
+            )
+        })
+        .collect();
+    let mut args: Vec<String> = vec!["--cluster".to_owned(), "create".to_owned()];
+    args.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+    args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+    let out = Command::new("redis-cli")
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(
+        out.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for n in &nodes {
+        eventually(Duration::from_secs(20), "cluster_state:ok", || {
+            n.cli(&["cluster", "info"]).contains("cluster_state:ok")
+        });
+    }
+    Cluster { nodes, _dir: dir }
+}
+
+fn cluster_node(c: &Cluster) -> Gyre {
+    let seeds: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| format!("127.0.0.1:{}", n.port))
+        .collect();
+    node(json!({ "cluster_address": seeds }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_deliver_recover_and_share_presence() {
+    let c = cluster();
+    let a = cluster_node(&c);
+    let b = cluster_node(&c);
+    // Two channels on each node's slot range (`--cluster create` gives node i the i-th third).
+    let mut per_node = [0; 3];
+    let mut channels = Vec::new();
+    for i in 0..200 {
+        let channel = format!("slot{i}");
+        let slot: u32 = c.nodes[0]
+            .cli(&["cluster", "keyslot", &format!("{{{channel}}}")])
+            .trim()
+            .parse()
+            .expect("keyslot");
+        let owner = match slot {
+            0..=5460 => 0,
+            5461..=10922 => 1,
+            _ => 2,
+        };
+        if per_node[owner] < 2 {
+            per_node[owner] += 1;
+            channels.push(channel);
+        }
+        if channels.len() == 6 {
+            break;
+        }
+    }
+    assert_eq!(channels.len(), 6, "{per_node:?}");
+    let mut on_b = client(&b, "bob").await;
+    let mut epochs = Vec::new();
+    for (i, channel) in channels.iter().enumerate() {
+        let sub = subscribe(
+            &mut on_b,
+            10 + i as u64,
+            json!({ "channel": channel, "recoverable": true }),
+        )
+        .await;
+        epochs.push(sub["epoch"].as_str().expect("epoch").to_owned());
+    }
+    for channel in &channels {
+        cross(&a, &mut on_b, channel, 1).await;
+    }
+    // Every cluster node holds some of the streams, each with its meta in the same slot.
+    for n in &c.nodes {
+        let keys = n.cli(&["--scan", "--pattern", "centrifugo.stream.*"]);
+        assert!(
+            !keys.trim().is_empty(),
+            "no stream on the node at {}",
+            n.port
+        );
+        for key in keys.lines() {
+            let channel = key.trim_start_matches("centrifugo.stream.");
+            assert!(channel.starts_with('{') && channel.ends_with('}'), "{key}");
+            let meta = format!("centrifugo.meta.{channel}");
+            assert_eq!(
+                n.cli(&["exists", &meta]).trim(),
+                "1",
+                "{meta} next to {key}"
+            );
+        }
+    }
+
+    // Recovery on A of what B's client missed, for every channel.
+    drop(on_b);
+    for channel in &channels {
+        b.api("publish", json!({ "channel": channel, "data": { "o": 2 } }));
+        a.api("publish", json!({ "channel": channel, "data": { "o": 3 } }));
+    }
+    let mut on_a = client(&a, "bob").await;
+    for (i, channel) in channels.iter().enumerate() {
+        let sub = subscribe(
+            &mut on_a,
+            10 + i as u64,
+            json!({ "channel": channel, "recoverable": true, "recover": true, "offset": 1, "epoch": epochs[i] }),
+        )
+        .await;
+        assert_eq!(sub["recovered"], true, "{sub}");
+        let offsets: Vec<u64> = sub["publications"]
+            .as_array()
+            .expect("publications")
+            .iter()
+            .filter_map(|p| p["offset"].as_u64())
+            .collect();
+        assert_eq!(offsets, vec![2, 3], "{channel}: {sub}");
+    }
+
+    // Presence spans both nodes.
+    let mut on_b = client(&b, "carol").await;
+    for (i, channel) in channels.iter().enumerate() {
+        subscribe(&mut on_b, 10 + i as u64, json!({ "channel": channel })).await;
+    }
+    for channel in &channels {
+        for node in [&a, &b] {
+            let stats = node.api("presence_stats", json!({ "channel": channel }));
+            assert_eq!(
+                stats,
+                json!({ "num_clients": 2, "num_users": 2 }),
+                "{channel}"
+            );
+        }
+    }
+    // Control (info) works through the cluster too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.api("info", json!({}))["nodes"].as_array().map(Vec::len) != Some(2) {
+        assert!(Instant::now() < deadline, "info never listed both nodes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    real_client_across(&a, &b);
+    drop(on_a);
+}
