@@ -634,6 +634,9 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
             .iter()
             .map(|a| ep(key, a))
             .collect::<Result<Vec<_>, _>>()?;
+        if seeds.iter().any(|s| s.info.db() != 0) {
+            return Err(bad("engine.redis.db", "a Redis Cluster only has db 0").into());
+        }
         if seeds.iter().any(|s| s.tls.is_some()) {
             return Err(bad(
                 "engine.redis.tls",
