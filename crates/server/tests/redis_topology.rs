@@ -694,9 +694,13 @@ fn cluster() -> Cluster {
     let nodes: Vec<Server> = (0..3)
         .map(|i| {
             let conf = dir.0.join(format!("nodes-{i}.conf"));
+            // The bus port would default to port + 10000, which may be taken or out of range.
+            let bus = free_port().to_string();
             Server::plain(
                 &dir,
                 &[
+                    "--cluster-port",
+                    &bus,
                     "--cluster-enabled",
                     "yes",
                     "--cluster-config-file",
