@@ -196,7 +196,16 @@ impl RedisEngine {
         config: &gyre_config::RedisConfig,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Arc<Self>> {
-        let links = super::redis_conn::connect(config).await?;
+        let links = super::redis_conn::links(config)?;
+        for link in &links {
+            tokio::time::timeout(
+                config.connect_timeout.0.max(Duration::from_secs(1)) * 5,
+                link.ping(),
+            )
+            .await
+            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {}", link.describe()))?
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", link.describe()))?;
+        }
         let hash_tags = links.iter().any(Link::is_cluster);
         let shards: Vec<Arc<Shard>> = links
             .into_iter()

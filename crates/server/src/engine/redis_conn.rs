@@ -559,9 +559,11 @@ impl Single {
     }
 }
 
-/// A cluster: the crate's cluster client for commands, seeds for Pub/Sub.
+/// A cluster: the crate's cluster client for commands (connected on first use), seeds for
+/// Pub/Sub.
 struct Cluster {
-    conn: ClusterConnection,
+    client: redis::cluster::ClusterClient,
+    conn: tokio::sync::OnceCell<ClusterConnection>,
     seeds: Vec<Endpoint>,
     next_seed: AtomicUsize,
     timeouts: Timeouts,
@@ -584,21 +586,26 @@ pub struct Link {
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mode = match &*self.kind {
-            Kind::Single(Single {
-                target: Target::Direct(ep),
-                ..
-            }) => ep.addr(),
-            Kind::Single(_) => "sentinel".to_owned(),
-            Kind::Cluster(_) => "cluster".to_owned(),
-        };
-        f.debug_struct("Link").field("to", &mode).finish()
+        f.debug_struct("Link")
+            .field("to", &self.describe())
+            .finish()
+    }
+}
+
+impl Cluster {
+    async fn conn(&self) -> RedisResult<ClusterConnection> {
+        self.conn
+            .get_or_try_init(|| self.client.get_async_connection())
+            .await
+            .cloned()
     }
 }
 
 /// The links of the configured topology: one per `address` (channels are sharded over them),
-/// or a single one for Sentinel or Cluster. Connects each (failing when one is unreachable).
-pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
+/// or a single one for Sentinel or Cluster. No I/O: links connect on first use (see
+/// [`Link::ping`]); settings that cannot be used are errors naming their key. Called inside a
+/// Tokio runtime, a Sentinel link also starts following the master.
+pub fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
     let timeouts = Timeouts {
         connect: config.connect_timeout.0.max(Duration::from_millis(100)),
         io: config.io_timeout.0.max(Duration::from_millis(100)),
@@ -635,14 +642,13 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
             .map(|a| ep(key, a))
             .collect::<Result<Vec<_>, _>>()?;
         if seeds.iter().any(|s| s.info.db() != 0) {
-            return Err(bad("engine.redis.db", "a Redis Cluster only has db 0").into());
+            return Err(bad("engine.redis.db", "a Redis Cluster only has db 0"));
         }
         if seeds.iter().any(|s| s.tls.is_some()) {
             return Err(bad(
                 "engine.redis.tls",
                 "TLS is not supported with cluster_address yet",
-            )
-            .into());
+            ));
         }
         let infos = seeds
             .iter()
@@ -655,13 +661,10 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
             .retries(2)
             .build()
             .map_err(|e| bad(key, e))?;
-        let conn = client
-            .get_async_connection()
-            .await
-            .map_err(|e| LinkError::Connect(addrs(&seeds), e))?;
         links.push(Link {
             kind: Arc::new(Kind::Cluster(Cluster {
-                conn,
+                client,
+                conn: tokio::sync::OnceCell::new(),
                 seeds,
                 next_seed: AtomicUsize::new(0),
                 timeouts,
@@ -697,7 +700,6 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
         // The master's authentication, TLS and db: a placeholder address with the settings.
         let master = ep("engine.redis.sentinel_address", "127.0.0.1:6379")?;
         let db = master.info.db();
-        let described = addrs(&sentinels);
         let sentinel = Arc::new(Sentinel {
             sentinels,
             master_name: config.sentinel_master_name.clone(),
@@ -709,27 +711,21 @@ pub async fn connect(config: &RedisConfig) -> Result<Vec<Link>, LinkError> {
             kind: Arc::new(Kind::Single(single(Target::Sentinel(sentinel)))),
             db,
         };
-        link.ping()
-            .await
-            .map_err(|e| LinkError::Connect(format!("{described} (Sentinel)"), e))?;
-        tokio::spawn(follow_master(Arc::downgrade(&link.kind)));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(follow_master(Arc::downgrade(&link.kind)));
+        }
         links.push(link);
         return Ok(links);
     }
     for address in &config.address {
         let endpoint = ep("engine.redis.address", address)?;
-        let described = endpoint.addr();
-        let link = Link {
+        links.push(Link {
             db: endpoint.info.db(),
             kind: Arc::new(Kind::Single(single(Target::Direct(endpoint)))),
-        };
-        link.ping()
-            .await
-            .map_err(|e| LinkError::Connect(described, e))?;
-        links.push(link);
+        });
     }
     if links.is_empty() {
-        return Err(bad("engine.redis.address", "no Redis address configured").into());
+        return Err(bad("engine.redis.address", "no Redis address configured"));
     }
     Ok(links)
 }
@@ -759,17 +755,6 @@ fn addrs(endpoints: &[Endpoint]) -> String {
         .join(", ")
 }
 
-/// Why the engine could not reach Redis at start-up.
-#[derive(Debug, thiserror::Error)]
-pub enum LinkError {
-    /// A setting cannot be used.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// Redis did not answer.
-    #[error("cannot connect to Redis at {0}: {1}")]
-    Connect(String, RedisError),
-}
-
 /// The `redis` crate's description of a plain TCP endpoint (for the cluster client).
 fn connection_info(ep: &Endpoint) -> RedisResult<redis::ConnectionInfo> {
     Ok(ConnectionAddr::Tcp(ep.host.clone(), ep.port)
@@ -783,9 +768,25 @@ impl Link {
         matches!(&*self.kind, Kind::Cluster(_))
     }
 
-    async fn ping(&self) -> RedisResult<()> {
+    /// Sends `PING` (connecting first when needed).
+    pub async fn ping(&self) -> RedisResult<()> {
         let mut conn = self.clone();
         redis::cmd("PING").query_async::<()>(&mut conn).await
+    }
+
+    /// Where the link goes, for messages (no credentials).
+    pub fn describe(&self) -> String {
+        match &*self.kind {
+            Kind::Single(single) => match &single.target {
+                Target::Direct(ep) => ep.addr(),
+                Target::Sentinel(sentinel) => format!(
+                    "{} (Sentinel, master {:?})",
+                    addrs(&sentinel.sentinels),
+                    sentinel.master_name
+                ),
+            },
+            Kind::Cluster(cluster) => format!("{} (cluster)", addrs(&cluster.seeds)),
+        }
     }
 
     /// Opens this shard's Pub/Sub connection (to the master with Sentinel, to a seed node in
@@ -823,7 +824,7 @@ impl ConnectionLike for Link {
                     let result = conn.req_packed_command(cmd).await;
                     single.check(generation, result)
                 }
-                Kind::Cluster(cluster) => cluster.conn.clone().req_packed_command(cmd).await,
+                Kind::Cluster(cluster) => cluster.conn().await?.req_packed_command(cmd).await,
             }
         })
     }
@@ -843,8 +844,8 @@ impl ConnectionLike for Link {
                 }
                 Kind::Cluster(cluster) => {
                     cluster
-                        .conn
-                        .clone()
+                        .conn()
+                        .await?
                         .req_packed_commands(pipeline, offset, count)
                         .await
                 }
