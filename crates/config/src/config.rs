@@ -170,8 +170,14 @@ pub struct RedisConfig {
     /// Redis Sentinel addresses (a single string is accepted too).
     #[serde(deserialize_with = "crate::de::string_or_vec")]
     pub sentinel_address: Vec<String>,
-    /// Sentinel master name.
+    /// Sentinel master name (required with `sentinel_address`).
     pub sentinel_master_name: String,
+    /// ACL user name for the Sentinels.
+    pub sentinel_user: String,
+    /// Password for the Sentinels.
+    pub sentinel_password: String,
+    /// TLS settings for the Sentinel connections (the masters use `tls`).
+    pub sentinel_tls: RedisTlsConfig,
 }
 
 impl Default for RedisConfig {
@@ -189,16 +195,47 @@ impl Default for RedisConfig {
             cluster_address: Vec::new(),
             sentinel_address: Vec::new(),
             sentinel_master_name: String::new(),
+            sentinel_user: String::new(),
+            sentinel_password: String::new(),
+            sentinel_tls: RedisTlsConfig::default(),
         }
     }
 }
 
-/// `engine.redis.tls` section.
+/// `engine.redis.tls` (and `engine.redis.sentinel_tls`) section.
+///
+/// As in Centrifugo v6, each `*_pem` value is raw PEM, base64-encoded PEM or the path of a PEM
+/// file; the `*_pem_file` and `*_pem_b64` keys are accepted too (a path / base64 only).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RedisTlsConfig {
-    /// Connect to Redis over TLS.
+    /// Connect over TLS (`rediss://` addresses do too).
     pub enabled: bool,
+    /// Client certificate chain for mutual TLS (with `key_pem`).
+    pub cert_pem: String,
+    /// Path of the client certificate chain.
+    pub cert_pem_file: String,
+    /// Base64-encoded client certificate chain.
+    pub cert_pem_b64: String,
+    /// Client private key for mutual TLS (with `cert_pem`).
+    pub key_pem: String,
+    /// Path of the client private key.
+    pub key_pem_file: String,
+    /// Base64-encoded client private key.
+    pub key_pem_b64: String,
+    /// CA certificates that sign the server's certificate (the system roots when empty).
+    pub server_ca_pem: String,
+    /// Path of the server CA certificates.
+    pub server_ca_pem_file: String,
+    /// Base64-encoded server CA certificates.
+    pub server_ca_pem_b64: String,
+    /// Accepted for Centrifugo compatibility; a Redis client does not verify client
+    /// certificates, so it is unused.
+    pub client_ca_pem: String,
+    /// Do not verify the server's certificate (testing only).
+    pub insecure_skip_verify: bool,
+    /// Name the server's certificate must have (and the SNI sent); the address host when empty.
+    pub server_name: String,
 }
 
 /// `rpc` section. RPC proxies (`rpc.proxy`, `rpc.without_namespace`, `rpc.namespaces`) are not

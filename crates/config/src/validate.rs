@@ -40,7 +40,9 @@ impl Config {
     /// "stream"/"cache"; `publication_data_format` is known; `channel_regex`, `audience_regex` and
     /// `issuer_regex` compile; `client.ping_interval` > `client.pong_timeout` when both are
     /// set; the personal channel namespace exists (with presence for `single_connection`);
-    /// `engine.type`, `log.level` and `http_api.error_mode` are known.
+    /// `engine.type`, `log.level` and `http_api.error_mode` are known; a Redis engine has an
+    /// address, `sentinel_master_name` with `sentinel_address`, not both Sentinel and Cluster,
+    /// no TLS and db 0 with Cluster, and client certificates with both `cert_pem` and `key_pem`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut v = Violations(Vec::new());
         self.validate_general(&mut v);
@@ -65,6 +67,44 @@ impl Config {
                         "engine.redis.address",
                         "at least one Redis address is required",
                     );
+                }
+                if !r.sentinel_address.is_empty() && r.sentinel_master_name.is_empty() {
+                    v.push(
+                        "engine.redis.sentinel_master_name",
+                        "required with engine.redis.sentinel_address",
+                    );
+                }
+                if !r.sentinel_address.is_empty() && !r.cluster_address.is_empty() {
+                    v.push(
+                        "engine.redis.cluster_address",
+                        "cannot be combined with engine.redis.sentinel_address",
+                    );
+                }
+                if !r.cluster_address.is_empty() && r.tls.enabled {
+                    v.push(
+                        "engine.redis.tls.enabled",
+                        "TLS is not supported with engine.redis.cluster_address yet",
+                    );
+                }
+                if !r.cluster_address.is_empty() && r.db != 0 {
+                    v.push("engine.redis.db", "a Redis Cluster only has db 0");
+                }
+                for (key, tls) in [
+                    ("engine.redis.tls", &r.tls),
+                    ("engine.redis.sentinel_tls", &r.sentinel_tls),
+                ] {
+                    let cert = !(tls.cert_pem.is_empty()
+                        && tls.cert_pem_file.is_empty()
+                        && tls.cert_pem_b64.is_empty());
+                    let key_set = !(tls.key_pem.is_empty()
+                        && tls.key_pem_file.is_empty()
+                        && tls.key_pem_b64.is_empty());
+                    if cert != key_set {
+                        v.push(
+                            &format!("{key}.{}", if cert { "key_pem" } else { "cert_pem" }),
+                            "a client certificate needs both cert_pem and key_pem",
+                        );
+                    }
                 }
             }
             other => v.push(
@@ -439,5 +479,31 @@ mod tests {
         assert!(c.validate().is_ok());
         c.engine.redis.address.clear();
         assert!(has(&errors(&c), "engine.redis.address"));
+    }
+
+    #[test]
+    fn redis_sentinel_and_tls_rules() {
+        let mut c = Config::default();
+        c.engine.kind = "redis".to_owned();
+        c.engine.redis.sentinel_address = vec!["127.0.0.1:26379".to_owned()];
+        assert!(has(&errors(&c), "engine.redis.sentinel_master_name"));
+        c.engine.redis.sentinel_master_name = "mymaster".to_owned();
+        assert!(c.validate().is_ok());
+        c.engine.redis.cluster_address = vec!["127.0.0.1:7000".to_owned()];
+        assert!(has(&errors(&c), "engine.redis.cluster_address"));
+        c.engine.redis.sentinel_address.clear();
+        c.engine.redis.tls.enabled = true;
+        c.engine.redis.db = 1;
+        let errs = errors(&c);
+        assert!(has(&errs, "engine.redis.tls.enabled") && has(&errs, "engine.redis.db"));
+        c.engine.redis.tls.enabled = false;
+        c.engine.redis.db = 0;
+        c.engine.redis.cluster_address.clear();
+        c.engine.redis.tls.cert_pem_file = "client.crt".to_owned();
+        assert!(has(&errors(&c), "engine.redis.tls.key_pem"));
+        c.engine.redis.tls.key_pem = "client.key".to_owned();
+        assert!(c.validate().is_ok());
+        c.engine.redis.sentinel_tls.key_pem = "k".to_owned();
+        assert!(has(&errors(&c), "engine.redis.sentinel_tls.cert_pem"));
     }
 }

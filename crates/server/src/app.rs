@@ -93,13 +93,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let shutdown_timeout = config.shutdown.timeout.0;
     let node = if config.engine.kind == "redis" {
-        let r = &config.engine.redis;
-        if !r.cluster_address.is_empty() || !r.sentinel_address.is_empty() {
-            tracing::warn!(
-                "engine.redis.cluster_address and sentinel_address are not supported yet; \
-                 using engine.redis.address"
-            );
-        }
         let hub = Arc::new(crate::hub::Hub::default());
         let redis =
             crate::engine::redis::RedisEngine::connect(&config.engine.redis, hub.clone()).await?;

@@ -12,6 +12,9 @@
 //!   refreshes its own entries, so entries of a dead node expire.
 //! - Control: a Pub/Sub channel for API actions on connections and node heartbeats (`info`).
 //! - Shards: channels are spread over the configured addresses by consistent (jump) hashing.
+//! - Topology, TLS and authentication (standalone, Sentinel, Cluster) live in
+//!   [`super::redis_conn`]: each shard is a [`Link`]. In a Redis Cluster every key of a channel
+//!   carries the hash tag `{<channel>}` so one channel's keys share a slot.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,10 +26,11 @@ use futures_util::StreamExt;
 use gyre_protocol::{ClientInfo, Publication};
 use parking_lot::Mutex;
 use prost::Message as _;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
-use redis::{IntoConnectionInfo, Script, Value};
+use redis::aio::PubSubSink;
+use redis::{Script, Value};
 
 use super::presence::MemoryPresence;
+use super::redis_conn::Link;
 use super::{
     BoxFuture, Broker, BrokerPublication, ControlBus, ControlCommand, EngineError, HistoryFilter,
     HistoryResult, PresenceManager, StreamOptions,
@@ -113,10 +117,10 @@ fn err(e: impl std::fmt::Display) -> EngineError {
     EngineError(e.to_string())
 }
 
-/// One Redis instance: a multiplexed command connection and a Pub/Sub connection.
+/// One Redis instance (or Sentinel-managed master, or cluster): a command connection and a
+/// Pub/Sub connection.
 struct Shard {
-    client: redis::Client,
-    conn: ConnectionManager,
+    conn: Link,
     /// The Pub/Sub sink while connected.
     sink: Mutex<Option<PubSubSink>>,
     /// Channels (Redis names) this node is subscribed to, with whether SUBSCRIBE was
@@ -139,6 +143,8 @@ impl std::fmt::Debug for Shard {
 pub struct RedisEngine {
     shards: Vec<Arc<Shard>>,
     prefix: String,
+    /// Redis Cluster: channel names in keys are hash tags (`{channel}`).
+    hash_tags: bool,
     hub: Arc<Hub>,
     node_id: Mutex<String>,
     presence_ttl: Duration,
@@ -157,17 +163,6 @@ impl std::fmt::Debug for RedisEngine {
             .field("shards", &self.shards)
             .field("prefix", &self.prefix)
             .finish()
-    }
-}
-
-/// A Redis URL from a configured address (`host:port` or a URL).
-fn address_url(address: &str, tls: bool) -> String {
-    if address.contains("://") {
-        address.to_owned()
-    } else if tls {
-        format!("rediss://{address}")
-    } else {
-        format!("redis://{address}")
     }
 }
 
@@ -201,45 +196,34 @@ impl RedisEngine {
         config: &gyre_config::RedisConfig,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Arc<Self>> {
-        let mut shards = Vec::new();
-        for address in &config.address {
-            let mut info = address_url(address, config.tls.enabled).into_connection_info()?;
-            let mut redis_info = info.redis_settings().clone();
-            if !config.user.is_empty() {
-                redis_info = redis_info.set_username(&config.user);
-            }
-            if !config.password.is_empty() {
-                redis_info = redis_info.set_password(&config.password);
-            }
-            if config.db != 0 {
-                redis_info = redis_info.set_db(i64::from(config.db));
-            }
-            info = info.set_redis_settings(redis_info);
-            let client = redis::Client::open(info)?;
-            let manager_config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(config.connect_timeout.0))
-                .set_response_timeout(Some(config.io_timeout.0))
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_secs(1));
-            let conn = tokio::time::timeout(
+        let links = super::redis_conn::links(config)?;
+        for link in &links {
+            tokio::time::timeout(
                 config.connect_timeout.0.max(Duration::from_secs(1)) * 5,
-                ConnectionManager::new_with_config(client.clone(), manager_config),
+                link.ping(),
             )
             .await
-            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {address}"))??;
-            shards.push(Arc::new(Shard {
-                client,
-                conn,
-                sink: Mutex::new(None),
-                channels: tokio::sync::Mutex::default(),
-                up: AtomicBool::new(false),
-                ready: tokio::sync::Notify::new(),
-            }));
+            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {}", link.describe()))?
+            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", link.describe()))?;
         }
+        let hash_tags = links.iter().any(Link::is_cluster);
+        let shards: Vec<Arc<Shard>> = links
+            .into_iter()
+            .map(|conn| {
+                Arc::new(Shard {
+                    conn,
+                    sink: Mutex::new(None),
+                    channels: tokio::sync::Mutex::default(),
+                    up: AtomicBool::new(false),
+                    ready: tokio::sync::Notify::new(),
+                })
+            })
+            .collect();
         anyhow::ensure!(!shards.is_empty(), "no Redis address configured");
         Ok(Arc::new(Self {
             shards,
             prefix: config.prefix.clone(),
+            hash_tags,
             hub,
             node_id: Mutex::new(String::new()),
             presence_ttl: config.presence_ttl.0.max(Duration::from_secs(3)),
@@ -297,18 +281,29 @@ impl RedisEngine {
         format!("{}.control", self.prefix)
     }
 
+    /// The channel as it appears in key names: a hash tag in a cluster, so that all keys of a
+    /// channel share a slot.
+    fn key_part(&self, channel: &str) -> String {
+        if self.hash_tags {
+            format!("{{{channel}}}")
+        } else {
+            channel.to_owned()
+        }
+    }
+
     fn stream_key(&self, channel: &str) -> String {
-        format!("{}.stream.{channel}", self.prefix)
+        format!("{}.stream.{}", self.prefix, self.key_part(channel))
     }
 
     fn meta_key(&self, channel: &str) -> String {
-        format!("{}.meta.{channel}", self.prefix)
+        format!("{}.meta.{}", self.prefix, self.key_part(channel))
     }
 
     fn presence_keys(&self, channel: &str) -> (String, String) {
+        let part = self.key_part(channel);
         (
-            format!("{}.presence.expire.{channel}", self.prefix),
-            format!("{}.presence.data.{channel}", self.prefix),
+            format!("{}.presence.expire.{part}", self.prefix),
+            format!("{}.presence.data.{part}", self.prefix),
         )
     }
 
@@ -319,7 +314,7 @@ impl RedisEngine {
         let control = self.control_name();
         let mut reconnect = false;
         loop {
-            let pubsub = match shard.client.get_async_pubsub().await {
+            let (mut sink, mut stream) = match shard.conn.pubsub().await {
                 Ok(pubsub) => pubsub,
                 Err(e) => {
                     tracing::warn!("redis pub/sub connection failed: {e}");
@@ -327,7 +322,6 @@ impl RedisEngine {
                     continue;
                 }
             };
-            let (mut sink, mut stream) = pubsub.split();
             let resubscribed = {
                 let mut channels = shard.channels.lock().await;
                 let mut names: Vec<String> = channels.keys().cloned().collect();
@@ -550,8 +544,9 @@ impl Broker for RedisEngine {
         Box::pin(async move {
             let payload = p.publication.encode_to_vec();
             let idem_key = format!(
-                "{}.idempotency.{channel}.{}",
+                "{}.idempotency.{}.{}",
                 self.prefix,
+                self.key_part(channel),
                 p.idempotency_key.as_deref().unwrap_or_default()
             );
             let mut conn = self.shard(channel).conn.clone();
