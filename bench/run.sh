@@ -191,7 +191,7 @@ SUITE_END=$(date +%s)
 cat > "$OUT/machine.json" <<EOF
 {"cpu":"$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')","cores":$(nproc),
  "mem_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo),"kernel":"$(uname -r)",
- "nofile":$(ulimit -n),"mode":"$MODE","suite_seconds":$((SUITE_END - SUITE_START)),
+ "nofile":$(ulimit -n),"mode":"$MODE","only":"$ONLY","suite_seconds":$((SUITE_END - SUITE_START)),
  "nats":"$(nats-server --version 2>&1 | head -1)","redis":"$(redis-server --version | cut -d' ' -f3)","socketio":"$(node -p 'require("./bench/node_modules/socket.io/package.json").version')",
  "node":"$(node --version)","rustc":"$(rustc --version)","gyre_commit":"$(git describe --always --dirty 2>/dev/null || echo unknown)",
  "date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}

@@ -151,9 +151,16 @@ fn write_cross_node(md: &mut String, results: &[(String, Value)]) -> Result<()> 
 
 /// Writes the report.
 pub fn run(args: &ReportArgs) -> Result<()> {
+    let (machine, results) = load_run(&args.dir)?;
+    let earlier = earlier_runs(args, &machine);
+    write_report(args, &machine, &results, &earlier)
+}
+
+/// The machine description and the result files of one suite run, sorted by name.
+fn load_run(dir: &str) -> Result<(Value, Vec<(String, Value)>)> {
     let mut results: Vec<(String, Value)> = Vec::new();
     let mut machine = Value::Null;
-    for entry in std::fs::read_dir(&args.dir).context("results dir")? {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("results dir {dir}"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|e| e == "json") {
             let name = path
@@ -174,6 +181,133 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         }
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok((machine, results))
+}
+
+/// Earlier complete runs of the same commit and mode (in the parent of the run's directory),
+/// oldest first, at most four.
+fn earlier_runs(args: &ReportArgs, machine: &Value) -> Vec<(Value, Vec<(String, Value)>)> {
+    let dir = std::path::Path::new(&args.dir);
+    let Some(parent) = dir.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let mut runs: Vec<(Value, Vec<(String, Value)>)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.as_path() != dir)
+        .filter_map(|p| load_run(&p.to_string_lossy()).ok())
+        .filter(|(m, _)| {
+            m["gyre_commit"] == machine["gyre_commit"]
+                && m["mode"] == machine["mode"]
+                && m["only"].as_str().unwrap_or("").is_empty()
+                && !m["gyre_commit"].as_str().unwrap_or("").ends_with("dirty")
+        })
+        .collect();
+    runs.sort_by(|a, b| a.0["date"].as_str().cmp(&b.0["date"].as_str()));
+    let skip = runs.len().saturating_sub(4);
+    runs.into_iter().skip(skip).collect()
+}
+
+/// The headline figures of one run, for the run-to-run table.
+fn headline(results: &[(String, Value)]) -> Vec<(&'static str, String)> {
+    let get = |name: &str| results.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let idle = |key: &str, digits: usize| {
+        get("s1-idle-gyre").map_or("–".into(), |r| {
+            format!("{:.*}", digits, f(&r["extra"][key]))
+        })
+    };
+    let best = |name: &str| {
+        get(name).and_then(best_step).map_or("–".into(), |s| {
+            format!(
+                "{} ({:.2})",
+                k(f(&s["deliveries_per_s"])),
+                f(&s["server_cpu_s_per_m"])
+            )
+        })
+    };
+    vec![
+        ("S1 Gyre RSS KB per connection", idle("rss_kb_per_conn", 1)),
+        (
+            "S1 Gyre CPU µs/s per connection",
+            idle("cpu_us_per_s_per_conn", 2),
+        ),
+        ("S2 Gyre JSON best/s (CPU-s per 1M)", best("s2-fanout-gyre")),
+        (
+            "S2 Gyre Protobuf best/s (CPU-s per 1M)",
+            best("s2-fanout-gyre-protobuf"),
+        ),
+        (
+            "S2 floor JSON best/s (CPU-s per 1M)",
+            best("s2-fanout-floor"),
+        ),
+        ("S2 NATS best/s (CPU-s per 1M)", best("s2-fanout-nats")),
+        (
+            "S2 Socket.IO best/s (CPU-s per 1M)",
+            best("s2-fanout-socketio"),
+        ),
+        (
+            "S2 Gyre on Redis, 2 nodes, best/s (CPU-s per 1M)",
+            best("s2x-fanout-gyre-redis"),
+        ),
+        (
+            "S5 seconds until 10,000 recovered",
+            get("s5-recovery-gyre").map_or("–".into(), |r| {
+                format!("{:.2}", f(&r["extra"]["time_to_all_ms"]) / 1e3)
+            }),
+        ),
+    ]
+}
+
+/// The run-to-run table: this run next to earlier runs of the same commit.
+fn write_spread(
+    md: &mut String,
+    results: &[(String, Value)],
+    earlier: &[(Value, Vec<(String, Value)>)],
+) -> Result<()> {
+    writeln!(
+        md,
+        "## Run to run
+"
+    )?;
+    if earlier.is_empty() {
+        writeln!(
+            md,
+            "No earlier complete run of this commit and mode is in `bench/out`: run the command again to see the spread.\n"
+        )?;
+        return Ok(());
+    }
+    let mut columns: Vec<Vec<(&'static str, String)>> =
+        earlier.iter().map(|(_, r)| headline(r)).collect();
+    columns.push(headline(results));
+    write!(md, "| figure |")?;
+    for (m, _) in earlier {
+        write!(md, " {} |", m["date"].as_str().unwrap_or("?"))?;
+    }
+    writeln!(md, " this run |")?;
+    writeln!(md, "|---|{}", "---|".repeat(columns.len()))?;
+    for row in 0..columns[0].len() {
+        write!(md, "| {} |", columns[0][row].0)?;
+        for column in &columns {
+            write!(md, " {} |", column[row].1)?;
+        }
+        writeln!(md)?;
+    }
+    writeln!(
+        md,
+        "\nEvery run above is a complete `bench/run.sh` of the same commit on this machine; \"best/s\" moves in whole steps of the rate ladder, so one step up or down between runs is within noise.\n"
+    )?;
+    Ok(())
+}
+
+/// Writes the report from one run's results and earlier runs of the same commit.
+fn write_report(
+    args: &ReportArgs,
+    machine: &Value,
+    results: &[(String, Value)],
+    earlier: &[(Value, Vec<(String, Value)>)],
+) -> Result<()> {
     let by = |prefix: &str| -> Vec<&Value> {
         results
             .iter()
@@ -183,7 +317,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
     };
     let get = |name: &str| results.iter().find(|(n, _)| n == name).map(|(_, v)| v);
     let mut md = String::new();
-    let m = &machine;
+    let m = machine;
     writeln!(md, "# Gyre benchmarks\n")?;
     writeln!(
         md,
@@ -302,6 +436,7 @@ pub fn run(args: &ReportArgs) -> Result<()> {
         )?;
     }
     writeln!(md)?;
+    write_spread(&mut md, results, earlier)?;
 
     // S1.
     writeln!(md, "## S1: idle connections\n")?;
