@@ -18,13 +18,21 @@ struct Redis {
     port: u16,
 }
 
+/// A free loopback port (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 impl Redis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
         Self {
             child: Self::spawn(port),
             port,
@@ -64,10 +72,18 @@ impl Redis {
 
 /// A gyre node on these Redis instances (channels sharded over them), `redis` config merged.
 fn node_on(instances: &[&Redis], redis: Value) -> Gyre {
-    let address: Vec<String> = instances
-        .iter()
-        .map(|r| format!("redis://127.0.0.1:{}", r.port))
-        .collect();
+    node_with(
+        &instances
+            .iter()
+            .map(|r| format!("redis://127.0.0.1:{}", r.port))
+            .collect::<Vec<_>>(),
+        redis,
+    )
+}
+
+/// A gyre node on these Redis addresses, `redis` config merged. Channels without a namespace
+/// keep history and recovery; the `plain` namespace has neither.
+fn node_with(address: &[String], redis: Value) -> Gyre {
     let mut engine = json!({ "type": "redis", "redis": { "address": address } });
     if let (Some(Value::Object(into)), Value::Object(extra)) = (engine.get_mut("redis"), redis) {
         into.extend(extra);
@@ -86,6 +102,11 @@ fn node_on(instances: &[&Redis], redis: Value) -> Gyre {
                 "allow_presence_for_client": true,
                 "allow_history_for_client": true,
             },
+            "namespaces": [{
+                "name": "plain",
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_client": true,
+            }],
         },
     })))
 }
@@ -621,4 +642,143 @@ async fn presence_of_a_dead_node_expires() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(on_a);
+}
+
+/// Many first subscribes at once (one distinct channel per client) are all confirmed and all
+/// receive their publication; the time to subscribe them all is printed (`--nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_first_subscribes_all_deliver() {
+    const CLIENTS: usize = 2000;
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let url = b.ws_url();
+    let connected = futures_util::future::join_all((0..CLIENTS).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut conn = Conn {
+                ws: RawWs::connect(&url, None).await,
+                pending: Default::default(),
+            };
+            let t = token(json!({ "sub": format!("u{i}") }));
+            conn.send(&json!({"id": 1, "connect": {"token": t}})).await;
+            assert!(conn.reply(1).await["connect"].is_object());
+            conn
+        })
+    }))
+    .await;
+    let mut conns: Vec<Conn> = connected
+        .into_iter()
+        .map(|c| c.expect("client task"))
+        .collect();
+    let started = Instant::now();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(&json!({"id": 2, "subscribe": {"channel": format!("plain:many{i}")}}))
+            .await;
+    }
+    let replies = futures_util::future::join_all(conns.into_iter().map(|mut conn| {
+        tokio::spawn(async move {
+            let reply = conn.reply(2).await;
+            (conn, reply)
+        })
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for joined in replies {
+        let (conn, reply) = joined.expect("client task");
+        assert!(reply["subscribe"].is_object(), "{reply}");
+        conns.push(conn);
+    }
+    eprintln!("{CLIENTS} first subscribes (distinct channels) confirmed in {elapsed:?}");
+    let channels: Vec<String> = (0..CLIENTS).map(|i| format!("plain:many{i}")).collect();
+    let r = a.api(
+        "broadcast",
+        json!({ "channels": channels, "data": { "hello": true } }),
+    );
+    assert_eq!(r["responses"].as_array().map(Vec::len), Some(CLIENTS));
+    let received =
+        futures_util::future::join_all(conns.into_iter().enumerate().map(|(i, mut conn)| {
+            tokio::spawn(async move {
+                let p = next_pub(&mut conn, &format!("plain:many{i}")).await;
+                p["data"]["hello"] == true
+            })
+        }))
+        .await;
+    let ok = received
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    assert_eq!(ok, CLIENTS, "every client received its publication");
+}
+
+/// A node starts while Redis is down: it serves connections, answers publish/history/presence
+/// with internal errors, and works fully (across nodes) once Redis appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_start_while_redis_is_down_and_work_once_it_appears() {
+    let port = free_port();
+    let address = vec![format!("redis://127.0.0.1:{port}")];
+    let a = node_with(&address, json!({}));
+    let b = node_with(&address, json!({}));
+    let mut on_a = client(&a, "alice").await;
+    on_a.send(&json!({"id": 2, "publish": {"channel": "room", "data": {"n": 0}}}))
+        .await;
+    let reply = on_a.reply(2).await;
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    for (method, body) in [
+        ("publish", json!({ "channel": "room", "data": {} })),
+        ("history", json!({ "channel": "room" })),
+        ("presence", json!({ "channel": "room" })),
+    ] {
+        let (status, reply) = a.api_raw(method, &body, &[("X-API-Key", support::API_KEY)]);
+        assert_eq!(status, 200);
+        assert_eq!(reply["error"]["code"], 100, "{method}: {reply}");
+    }
+
+    let _redis = Redis::start_on(port);
+    // The nodes reconnect in the background: publishing succeeds within the backoff.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = 3;
+    loop {
+        on_a.send(&json!({"id": id, "publish": {"channel": "room", "data": {"n": 0}}}))
+            .await;
+        let reply = on_a.reply(id).await;
+        if reply["publish"].is_object() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "publish kept failing: {reply}");
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Cross-node delivery and shared history work.
+    let mut on_b = Conn {
+        ws: RawWs::connect(&b.ws_url(), None).await,
+        pending: Default::default(),
+    };
+    on_b.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": "bob" }))}}))
+        .await;
+    assert!(on_b.reply(1).await["connect"].is_object());
+    let mut id = 2;
+    loop {
+        on_b.send(&json!({"id": id, "subscribe": {"channel": "room"}}))
+            .await;
+        let reply = on_b.reply(id).await;
+        if reply["subscribe"].is_object() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscribe on B kept failing: {reply}"
+        );
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = a.api("publish", json!({ "channel": "room", "data": { "n": 1 } }));
+    let p = next_pub(&mut on_b, "room").await;
+    assert_eq!(
+        (p["data"]["n"].clone(), p["offset"].clone()),
+        (json!(1), r["offset"].clone())
+    );
+    let stats = a.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats["num_clients"], 1, "{stats}");
 }

@@ -115,6 +115,8 @@ fn err(e: impl std::fmt::Display) -> EngineError {
 
 /// One Redis instance: a multiplexed command connection and a Pub/Sub connection.
 struct Shard {
+    /// `host:port`, for logs.
+    address: String,
     client: redis::Client,
     conn: ConnectionManager,
     /// The Pub/Sub sink while connected.
@@ -130,6 +132,7 @@ struct Shard {
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shard")
+            .field("address", &self.address)
             .field("up", &self.up.load(Ordering::Relaxed))
             .finish()
     }
@@ -142,6 +145,8 @@ pub struct RedisEngine {
     hub: Arc<Hub>,
     node_id: Mutex<String>,
     presence_ttl: Duration,
+    /// Bound of one connection attempt.
+    connect_timeout: Duration,
     /// This node's own presence entries, refreshed periodically.
     local_presence: MemoryPresence,
     /// Other live nodes: uid to (info, last heard).
@@ -189,6 +194,21 @@ fn jump_hash(key: &str, buckets: usize) -> usize {
     b.max(0) as usize
 }
 
+/// Exponential reconnect delays with jitter: 100 ms doubling up to 3 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let base = 100u64.saturating_mul(1 << self.attempts.min(5)).min(3000);
+        self.attempts = self.attempts.saturating_add(1);
+        let jitter = rand::random_range(0..=base / 2);
+        Duration::from_millis(base / 2 + jitter)
+    }
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -221,13 +241,11 @@ impl RedisEngine {
                 .set_response_timeout(Some(config.io_timeout.0))
                 .set_number_of_retries(1)
                 .set_max_delay(Duration::from_secs(1));
-            let conn = tokio::time::timeout(
-                config.connect_timeout.0.max(Duration::from_secs(1)) * 5,
-                ConnectionManager::new_with_config(client.clone(), manager_config),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {address}"))??;
+            // Lazy: the node starts while Redis is down; the Pub/Sub loop connects in the
+            // background and commands fail with an engine error until Redis is reachable.
+            let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
             shards.push(Arc::new(Shard {
+                address: client.get_connection_info().addr().to_string(),
                 client,
                 conn,
                 sink: Mutex::new(None),
@@ -243,6 +261,7 @@ impl RedisEngine {
             hub,
             node_id: Mutex::new(String::new()),
             presence_ttl: config.presence_ttl.0.max(Duration::from_secs(3)),
+            connect_timeout: config.connect_timeout.0.max(Duration::from_millis(100)),
             local_presence: MemoryPresence::default(),
             nodes: Mutex::default(),
             publish_script: Script::new(PUBLISH_LUA),
@@ -318,12 +337,21 @@ impl RedisEngine {
         let client_prefix = format!("{}.client.", self.prefix);
         let control = self.control_name();
         let mut reconnect = false;
+        let mut backoff = Backoff::default();
+        // Logged once per outage: state changes only, not every attempt.
+        let mut down_logged = false;
         loop {
-            let pubsub = match shard.client.get_async_pubsub().await {
+            let pubsub = match self.connect_shard(&shard).await {
                 Ok(pubsub) => pubsub,
                 Err(e) => {
-                    tracing::warn!("redis pub/sub connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if !down_logged {
+                        tracing::warn!(
+                            "redis at {} is unreachable ({e}); retrying in the background",
+                            shard.address
+                        );
+                        down_logged = true;
+                    }
+                    tokio::time::sleep(backoff.next_delay()).await;
                     continue;
                 }
             };
@@ -353,9 +381,11 @@ impl RedisEngine {
                 ok.then(|| channels.keys().cloned().collect::<Vec<_>>())
             };
             let Some(resubscribed) = resubscribed else {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             };
+            backoff = Backoff::default();
+            tracing::info!("redis at {} is connected", shard.address);
             if reconnect {
                 tracing::info!("redis pub/sub reconnected");
                 // Publications may have been missed while disconnected: subscribers
@@ -379,7 +409,9 @@ impl RedisEngine {
                     self.on_control(payload);
                 }
             }
-            tracing::warn!("redis pub/sub connection lost");
+            tracing::warn!("redis pub/sub connection to {} lost", shard.address);
+            // The loss is the state change logged for this outage.
+            down_logged = true;
             shard.up.store(false, Ordering::Release);
             *shard.sink.lock() = None;
             {
@@ -391,6 +423,26 @@ impl RedisEngine {
             reconnect = true;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// Opens a Pub/Sub connection to a shard and makes sure its command connection works
+    /// too (the command connection reconnects lazily: one successful command here means
+    /// requests succeed as soon as the shard is reported up).
+    async fn connect_shard(&self, shard: &Shard) -> Result<redis::aio::PubSub, EngineError> {
+        let pubsub = tokio::time::timeout(self.connect_timeout, shard.client.get_async_pubsub())
+            .await
+            .map_err(|_| EngineError("connection timed out".to_owned()))?
+            .map_err(err)?;
+        let mut last = EngineError("not tried".to_owned());
+        // A failed lazy connection answers its error once before reconnecting.
+        for _ in 0..3 {
+            let mut conn = shard.conn.clone();
+            match redis::cmd("PING").query_async::<()>(&mut conn).await {
+                Ok(()) => return Ok(pubsub),
+                Err(e) => last = err(e),
+            }
+        }
+        Err(last)
     }
 
     /// Decodes a channel message once and hands it to the hub.

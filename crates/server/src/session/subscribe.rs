@@ -222,7 +222,7 @@ impl Session {
     ) -> Outcome<(Vec<Publication>, u64)> {
         let node = &self.node;
         node.broker.subscribe(&p.channel).await.map_err(|err| {
-            tracing::warn!("broker subscribe to {} failed: {err}", p.channel);
+            tracing::debug!("broker subscribe to {} failed: {err}", p.channel);
             ProtocolError::from(ErrorCode::Internal)
         })?;
         let mut recovered_pubs: Vec<Publication> = Vec::new();
