@@ -13,7 +13,7 @@
 //! - Control: a Pub/Sub channel for API actions on connections and node heartbeats (`info`).
 //! - Shards: channels are spread over the configured addresses by consistent (jump) hashing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use parking_lot::Mutex;
 use prost::Message as _;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use redis::{IntoConnectionInfo, Script, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use super::presence::MemoryPresence;
 use super::{
@@ -119,15 +120,28 @@ struct Shard {
     address: String,
     client: redis::Client,
     conn: ConnectionManager,
-    /// The Pub/Sub sink while connected.
-    sink: Mutex<Option<PubSubSink>>,
-    /// Channels (Redis names) this node is subscribed to, with whether SUBSCRIBE was
-    /// confirmed on the current Pub/Sub connection. Subscribe/unsubscribe are serialized.
-    channels: tokio::sync::Mutex<HashMap<String, bool>>,
+    /// Subscribe/unsubscribe requests to the shard's Pub/Sub task, which batches them.
+    requests: mpsc::UnboundedSender<SubRequest>,
+    /// The receiving end, taken by the Pub/Sub task when it starts.
+    requests_rx: Mutex<Option<mpsc::UnboundedReceiver<SubRequest>>>,
+    /// Channels subscribed on the current Pub/Sub connection (SUBSCRIBE confirmed): a
+    /// subscriber of one of them needs no request. Written by the Pub/Sub task only.
+    confirmed: Mutex<HashSet<String>>,
+    /// Whether the Pub/Sub connection is up.
     up: AtomicBool,
-    /// Says when the Pub/Sub connection is (re)established.
-    ready: tokio::sync::Notify,
 }
+
+/// A request to the Pub/Sub task of a shard.
+#[derive(Debug)]
+enum SubRequest {
+    /// Subscribe the channel (client name); answered once SUBSCRIBE is confirmed.
+    Subscribe(String, oneshot::Sender<()>),
+    /// Unsubscribe the channel if it has no local subscriber when the request is handled.
+    Unsubscribe(String),
+}
+
+/// At most this many requests are handled (and channels sent in one SUBSCRIBE) at once.
+const SUBSCRIBE_BATCH: usize = 4096;
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -215,6 +229,101 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The Pub/Sub task's view of a shard's channels.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    /// Channels (client names) the node must receive.
+    wanted: HashSet<String>,
+    /// Subscribers waiting for a channel's SUBSCRIBE to be confirmed.
+    waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+}
+
+impl Subscriptions {
+    /// Records requests; returns the channels whose wanted state may have changed.
+    fn absorb(
+        &mut self,
+        hub: &Hub,
+        shard: &Shard,
+        batch: impl Iterator<Item = SubRequest>,
+    ) -> Vec<String> {
+        let mut touched = Vec::new();
+        let mut leaving = Vec::new();
+        for request in batch {
+            match request {
+                SubRequest::Subscribe(channel, waiter) => {
+                    if shard.confirmed.lock().contains(&channel) {
+                        let _ = waiter.send(());
+                        continue;
+                    }
+                    let waiters = self.waiters.entry(channel.clone()).or_default();
+                    waiters.retain(|w| !w.is_closed());
+                    waiters.push(waiter);
+                    self.wanted.insert(channel.clone());
+                    touched.push(channel);
+                }
+                SubRequest::Unsubscribe(channel) => leaving.push(channel),
+            }
+        }
+        for channel in leaving {
+            // Forget the channel as confirmed first: a subscriber arriving from now on
+            // asks (and is handled after this); one that arrived before shows in the hub.
+            let was_confirmed = shard.confirmed.lock().remove(&channel);
+            if hub.has_subscribers(&channel) {
+                if was_confirmed {
+                    shard.confirmed.lock().insert(channel);
+                }
+                continue;
+            }
+            // Its waiters (if any) have left too.
+            self.waiters.remove(&channel);
+            if self.wanted.remove(&channel) || was_confirmed {
+                touched.push(channel);
+            }
+        }
+        touched
+    }
+
+    /// Brings the connection in line with `wanted` for `touched` channels: one UNSUBSCRIBE
+    /// and one SUBSCRIBE (per batch) for all of them; answers the waiters.
+    async fn sync(
+        &mut self,
+        engine: &RedisEngine,
+        shard: &Shard,
+        sink: &mut PubSubSink,
+        mut touched: Vec<String>,
+    ) -> Result<(), EngineError> {
+        touched.sort_unstable();
+        touched.dedup();
+        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = touched
+            .into_iter()
+            .partition(|channel| self.wanted.contains(channel));
+        if !unsubscribe.is_empty() {
+            let names: Vec<String> = unsubscribe.iter().map(|c| engine.pubsub_name(c)).collect();
+            sink.unsubscribe(names).await.map_err(err)?;
+        }
+        if !subscribe.is_empty() {
+            engine.subscribe_names(sink, &[], &subscribe).await?;
+            shard.confirmed.lock().extend(subscribe);
+            self.answer_confirmed(shard);
+        }
+        Ok(())
+    }
+
+    /// Answers every waiter whose channel is confirmed.
+    fn answer_confirmed(&mut self, shard: &Shard) {
+        let confirmed = shard.confirmed.lock();
+        self.waiters.retain(|channel, waiters| {
+            if !confirmed.contains(channel) {
+                return true;
+            }
+            for waiter in waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            false
+        });
+    }
+}
+
 impl RedisEngine {
     /// Connects to every configured Redis address.
     pub async fn connect(
@@ -244,14 +353,15 @@ impl RedisEngine {
             // Lazy: the node starts while Redis is down; the Pub/Sub loop connects in the
             // background and commands fail with an engine error until Redis is reachable.
             let conn = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+            let (requests, requests_rx) = mpsc::unbounded_channel();
             shards.push(Arc::new(Shard {
                 address: client.get_connection_info().addr().to_string(),
                 client,
                 conn,
-                sink: Mutex::new(None),
-                channels: tokio::sync::Mutex::default(),
+                requests,
+                requests_rx: Mutex::new(Some(requests_rx)),
+                confirmed: Mutex::default(),
                 up: AtomicBool::new(false),
-                ready: tokio::sync::Notify::new(),
             }));
         }
         anyhow::ensure!(!shards.is_empty(), "no Redis address configured");
@@ -304,6 +414,21 @@ impl RedisEngine {
         });
     }
 
+    /// Waits until every shard's Pub/Sub connection is up, at most `bound` (a node starts
+    /// serving either way; this only avoids missing control messages at start-up).
+    pub async fn wait_connected(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            if self.shards.iter().all(|s| s.up.load(Ordering::Acquire)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn shard(&self, channel: &str) -> &Arc<Shard> {
         &self.shards[jump_hash(channel, self.shards.len())]
     }
@@ -331,17 +456,36 @@ impl RedisEngine {
         )
     }
 
-    /// Keeps shard `index`'s Pub/Sub connection: connects, (re)subscribes, reads messages,
-    /// and after a loss tells local subscribers of its channels to resubscribe.
+    /// Keeps shard `index`'s Pub/Sub connection: connects (with backoff), subscribes every
+    /// wanted channel, then reads messages while handling subscribe/unsubscribe requests in
+    /// batches (one SUBSCRIBE for every first subscribe that arrived meanwhile). After a loss
+    /// it tells local subscribers of its channels to resubscribe.
     async fn pubsub_loop(self: Arc<Self>, index: usize, shard: Arc<Shard>) {
-        let client_prefix = format!("{}.client.", self.prefix);
-        let control = self.control_name();
+        let Some(mut requests) = shard.requests_rx.lock().take() else {
+            return;
+        };
+        let mut subs = Subscriptions::default();
+        let mut batch = Vec::with_capacity(SUBSCRIBE_BATCH);
         let mut reconnect = false;
         let mut backoff = Backoff::default();
         // Logged once per outage: state changes only, not every attempt.
         let mut down_logged = false;
         loop {
-            let pubsub = match self.connect_shard(&shard).await {
+            let connecting = self.connect_shard(&shard);
+            tokio::pin!(connecting);
+            // Requests keep being recorded while connecting (so the queue stays short).
+            let connected = loop {
+                tokio::select! {
+                    connected = &mut connecting => break connected,
+                    n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        subs.absorb(&self.hub, &shard, batch.drain(..));
+                    }
+                }
+            };
+            let pubsub = match connected {
                 Ok(pubsub) => pubsub,
                 Err(e) => {
                     if !down_logged {
@@ -351,77 +495,113 @@ impl RedisEngine {
                         );
                         down_logged = true;
                     }
-                    tokio::time::sleep(backoff.next_delay()).await;
+                    let pause = tokio::time::sleep(backoff.next_delay());
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            () = &mut pause => break,
+                            n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
+                                if n == 0 {
+                                    return;
+                                }
+                                subs.absorb(&self.hub, &shard, batch.drain(..));
+                            }
+                        }
+                    }
                     continue;
                 }
             };
             let (mut sink, mut stream) = pubsub.split();
-            let resubscribed = {
-                let mut channels = shard.channels.lock().await;
-                let mut names: Vec<String> = channels.keys().cloned().collect();
-                if index == 0 {
-                    names.push(control.clone());
-                }
-                let mut ok = true;
-                for batch in names.chunks(512) {
-                    if let Err(e) = sink.subscribe(batch).await {
-                        tracing::warn!("redis resubscribe failed: {e}");
-                        ok = false;
-                        break;
-                    }
-                }
-                if ok {
-                    for confirmed in channels.values_mut() {
-                        *confirmed = true;
-                    }
-                    *shard.sink.lock() = Some(sink);
-                    shard.up.store(true, Ordering::Release);
-                    shard.ready.notify_waiters();
-                }
-                ok.then(|| channels.keys().cloned().collect::<Vec<_>>())
-            };
-            let Some(resubscribed) = resubscribed else {
+            let mut names: Vec<String> = subs.wanted.iter().cloned().collect();
+            let mut first = Vec::new();
+            if index == 0 {
+                first.push(self.control_name());
+            }
+            if let Err(e) = self.subscribe_names(&mut sink, &first, &names).await {
+                tracing::warn!("redis resubscribe on {} failed: {e}", shard.address);
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
-            };
+            }
             backoff = Backoff::default();
             tracing::info!("redis at {} is connected", shard.address);
+            shard.confirmed.lock().extend(names.iter().cloned());
+            shard.up.store(true, Ordering::Release);
             if reconnect {
-                tracing::info!("redis pub/sub reconnected");
                 // Publications may have been missed while disconnected: subscribers
                 // resubscribe and recover from history (or learn they could not).
-                for name in resubscribed {
-                    if let Some(channel) = name.strip_prefix(&client_prefix) {
-                        for handle in self.hub.subscribers(channel) {
-                            handle.send(crate::outbound::Outbound::Control(Box::new(
-                                crate::outbound::Control::InsufficientState(channel.to_owned()),
-                            )));
+                for channel in &names {
+                    for handle in self.hub.subscribers(channel) {
+                        handle.send(crate::outbound::Outbound::Control(Box::new(
+                            crate::outbound::Control::InsufficientState(channel.clone()),
+                        )));
+                    }
+                }
+            }
+            names.clear();
+            subs.answer_confirmed(&shard);
+            let lost = loop {
+                tokio::select! {
+                    message = stream.next() => match message {
+                        Some(message) => self.on_message(&message),
+                        None => break None,
+                    },
+                    n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        let touched = subs.absorb(&self.hub, &shard, batch.drain(..));
+                        if let Err(e) = subs.sync(&self, &shard, &mut sink, touched).await {
+                            break Some(e);
                         }
                     }
                 }
-            }
-            while let Some(message) = stream.next().await {
-                let name = message.get_channel_name();
-                let payload = message.get_payload_bytes();
-                if let Some(channel) = name.strip_prefix(&client_prefix) {
-                    self.deliver(channel, payload);
-                } else if name == control {
-                    self.on_control(payload);
+            };
+            match lost {
+                Some(e) => {
+                    tracing::warn!("redis pub/sub connection to {} lost ({e})", shard.address)
                 }
+                None => tracing::warn!("redis pub/sub connection to {} lost", shard.address),
             }
-            tracing::warn!("redis pub/sub connection to {} lost", shard.address);
             // The loss is the state change logged for this outage.
             down_logged = true;
             shard.up.store(false, Ordering::Release);
-            *shard.sink.lock() = None;
-            {
-                let mut channels = shard.channels.lock().await;
-                for confirmed in channels.values_mut() {
-                    *confirmed = false;
-                }
-            }
+            shard.confirmed.lock().clear();
             reconnect = true;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(backoff.next_delay()).await;
+        }
+    }
+
+    /// SUBSCRIBEs `first` and `names` in batches.
+    async fn subscribe_names(
+        &self,
+        sink: &mut PubSubSink,
+        first: &[String],
+        names: &[String],
+    ) -> Result<(), EngineError> {
+        if !first.is_empty() {
+            sink.subscribe(first).await.map_err(err)?;
+        }
+        for chunk in names.chunks(SUBSCRIBE_BATCH) {
+            let redis_names: Vec<String> = chunk.iter().map(|c| self.pubsub_name(c)).collect();
+            sink.subscribe(redis_names).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Handles one Pub/Sub message (on the shard task: decoded once for all subscribers).
+    fn on_message(&self, message: &redis::Msg) {
+        let name = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        if let Some(channel) = name
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(".client."))
+        {
+            self.deliver(channel, payload);
+        } else if name
+            .strip_prefix(self.prefix.as_str())
+            .is_some_and(|rest| rest == ".control")
+        {
+            self.on_control(payload);
         }
     }
 
@@ -720,50 +900,35 @@ impl Broker for RedisEngine {
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
             let shard = self.shard(channel);
-            let name = self.pubsub_name(channel);
-            let mut channels = shard.channels.lock().await;
-            if channels.get(&name) == Some(&true) {
+            if shard.confirmed.lock().contains(channel) {
                 return Ok(());
             }
-            channels.insert(name.clone(), false);
-            let mut sink = shard.sink.lock().clone();
-            if sink.is_none() {
-                // Starting or reconnecting: wait a little for the Pub/Sub connection (the
-                // reconnection resubscribes every channel in the map, this one included).
-                drop(channels);
-                let ready = shard.ready.notified();
-                if !shard.up.load(Ordering::Acquire) {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), ready).await;
-                }
-                channels = shard.channels.lock().await;
-                if channels.get(&name) == Some(&true) {
-                    return Ok(());
-                }
-                channels.insert(name.clone(), false);
-                sink = shard.sink.lock().clone();
-            }
-            let Some(mut sink) = sink else {
-                return Err(EngineError("redis pub/sub is not connected".to_owned()));
+            // While Redis is away, wait a little for the connection (it subscribes every
+            // wanted channel); when up, the batch this request joins is one round trip.
+            let wait = if shard.up.load(Ordering::Acquire) {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(2)
             };
-            sink.subscribe(&name).await.map_err(err)?;
-            channels.insert(name, true);
-            Ok(())
+            let (waiter, confirmed) = oneshot::channel();
+            shard
+                .requests
+                .send(SubRequest::Subscribe(channel.to_owned(), waiter))
+                .map_err(|_| EngineError("redis engine stopped".to_owned()))?;
+            match tokio::time::timeout(wait, confirmed).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(EngineError("redis engine stopped".to_owned())),
+                Err(_) => Err(EngineError("redis pub/sub is not connected".to_owned())),
+            }
         })
     }
 
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let shard = self.shard(channel);
-            let name = self.pubsub_name(channel);
-            let mut channels = shard.channels.lock().await;
-            if self.hub.has_subscribers(channel) || channels.remove(&name).is_none() {
-                return Ok(());
-            }
-            let sink = shard.sink.lock().clone();
-            if let Some(mut sink) = sink {
-                sink.unsubscribe(&name).await.map_err(err)?;
-            }
-            Ok(())
+            self.shard(channel)
+                .requests
+                .send(SubRequest::Unsubscribe(channel.to_owned()))
+                .map_err(|_| EngineError("redis engine stopped".to_owned()))
         })
     }
 }
