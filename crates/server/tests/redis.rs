@@ -782,3 +782,134 @@ async fn nodes_start_while_redis_is_down_and_work_once_it_appears() {
     let stats = a.api("presence_stats", json!({ "channel": "room" }));
     assert_eq!(stats["num_clients"], 1, "{stats}");
 }
+
+/// After a Redis restart, subscribers of channels without positions are resubscribed
+/// silently (the node resubscribes; they could not recover anyway) and keep receiving, while
+/// positioned ones are told to resubscribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_resubscribes_unpositioned_channels_silently() {
+    let mut redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "plain:room" })).await;
+    subscribe(
+        &mut on_b,
+        3,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    a.api(
+        "publish",
+        json!({ "channel": "plain:room", "data": { "n": 0 } }),
+    );
+    assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 0);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (addr, stop) = (a.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                support::http_post(
+                    &addr,
+                    "/api/publish",
+                    &json!({ "channel": "plain:room", "data": { "n": n } }).to_string(),
+                    &[("X-API-Key", support::API_KEY)],
+                );
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    redis.restart(Duration::from_millis(300));
+    // The positioned subscription is told to resubscribe once the node is back; the plain
+    // one never is, and publications reach it again after that.
+    let mut resubscribed = false;
+    wait_for(&mut on_b, |v| {
+        let push = &v["push"];
+        assert!(
+            !(push["channel"] == "plain:room" && push["unsubscribe"].is_object()),
+            "unpositioned subscription told to resubscribe: {v}"
+        );
+        if push["channel"] == "news" && push["unsubscribe"].is_object() {
+            assert_eq!(push["unsubscribe"]["code"], 2500, "{v}");
+            resubscribed = true;
+        }
+        (resubscribed && push["channel"] == "plain:room" && push["pub"].is_object()).then_some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().expect("publisher");
+}
+
+/// Positioned subscribers of brand-new channels, while another node publishes the first
+/// offsets around their subscribe: every client gets exactly the publications after its
+/// subscribe position, in order, and no spurious resubscribe (insufficient state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_channels_published_around_subscribe_need_no_resubscribe() {
+    const CLIENTS: usize = 100;
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    for round in 0..4 {
+        let mut conns = Vec::with_capacity(CLIENTS);
+        for i in 0..CLIENTS {
+            conns.push(client(&b, &format!("u{i}")).await);
+        }
+        let channels: Vec<String> = (0..CLIENTS).map(|i| format!("fresh{round}-{i}")).collect();
+        // Offsets 1 and 2 of every channel, published from A while B's clients subscribe.
+        let publisher = {
+            let (addr, channels) = (a.addr.clone(), channels.clone());
+            std::thread::spawn(move || {
+                for n in 1..=2 {
+                    for channel in &channels {
+                        let (_, r) = support::http_post(
+                            &addr,
+                            "/api/publish",
+                            &json!({ "channel": channel, "data": { "n": n } }).to_string(),
+                            &[("X-API-Key", support::API_KEY)],
+                        );
+                        assert_eq!(r["result"]["offset"], n, "{r}");
+                    }
+                }
+            })
+        };
+        for (conn, channel) in conns.iter_mut().zip(&channels) {
+            conn.send(&json!({"id": 2, "subscribe": {"channel": channel, "recoverable": true}}))
+                .await;
+        }
+        let mut positions = Vec::with_capacity(CLIENTS);
+        for conn in &mut conns {
+            let reply = conn.reply(2).await;
+            assert!(reply["subscribe"].is_object(), "{reply}");
+            positions.push(reply["subscribe"]["offset"].as_u64().unwrap_or(0));
+        }
+        publisher.join().expect("publisher");
+        let r = a.api(
+            "broadcast",
+            json!({ "channels": channels, "data": { "n": 3 } }),
+        );
+        assert_eq!(r["responses"].as_array().map(Vec::len), Some(CLIENTS));
+        for ((conn, channel), position) in conns.iter_mut().zip(&channels).zip(positions) {
+            let mut offsets = Vec::new();
+            wait_for(conn, |v| {
+                let push = &v["push"];
+                assert!(
+                    !push["unsubscribe"].is_object(),
+                    "spurious resubscribe in {channel} (subscribed at {position}): {v}"
+                );
+                if push["pub"].is_object() {
+                    offsets.push(push["pub"]["offset"].as_u64().unwrap_or(0));
+                }
+                offsets.contains(&3).then_some(())
+            })
+            .await;
+            assert_eq!(
+                offsets,
+                (position + 1..=3).collect::<Vec<_>>(),
+                "{channel} subscribed at {position}"
+            );
+        }
+    }
+}

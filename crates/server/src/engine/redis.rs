@@ -4,10 +4,14 @@
 //!   entry ids are `<offset>-0`. One Lua script creates the epoch, increments the offset,
 //!   XADDs with MAXLEN, sets expiries and PUBLISHes the encoded publication, so every node
 //!   receives a channel's publications in offset order and history matches delivery.
-//! - Delivery: one Pub/Sub connection per shard; each message is decoded once per node and
-//!   handed to the hub. When the Pub/Sub connection is lost, the node reconnects,
-//!   resubscribes every channel it has subscribers for and tells those subscribers their
-//!   state is insufficient, so clients resubscribe and recover (or learn `recovered: false`).
+//! - Delivery: one Pub/Sub connection per shard, owned by one task; each message is decoded
+//!   once per node and handed to the hub with its offset and epoch. The task batches first
+//!   subscribes (and last unsubscribes) that queue up meanwhile into one SUBSCRIBE
+//!   (UNSUBSCRIBE). When the connection is lost, the node reconnects with backoff,
+//!   resubscribes every channel it has subscribers for and tells positioned subscribers their
+//!   state is insufficient, so clients resubscribe and recover (or learn `recovered: false`);
+//!   subscribers without positions just go on. The node starts (and serves) while Redis is
+//!   down: requests that need Redis fail until it is reachable.
 //! - Presence: a hash (client to info) and a zset (client to expiry) per channel; each node
 //!   refreshes its own entries, so entries of a dead node expire.
 //! - Control: a Pub/Sub channel for API actions on connections and node heartbeats (`info`).
@@ -65,7 +69,7 @@ if ARGV[8] == '1' then
   redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
   redis.call('expire', KEYS[1], ARGV[3])
 end
-redis.call('publish', ARGV[6], 'p' .. offset .. ' ' .. ARGV[7] .. ARGV[1])
+redis.call('publish', ARGV[6], 'p' .. offset .. ' ' .. epoch .. ' ' .. ARGV[7] .. ARGV[1])
 if ARGV[9] ~= '0' then
   redis.call('set', KEYS[3], offset .. ':' .. epoch, 'EX', ARGV[9])
 end
@@ -527,14 +531,11 @@ impl RedisEngine {
             shard.confirmed.lock().extend(names.iter().cloned());
             shard.up.store(true, Ordering::Release);
             if reconnect {
-                // Publications may have been missed while disconnected: subscribers
-                // resubscribe and recover from history (or learn they could not).
+                // Publications may have been missed while disconnected: positioned
+                // subscribers resubscribe and recover from history (or learn they could
+                // not); the others just go on, as they could not recover anyway.
                 for channel in &names {
-                    for handle in self.hub.subscribers(channel) {
-                        handle.send(crate::outbound::Outbound::Control(Box::new(
-                            crate::outbound::Control::InsufficientState(channel.clone()),
-                        )));
-                    }
+                    self.hub.stream_lost(channel);
                 }
             }
             names.clear();
@@ -629,23 +630,28 @@ impl RedisEngine {
     fn deliver(&self, channel: &str, payload: &[u8]) {
         match payload.first() {
             Some(b'p') => {
-                let Some(space) = payload.iter().position(|b| *b == b' ') else {
+                // `p<offset> <epoch> <delta flag><publication>`
+                let mut parts = payload[1..].splitn(3, |b| *b == b' ');
+                let (Some(offset), Some(epoch), Some(rest)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
                     return;
                 };
-                let offset = std::str::from_utf8(&payload[1..space])
+                let offset = std::str::from_utf8(offset)
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0);
-                let Some(delta) = payload.get(space + 1) else {
+                let epoch = std::str::from_utf8(epoch).unwrap_or_default();
+                let Some((delta, encoded)) = rest.split_first() else {
                     return;
                 };
-                let Ok(mut publication) = Publication::decode(&payload[space + 2..]) else {
-                    tracing::warn!("undecodable publication in {channel}");
+                let Ok(mut publication) = Publication::decode(encoded) else {
+                    tracing::debug!("undecodable publication in {channel}");
                     return;
                 };
                 publication.offset = offset;
                 self.hub
-                    .broadcast_publication(channel, &publication, *delta == b'1');
+                    .broadcast_publication(channel, &publication, *delta == b'1', epoch);
             }
             Some(kind @ (b'j' | b'l')) => {
                 if let Ok(info) = ClientInfo::decode(&payload[1..]) {

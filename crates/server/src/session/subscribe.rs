@@ -178,7 +178,7 @@ impl Session {
         let continuous = node.hub.go_live(
             &p.channel,
             &self.handle.client,
-            positioned.then_some(top),
+            positioned.then_some((top, result.epoch.as_str())),
             delta && !recovered_pubs.is_empty(),
         );
         if !continuous {
