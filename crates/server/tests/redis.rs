@@ -913,3 +913,77 @@ async fn new_channels_published_around_subscribe_need_no_resubscribe() {
         }
     }
 }
+
+/// `channels` aggregates every live node's channels (counts summed, pattern applied) and
+/// `info` reports every node's numbers; a node that shut down is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_and_info_span_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let mut b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    subscribe(&mut on_a, 2, json!({ "channel": "room" })).await;
+    subscribe(&mut on_a, 3, json!({ "channel": "a-only" })).await;
+    let mut on_b = Vec::new();
+    for user in ["bob", "carol"] {
+        let mut conn = client(&b, user).await;
+        subscribe(&mut conn, 2, json!({ "channel": "room" })).await;
+        on_b.push(conn);
+    }
+    subscribe(&mut on_b[0], 3, json!({ "channel": "b-only" })).await;
+
+    // Both nodes know each other from heartbeats, with B's numbers in A's info.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = a.api("info", json!({}));
+        let nodes = info["nodes"].as_array().cloned().unwrap_or_default();
+        let b_numbers = nodes.iter().find(|n| n["num_clients"] == 2).map(|n| {
+            (
+                n["num_users"].clone(),
+                n["num_channels"].clone(),
+                n["num_subs"].clone(),
+            )
+        });
+        let known_by_b = b.api("info", json!({}))["nodes"].as_array().map(Vec::len) == Some(2);
+        if nodes.len() == 2
+            && known_by_b
+            && let Some(numbers) = b_numbers
+        {
+            assert_eq!(numbers, (json!(2), json!(2), json!(3)), "{info}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes never saw each other: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let expected = json!({
+        "room": { "num_clients": 3 },
+        "a-only": { "num_clients": 1 },
+        "b-only": { "num_clients": 1 },
+    });
+    for node in [&a, &b] {
+        assert_eq!(node.api("channels", json!({}))["channels"], expected);
+    }
+    let r = a.api("channels", json!({ "pattern": "b-*" }));
+    assert_eq!(r["channels"], json!({ "b-only": { "num_clients": 1 } }));
+    let r = b.api("channels", json!({ "pattern": "room" }));
+    assert_eq!(r["channels"], json!({ "room": { "num_clients": 3 } }));
+
+    // Node B shuts down: A answers at once with its own channels.
+    drop(on_b);
+    assert!(b.terminate());
+    let started = Instant::now();
+    let r = a.api("channels", json!({}));
+    assert_eq!(
+        r["channels"],
+        json!({ "room": { "num_clients": 1 }, "a-only": { "num_clients": 1 } })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited for a node that left: {:?}",
+        started.elapsed()
+    );
+}

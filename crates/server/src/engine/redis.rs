@@ -42,6 +42,8 @@ use crate::hub::Hub;
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// A node not heard of for this long is gone.
 const NODE_TTL: Duration = Duration::from_secs(10);
+/// How long a survey waits for the other nodes' answers.
+const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an idempotent publication's result is kept.
 const IDEMPOTENCY_TTL_SECS: u64 = 300;
 
@@ -169,6 +171,8 @@ pub struct RedisEngine {
     local_presence: MemoryPresence,
     /// Other live nodes: uid to (info, last heard).
     nodes: Mutex<HashMap<String, (serde_json::Value, Instant)>>,
+    /// Surveys this node waits answers for, by request id.
+    surveys: Mutex<HashMap<String, PendingSurvey>>,
     publish_script: Script,
     history_script: Script,
     presence_script: Script,
@@ -231,6 +235,17 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A survey waiting for answers.
+#[derive(Debug)]
+struct PendingSurvey {
+    /// Nodes whose answer is still awaited.
+    waiting: HashSet<String>,
+    /// Answers so far.
+    answers: Vec<serde_json::Value>,
+    /// Fired when the last awaited answer arrived.
+    done: Option<oneshot::Sender<()>>,
 }
 
 /// The Pub/Sub task's view of a shard's channels.
@@ -378,6 +393,7 @@ impl RedisEngine {
             connect_timeout: config.connect_timeout.0.max(Duration::from_millis(100)),
             local_presence: MemoryPresence::default(),
             nodes: Mutex::default(),
+            surveys: Mutex::default(),
             publish_script: Script::new(PUBLISH_LUA),
             history_script: Script::new(HISTORY_LUA),
             presence_script: Script::new(PRESENCE_LUA),
@@ -405,7 +421,16 @@ impl RedisEngine {
             let mut presence = tokio::time::interval(engine.presence_ttl / 3);
             loop {
                 tokio::select! {
-                    () = node.shutdown.cancelled() => return,
+                    () = node.shutdown.cancelled() => {
+                        // The others stop counting on this node (surveys, info) at once.
+                        let gone = serde_json::json!({ "node": node.id, "gone": true });
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            engine.publish_control(gone.to_string()),
+                        )
+                        .await;
+                        return;
+                    }
                     _ = heartbeat.tick() => {
                         let info = crate::api::node_info(&node);
                         let message = serde_json::json!({ "node": node.id, "info": info });
@@ -443,6 +468,11 @@ impl RedisEngine {
 
     fn control_name(&self) -> String {
         format!("{}.control", self.prefix)
+    }
+
+    /// A node's own channel (survey answers addressed to it).
+    fn node_name(&self, node: &str) -> String {
+        format!("{}.node.{node}", self.prefix)
     }
 
     fn stream_key(&self, channel: &str) -> String {
@@ -520,6 +550,7 @@ impl RedisEngine {
             let mut first = Vec::new();
             if index == 0 {
                 first.push(self.control_name());
+                first.push(self.node_name(&self.node_id.lock()));
             }
             if let Err(e) = self.subscribe_names(&mut sink, &first, &names).await {
                 tracing::warn!("redis resubscribe on {} failed: {e}", shard.address);
@@ -598,11 +629,12 @@ impl RedisEngine {
             .and_then(|rest| rest.strip_prefix(".client."))
         {
             self.deliver(channel, payload);
-        } else if name
-            .strip_prefix(self.prefix.as_str())
-            .is_some_and(|rest| rest == ".control")
-        {
-            self.on_control(payload);
+        } else if let Some(rest) = name.strip_prefix(self.prefix.as_str()) {
+            if rest == ".control" {
+                self.on_control(payload);
+            } else if rest.strip_prefix(".node.") == Some(self.node_id.lock().as_str()) {
+                self.on_answer(payload);
+            }
         }
     }
 
@@ -674,10 +706,57 @@ impl RedisEngine {
             self.nodes
                 .lock()
                 .insert(from.to_owned(), (info.clone(), Instant::now()));
+        } else if message.get("gone").is_some() {
+            self.nodes.lock().remove(from);
         } else if let Some(command) = message.get("command")
             && let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone())
         {
             let _ = crate::api::apply_control(&self.hub, &command.method, &command.body);
+        } else if let Some(survey) = message.get("survey") {
+            let (Some(id), Some(op)) = (survey["id"].as_str(), survey["op"].as_str()) else {
+                return;
+            };
+            let data = crate::api::answer_survey(&self.hub, op, &survey["body"])
+                .unwrap_or(serde_json::Value::Null);
+            let answer = serde_json::json!({
+                "node": *self.node_id.lock(),
+                "id": id,
+                "data": data,
+            });
+            let channel = self.node_name(from);
+            let mut conn = self.shards[0].conn.clone();
+            tokio::spawn(async move {
+                let sent = redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(answer.to_string())
+                    .query_async::<()>(&mut conn)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::debug!("survey answer not sent: {e}");
+                }
+            });
+        }
+    }
+
+    /// Records another node's answer to one of this node's surveys.
+    fn on_answer(&self, payload: &[u8]) {
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return;
+        };
+        let (Some(id), Some(from)) = (answer["id"].as_str(), answer["node"].as_str()) else {
+            return;
+        };
+        let mut surveys = self.surveys.lock();
+        let Some(pending) = surveys.get_mut(id) else {
+            return;
+        };
+        if pending.waiting.remove(from) {
+            pending.answers.push(answer["data"].clone());
+        }
+        if pending.waiting.is_empty()
+            && let Some(done) = pending.done.take()
+        {
+            let _ = done.send(());
         }
     }
 
@@ -1016,6 +1095,57 @@ impl ControlBus for RedisEngine {
             .filter(|(_, at)| at.elapsed() < NODE_TTL)
             .map(|(info, _)| info.clone())
             .collect()
+    }
+
+    fn survey<'a>(
+        &'a self,
+        op: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, EngineError>> {
+        Box::pin(async move {
+            let waiting: HashSet<String> = self
+                .nodes
+                .lock()
+                .iter()
+                .filter(|(_, (_, at))| at.elapsed() < NODE_TTL)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if waiting.is_empty() {
+                return Ok(Vec::new());
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let (done, all_answered) = oneshot::channel();
+            self.surveys.lock().insert(
+                id.clone(),
+                PendingSurvey {
+                    waiting,
+                    answers: Vec::new(),
+                    done: Some(done),
+                },
+            );
+            let node = self.node_id.lock().clone();
+            let message = serde_json::json!({
+                "node": node,
+                "survey": { "id": id, "op": op, "body": body },
+            });
+            let sent = self.publish_control(message.to_string()).await;
+            let answered = match sent {
+                Ok(()) => tokio::time::timeout(SURVEY_TIMEOUT, all_answered)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            let pending = self.surveys.lock().remove(&id);
+            sent?;
+            let pending = pending.ok_or_else(|| EngineError("survey vanished".to_owned()))?;
+            if !answered {
+                tracing::warn!(
+                    "survey {op}: no answer from {} node(s) within {SURVEY_TIMEOUT:?}",
+                    pending.waiting.len()
+                );
+            }
+            Ok(pending.answers)
+        })
     }
 }
 
