@@ -987,3 +987,91 @@ async fn channels_and_info_span_nodes() {
         started.elapsed()
     );
 }
+
+/// The real PyPI `centrifuge-python` client across two nodes
+/// (`conformance/python/cross_node.py`): delivery from A to B (API and client publish),
+/// presence across nodes, and recovery after moving from A to B; JSON and protobuf.
+#[test]
+fn real_python_client_across_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let dir = support::repo_root().join("conformance/python");
+    for protocol in ["json", "protobuf"] {
+        let exp = support::now() + 3600;
+        let mut child = Command::new("python3")
+            .arg("-u")
+            .arg(dir.join("cross_node.py"))
+            .current_dir(&dir)
+            .env("PYTHONPATH", support::python_deps())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("GYRE_WS_URL", a.ws_url())
+            .env("GYRE_API_URL", a.api_base())
+            .env("GYRE_WS_URL_B", b.ws_url())
+            .env("GYRE_API_URL_B", b.api_base())
+            .env("GYRE_API_KEY", support::API_KEY)
+            .env("GYRE_PROTOCOL", protocol)
+            .env("GYRE_TOKEN_U1", token(json!({ "sub": "u1", "exp": exp })))
+            .env("GYRE_TOKEN_U2", token(json!({ "sub": "u2", "exp": exp })))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python3");
+        let output = wait_bounded(&mut child, Duration::from_secs(45));
+        assert!(
+            output.0.is_some_and(|s| s.success()),
+            "cross_node.py ({protocol}) failed: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            output.0,
+            output.1,
+            output.2
+        );
+    }
+}
+
+/// Waits for a child at most `limit` (killing it then); returns its status (None when
+/// killed), stdout and stderr.
+fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status,
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
