@@ -500,7 +500,9 @@ impl RedisEngine {
         };
         let mut subs = Subscriptions::default();
         let mut batch = Vec::with_capacity(SUBSCRIBE_BATCH);
-        let mut reconnect = false;
+        // Channels subscribed on the connection that was lost: their delivery was
+        // interrupted (channels first wanted during an outage were not).
+        let mut interrupted: HashSet<String> = HashSet::new();
         let mut backoff = Backoff::default();
         // Logged once per outage: state changes only, not every attempt.
         let mut down_logged = false;
@@ -553,7 +555,10 @@ impl RedisEngine {
                 first.push(self.node_name(&self.node_id.lock()));
             }
             if let Err(e) = self.subscribe_names(&mut sink, &first, &names).await {
-                tracing::warn!("redis resubscribe on {} failed: {e}", shard.address);
+                if !down_logged {
+                    tracing::warn!("redis resubscribe on {} failed: {e}", shard.address);
+                    down_logged = true;
+                }
                 tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
@@ -561,15 +566,13 @@ impl RedisEngine {
             tracing::info!("redis at {} is connected", shard.address);
             shard.confirmed.lock().extend(names.iter().cloned());
             shard.up.store(true, Ordering::Release);
-            if reconnect {
-                // Publications may have been missed while disconnected: positioned
-                // subscribers resubscribe and recover from history (or learn they could
-                // not); the others just go on, as they could not recover anyway.
-                for channel in &names {
-                    self.hub.stream_lost(channel);
-                }
+            // Publications may have been missed while disconnected: positioned subscribers
+            // resubscribe and recover from history (or learn they could not); the others
+            // just go on, as they could not recover anyway.
+            for channel in names.drain(..).filter(|c| interrupted.contains(c)) {
+                self.hub.stream_lost(&channel);
             }
-            names.clear();
+            interrupted.clear();
             subs.answer_confirmed(&shard);
             let lost = loop {
                 tokio::select! {
@@ -597,8 +600,7 @@ impl RedisEngine {
             // The loss is the state change logged for this outage.
             down_logged = true;
             shard.up.store(false, Ordering::Release);
-            shard.confirmed.lock().clear();
-            reconnect = true;
+            interrupted = std::mem::take(&mut *shard.confirmed.lock());
             tokio::time::sleep(backoff.next_delay()).await;
         }
     }
@@ -716,16 +718,16 @@ impl RedisEngine {
             let (Some(id), Some(op)) = (survey["id"].as_str(), survey["op"].as_str()) else {
                 return;
             };
-            let data = crate::api::answer_survey(&self.hub, op, &survey["body"])
-                .unwrap_or(serde_json::Value::Null);
-            let answer = serde_json::json!({
-                "node": *self.node_id.lock(),
-                "id": id,
-                "data": data,
-            });
+            let (id, op, body) = (id.to_owned(), op.to_owned(), survey["body"].clone());
+            let node = self.node_id.lock().clone();
             let channel = self.node_name(from);
             let mut conn = self.shards[0].conn.clone();
+            let hub = self.hub.clone();
+            // Off the Pub/Sub task: the answer may walk every local channel.
             tokio::spawn(async move {
+                let data =
+                    crate::api::answer_survey(&hub, &op, &body).unwrap_or(serde_json::Value::Null);
+                let answer = serde_json::json!({ "node": node, "id": id, "data": data });
                 let sent = redis::cmd("PUBLISH")
                     .arg(channel)
                     .arg(answer.to_string())
