@@ -1091,3 +1091,67 @@ fn wait_bounded(
         stderr.join().unwrap_or_default(),
     )
 }
+
+/// A Redis that stops answering without closing connections (SIGSTOP): the node notices
+/// through its Pub/Sub health PING, and once Redis answers again positioned subscribers are
+/// told to resubscribe while unpositioned ones keep receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_is_noticed_by_the_health_ping() {
+    let redis = Redis::start();
+    let timeouts = json!({ "io_timeout": "1s", "connect_timeout": "1s" });
+    let a = node_on(&[&redis], timeouts.clone());
+    let b = node_on(&[&redis], timeouts);
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "plain:room" })).await;
+    subscribe(
+        &mut on_b,
+        3,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    // Healthy past a few PINGs (every 3 s here): delivery goes on.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    a.api(
+        "publish",
+        json!({ "channel": "plain:room", "data": { "n": 1 } }),
+    );
+    assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 1);
+
+    let pid = redis.child.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    // The next PING (within 3 s) times out after 1 s.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    signal("-CONT");
+    let code = wait_for(&mut on_b, |v| {
+        let push = &v["push"];
+        assert!(
+            !(push["channel"] == "plain:room" && push["unsubscribe"].is_object()),
+            "{v}"
+        );
+        (push["channel"] == "news" && push["unsubscribe"].is_object())
+            .then(|| push["unsubscribe"]["code"].clone())
+    })
+    .await;
+    assert_eq!(code, 2500);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, r) = a.api_raw(
+            "publish",
+            &json!({ "channel": "plain:room", "data": { "n": 2 } }),
+            &[("X-API-Key", support::API_KEY)],
+        );
+        if r["error"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "publish kept failing: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 2);
+}

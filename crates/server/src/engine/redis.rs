@@ -42,6 +42,8 @@ use crate::hub::Hub;
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// A node not heard of for this long is gone.
 const NODE_TTL: Duration = Duration::from_secs(10);
+/// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.
+const PUBSUB_PING_MAX: Duration = Duration::from_secs(10);
 /// How long a survey waits for the other nodes' answers.
 const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an idempotent publication's result is kept.
@@ -167,6 +169,9 @@ pub struct RedisEngine {
     presence_ttl: Duration,
     /// Bound of one connection attempt.
     connect_timeout: Duration,
+    /// Bound of one Pub/Sub command (SUBSCRIBE, UNSUBSCRIBE, PING): past it the connection
+    /// counts as lost.
+    io_timeout: Duration,
     /// This node's own presence entries, refreshed periodically.
     local_presence: MemoryPresence,
     /// Other live nodes: uid to (info, last heard).
@@ -318,7 +323,7 @@ impl Subscriptions {
             .partition(|channel| self.wanted.contains(channel));
         if !unsubscribe.is_empty() {
             let names: Vec<String> = unsubscribe.iter().map(|c| engine.pubsub_name(c)).collect();
-            sink.unsubscribe(names).await.map_err(err)?;
+            engine.bounded(sink.unsubscribe(names)).await?;
         }
         if !subscribe.is_empty() {
             engine.subscribe_names(sink, &[], &subscribe).await?;
@@ -391,6 +396,7 @@ impl RedisEngine {
             node_id: Mutex::new(String::new()),
             presence_ttl: config.presence_ttl.0.max(Duration::from_secs(3)),
             connect_timeout: config.connect_timeout.0.max(Duration::from_millis(100)),
+            io_timeout: config.io_timeout.0.max(Duration::from_millis(500)),
             local_presence: MemoryPresence::default(),
             nodes: Mutex::default(),
             surveys: Mutex::default(),
@@ -574,12 +580,20 @@ impl RedisEngine {
             }
             interrupted.clear();
             subs.answer_confirmed(&shard);
+            // A silently dead connection (no close) is found by pinging it.
+            let mut health = tokio::time::interval((self.io_timeout * 3).min(PUBSUB_PING_MAX));
+            health.reset();
             let lost = loop {
                 tokio::select! {
                     message = stream.next() => match message {
                         Some(message) => self.on_message(&message),
                         None => break None,
                     },
+                    _ = health.tick() => {
+                        if let Err(e) = self.bounded(sink.ping::<Value>()).await {
+                            break Some(e);
+                        }
+                    }
                     n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
                         if n == 0 {
                             return;
@@ -613,13 +627,24 @@ impl RedisEngine {
         names: &[String],
     ) -> Result<(), EngineError> {
         if !first.is_empty() {
-            sink.subscribe(first).await.map_err(err)?;
+            self.bounded(sink.subscribe(first)).await?;
         }
         for chunk in names.chunks(SUBSCRIBE_BATCH) {
             let redis_names: Vec<String> = chunk.iter().map(|c| self.pubsub_name(c)).collect();
-            sink.subscribe(redis_names).await.map_err(err)?;
+            self.bounded(sink.subscribe(redis_names)).await?;
         }
         Ok(())
+    }
+
+    /// A Pub/Sub command bounded by the I/O timeout.
+    async fn bounded<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, EngineError> {
+        tokio::time::timeout(self.io_timeout, command)
+            .await
+            .map_err(|_| EngineError("pub/sub command timed out".to_owned()))?
+            .map_err(err)
     }
 
     /// Handles one Pub/Sub message (on the shard task: decoded once for all subscribers).
