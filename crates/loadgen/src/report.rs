@@ -546,7 +546,7 @@ fn write_report(
         md,
         "\n![latency versus delivered rate](bench/latency-vs-rate.svg)\n"
     )?;
-    write_cross_node(&mut md, &results)?;
+    write_cross_node(&mut md, results)?;
 
     // S3.
     writeln!(md, "## S3: personal plus group channels, with churn\n")?;

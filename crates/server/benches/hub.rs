@@ -58,7 +58,7 @@ fn broadcast(c: &mut Criterion) {
                     for i in 0..iters {
                         let publication = publication(i + 1);
                         let start = Instant::now();
-                        hub.broadcast_publication("bench", black_box(&publication), false);
+                        hub.broadcast_publication("bench", black_box(&publication), false, "e1");
                         timed += start.elapsed();
                         for rx in &mut receivers {
                             while rx.try_recv().is_some() {}

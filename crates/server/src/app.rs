@@ -93,6 +93,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let shutdown_timeout = config.shutdown.timeout.0;
     let node = if config.engine.kind == "redis" {
+        let config_connect_wait = config
+            .engine
+            .redis
+            .connect_timeout
+            .0
+            .max(Duration::from_secs(1))
+            * 2;
         let hub = Arc::new(crate::hub::Hub::default());
         let redis =
             crate::engine::redis::RedisEngine::connect(&config.engine.redis, hub.clone()).await?;
@@ -103,6 +110,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         };
         let node = Node::with_engine(config, shutdown.clone(), hub, engine)?;
         redis.start(&node);
+        if !redis.wait_connected(config_connect_wait).await {
+            tracing::warn!("starting without Redis: requests that need it fail until it is up");
+        }
         node
     } else {
         Node::new(config, shutdown.clone())?

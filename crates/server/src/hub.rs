@@ -32,12 +32,18 @@ pub struct Subscriber {
     /// The client wants join/leave pushes.
     pub join_leave: bool,
     /// While subscribing: live publications held back until the subscribe reply is built
-    /// (see [`Hub::go_live`]), with their delta mark.
-    pub buffer: Option<Vec<(Publication, bool)>>,
+    /// (see [`Hub::go_live`]), with their delta mark and stream epoch.
+    pub buffer: Option<Vec<(Publication, bool, String)>>,
     /// Offset of the last publication of the stream the client has (positioned
     /// subscriptions): older ones are not delivered again, a gap unsubscribes with
     /// insufficient state.
     pub position: Option<u64>,
+    /// Epoch of the stream at `position` ("" when unknown): a publication of another epoch
+    /// (the stream restarted) is insufficient state, whatever its offset.
+    pub epoch: String,
+    /// While buffering: the node may have missed publications (its delivery from the
+    /// engine was interrupted), so a positioned subscription cannot go live silently.
+    pub lost: bool,
 }
 
 impl Subscriber {
@@ -50,6 +56,8 @@ impl Subscriber {
             join_leave,
             buffer: Some(Vec::new()),
             position: None,
+            epoch: String::new(),
+            lost: false,
         }
     }
 }
@@ -64,10 +72,14 @@ enum Continuity {
     Gap,
 }
 
-fn continuity(position: &mut Option<u64>, offset: u64) -> Continuity {
+/// Where a publication at `offset` of stream `pub_epoch` falls for a subscriber at `position`
+/// of stream `epoch` (epochs compared when both are known).
+fn continuity(position: &mut Option<u64>, epoch: &str, offset: u64, pub_epoch: &str) -> Continuity {
     match position {
         Some(at) if offset > 0 => {
-            if offset <= *at {
+            if !epoch.is_empty() && !pub_epoch.is_empty() && epoch != pub_epoch {
+                Continuity::Gap
+            } else if offset <= *at {
                 Continuity::Old
             } else if offset == *at + 1 {
                 *at = offset;
@@ -281,12 +293,14 @@ impl Hub {
     }
 
     /// Delivers a publication to every local subscriber of `channel`, encoding it once per
-    /// subscriber shape. `delta_marked` allows fossil patches for delta subscribers.
+    /// subscriber shape. `delta_marked` allows fossil patches for delta subscribers; `epoch`
+    /// is the epoch of the stream the publication's offset belongs to ("" without one).
     pub fn broadcast_publication(
         &self,
         channel: &str,
         publication: &Publication,
         delta_marked: bool,
+        epoch: &str,
     ) {
         let mut shard = self.shard(channel).lock();
         let Some(entry) = shard.get_mut(channel) else {
@@ -300,15 +314,13 @@ impl Hub {
         let mut failed: Vec<Arc<SessionHandle>> = Vec::new();
         for sub in entry.subscribers.values_mut() {
             if let Some(buffer) = sub.buffer.as_mut() {
-                buffer.push((publication.clone(), delta_marked));
+                buffer.push((publication.clone(), delta_marked, epoch.to_owned()));
                 continue;
             }
-            // A stream that restarted (new epoch, offsets from 1 again) is not a duplicate.
-            let restarted = publication.offset == 1 && sub.position.is_some_and(|at| at > 1);
-            match continuity(&mut sub.position, publication.offset) {
+            match continuity(&mut sub.position, &sub.epoch, publication.offset, epoch) {
                 Continuity::Next => {}
-                Continuity::Old if !restarted => continue,
-                Continuity::Old | Continuity::Gap => {
+                Continuity::Old => continue,
+                Continuity::Gap => {
                     sub.position = None;
                     sub.handle.send(crate::outbound::Outbound::Control(Box::new(
                         crate::outbound::Control::InsufficientState(channel.to_owned()),
@@ -345,16 +357,17 @@ impl Hub {
     }
 
     /// Switches a buffering subscriber live: under the channel's lock, queues the buffered
-    /// publications the client does not have yet (after `position` for a positioned
-    /// subscription) and delivers directly from then on. Returns false when buffered
-    /// publications show a gap after `position` (the caller reports insufficient state).
-    /// The subscribe reply must be written before anything queued here, which the session
+    /// publications the client does not have yet (after `position`, an offset and epoch, for
+    /// a positioned subscription) and delivers directly from then on. Returns false when
+    /// buffered publications show a gap after `position`, or delivery was interrupted while
+    /// buffering (see [`Hub::stream_lost`]): the caller reports insufficient state. The
+    /// subscribe reply must be written before anything queued here, which the session
     /// guarantees by writing replies ahead of its queue.
     pub fn go_live(
         &self,
         channel: &str,
         client: &str,
-        position: Option<u64>,
+        position: Option<(u64, &str)>,
         has_delta_base: bool,
     ) -> bool {
         let mut shard = self.shard(channel).lock();
@@ -365,11 +378,18 @@ impl Hub {
             return true;
         };
         let buffered = sub.buffer.take().unwrap_or_default();
-        sub.position = position;
+        sub.position = position.map(|(offset, _)| offset);
+        sub.epoch = position
+            .map(|(_, epoch)| epoch.to_owned())
+            .unwrap_or_default();
         sub.has_delta_base = has_delta_base;
+        if std::mem::take(&mut sub.lost) && sub.position.is_some() {
+            sub.position = None;
+            return false;
+        }
         let protocol = sub.handle.protocol;
-        for (publication, _) in buffered {
-            match continuity(&mut sub.position, publication.offset) {
+        for (publication, _, epoch) in buffered {
+            match continuity(&mut sub.position, &sub.epoch, publication.offset, &epoch) {
                 Continuity::Next => {}
                 Continuity::Old => continue,
                 Continuity::Gap => {
@@ -396,6 +416,26 @@ impl Hub {
             }
         }
         true
+    }
+
+    /// The engine's delivery of `channel` was interrupted (publications may be missing):
+    /// positioned subscribers are told their state is insufficient (they resubscribe and
+    /// recover, or learn they could not), subscribers still subscribing are marked so they do
+    /// not go live silently. Others (no position to keep) just go on.
+    pub fn stream_lost(&self, channel: &str) {
+        let mut shard = self.shard(channel).lock();
+        let Some(entry) = shard.get_mut(channel) else {
+            return;
+        };
+        for sub in entry.subscribers.values_mut() {
+            if sub.buffer.is_some() {
+                sub.lost = true;
+            } else if sub.position.take().is_some() {
+                sub.handle.send(crate::outbound::Outbound::Control(Box::new(
+                    crate::outbound::Control::InsufficientState(channel.to_owned()),
+                )));
+            }
+        }
     }
 
     /// Records the last payload of a channel without delivering it (used when a channel's
@@ -504,22 +544,22 @@ mod tests {
         let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
         hub.subscribe("ch", Subscriber::buffering(handle, false, false));
         for offset in 1..=4 {
-            hub.broadcast_publication("ch", &publication(offset), false);
+            hub.broadcast_publication("ch", &publication(offset), false, "e1");
         }
         assert!(
             drain(&mut rx).is_empty(),
             "nothing is delivered while buffering"
         );
         // History (the reply) covered up to offset 2: 3 and 4 follow, 1 and 2 are dropped.
-        assert!(hub.go_live("ch", "c1", Some(2), false));
+        assert!(hub.go_live("ch", "c1", Some((2, "e1")), false));
         let units = drain(&mut rx);
         assert_eq!(units.len(), 2);
         assert!(units[0].contains("\"offset\":3") && units[1].contains("\"offset\":4"));
         // Live: an old offset is not delivered again, the next one is, a gap is reported.
-        hub.broadcast_publication("ch", &publication(4), false);
-        hub.broadcast_publication("ch", &publication(5), false);
+        hub.broadcast_publication("ch", &publication(4), false, "e1");
+        hub.broadcast_publication("ch", &publication(5), false, "e1");
         assert_eq!(drain(&mut rx).len(), 1);
-        hub.broadcast_publication("ch", &publication(7), false);
+        hub.broadcast_publication("ch", &publication(7), false, "e1");
         assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
     }
 
@@ -528,9 +568,57 @@ mod tests {
         let hub = Hub::default();
         let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
         hub.subscribe("ch", Subscriber::buffering(handle, false, false));
-        assert!(hub.go_live("ch", "c1", Some(5), false));
-        hub.broadcast_publication("ch", &publication(1), false);
+        assert!(hub.go_live("ch", "c1", Some((5, "e1")), false));
+        hub.broadcast_publication("ch", &publication(6), false, "e1");
+        assert_eq!(drain(&mut rx).len(), 1);
+        // Offsets from 1 again in a new epoch.
+        hub.broadcast_publication("ch", &publication(1), false, "e2");
         assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+    }
+
+    #[test]
+    fn a_late_first_publication_of_a_new_stream_is_not_a_restart() {
+        // A brand-new channel: offsets 1 and 2 published by another node, the history read
+        // already saw both (position 2), and offset 1 comes late from the engine.
+        let hub = Hub::default();
+        let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+        assert!(hub.go_live("ch", "c1", Some((2, "e1")), false));
+        hub.broadcast_publication("ch", &publication(1), false, "e1");
+        hub.broadcast_publication("ch", &publication(2), false, "e1");
+        assert!(drain(&mut rx).is_empty(), "already in the subscribe reply");
+        hub.broadcast_publication("ch", &publication(3), false, "e1");
+        let units = drain(&mut rx);
+        assert_eq!(units.len(), 1);
+        assert!(units[0].contains("\"offset\":3"), "{units:?}");
+    }
+
+    #[test]
+    fn a_lost_stream_resubscribes_positioned_subscribers_only() {
+        let hub = Hub::default();
+        let (positioned, mut positioned_rx) =
+            SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+        let (plain, mut plain_rx) = SessionHandle::new(Arc::from("c2"), Protocol::Json, 1 << 20);
+        let (joining, _joining_rx) = SessionHandle::new(Arc::from("c3"), Protocol::Json, 1 << 20);
+        hub.subscribe("ch", Subscriber::buffering(positioned, false, false));
+        hub.subscribe("ch", Subscriber::buffering(plain, false, false));
+        hub.subscribe("ch", Subscriber::buffering(joining, false, false));
+        assert!(hub.go_live("ch", "c1", Some((4, "e1")), false));
+        assert!(hub.go_live("ch", "c2", None, false));
+        hub.stream_lost("ch");
+        assert_eq!(
+            drain(&mut positioned_rx),
+            vec!["insufficient ch".to_owned()]
+        );
+        assert!(
+            drain(&mut plain_rx).is_empty(),
+            "no position: nothing to say"
+        );
+        // Still subscribing when it happened: cannot go live silently when positioned.
+        assert!(!hub.go_live("ch", "c3", Some((4, "e1")), false));
+        // Publications keep flowing to the unpositioned subscriber.
+        hub.broadcast_publication("ch", &publication(0), false, "");
+        assert_eq!(drain(&mut plain_rx).len(), 1);
     }
 
     #[test]
@@ -538,8 +626,8 @@ mod tests {
         let hub = Hub::default();
         let (handle, _rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
         hub.subscribe("ch", Subscriber::buffering(handle, false, false));
-        hub.broadcast_publication("ch", &publication(5), false);
-        assert!(!hub.go_live("ch", "c1", Some(3), false));
+        hub.broadcast_publication("ch", &publication(5), false, "e1");
+        assert!(!hub.go_live("ch", "c1", Some((3, "e1")), false));
     }
 
     #[test]
@@ -547,8 +635,8 @@ mod tests {
         let hub = Hub::default();
         let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
         hub.subscribe("ch", Subscriber::buffering(handle, false, false));
-        hub.broadcast_publication("ch", &publication(0), false);
-        hub.broadcast_publication("ch", &publication(0), false);
+        hub.broadcast_publication("ch", &publication(0), false, "e1");
+        hub.broadcast_publication("ch", &publication(0), false, "e1");
         assert!(hub.go_live("ch", "c1", None, false));
         assert_eq!(drain(&mut rx).len(), 2);
     }

@@ -206,7 +206,7 @@ impl Node {
             idempotency_key: options.idempotency_key,
         };
         let (offset, epoch) = self.broker.publish(channel, request).await.map_err(|err| {
-            tracing::warn!("publish to {channel} failed: {err}");
+            tracing::debug!("publish to {channel} failed: {err}");
             ErrorCode::Internal
         })?;
         Ok(PublishResult { offset, epoch })
@@ -223,7 +223,7 @@ impl Node {
             .history(channel, stream, filter)
             .await
             .map_err(|err| {
-                tracing::warn!("history of {channel} failed: {err}");
+                tracing::debug!("history of {channel} failed: {err}");
                 ErrorCode::Internal
             })
     }
@@ -239,20 +239,20 @@ impl Node {
     /// Adds presence and, when asked, announces the join.
     pub async fn join(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
         if presence && let Err(err) = self.presence.add(channel, info).await {
-            tracing::warn!("presence add in {channel} failed: {err}");
+            tracing::debug!("presence add in {channel} failed: {err}");
         }
         if announce && let Err(err) = self.broker.publish_join_leave(channel, info, true).await {
-            tracing::warn!("join in {channel} failed: {err}");
+            tracing::debug!("join in {channel} failed: {err}");
         }
     }
 
     /// Removes presence and, when asked, announces the leave.
     pub async fn leave(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
         if presence && let Err(err) = self.presence.remove(channel, &info.client).await {
-            tracing::warn!("presence remove in {channel} failed: {err}");
+            tracing::debug!("presence remove in {channel} failed: {err}");
         }
         if announce && let Err(err) = self.broker.publish_join_leave(channel, info, false).await {
-            tracing::warn!("leave in {channel} failed: {err}");
+            tracing::debug!("leave in {channel} failed: {err}");
         }
     }
 

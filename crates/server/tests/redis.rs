@@ -18,13 +18,21 @@ struct Redis {
     port: u16,
 }
 
+/// A free loopback port (nothing listens on it once this returns).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
 impl Redis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("free port")
-            .local_addr()
-            .expect("addr")
-            .port();
+        Self::start_on(free_port())
+    }
+
+    fn start_on(port: u16) -> Self {
         Self {
             child: Self::spawn(port),
             port,
@@ -64,10 +72,18 @@ impl Redis {
 
 /// A gyre node on these Redis instances (channels sharded over them), `redis` config merged.
 fn node_on(instances: &[&Redis], redis: Value) -> Gyre {
-    let address: Vec<String> = instances
-        .iter()
-        .map(|r| format!("redis://127.0.0.1:{}", r.port))
-        .collect();
+    node_with(
+        &instances
+            .iter()
+            .map(|r| format!("redis://127.0.0.1:{}", r.port))
+            .collect::<Vec<_>>(),
+        redis,
+    )
+}
+
+/// A gyre node on these Redis addresses, `redis` config merged. Channels without a namespace
+/// keep history and recovery; the `plain` namespace has neither.
+fn node_with(address: &[String], redis: Value) -> Gyre {
     let mut engine = json!({ "type": "redis", "redis": { "address": address } });
     if let (Some(Value::Object(into)), Value::Object(extra)) = (engine.get_mut("redis"), redis) {
         into.extend(extra);
@@ -86,6 +102,11 @@ fn node_on(instances: &[&Redis], redis: Value) -> Gyre {
                 "allow_presence_for_client": true,
                 "allow_history_for_client": true,
             },
+            "namespaces": [{
+                "name": "plain",
+                "allow_subscribe_for_client": true,
+                "allow_publish_for_client": true,
+            }],
         },
     })))
 }
@@ -621,4 +642,516 @@ async fn presence_of_a_dead_node_expires() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     drop(on_a);
+}
+
+/// Many first subscribes at once (one distinct channel per client) are all confirmed and all
+/// receive their publication; the time to subscribe them all is printed (`--nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_first_subscribes_all_deliver() {
+    const CLIENTS: usize = 2000;
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let url = b.ws_url();
+    let connected = futures_util::future::join_all((0..CLIENTS).map(|i| {
+        let url = url.clone();
+        tokio::spawn(async move {
+            let mut conn = Conn {
+                ws: RawWs::connect(&url, None).await,
+                pending: Default::default(),
+            };
+            let t = token(json!({ "sub": format!("u{i}") }));
+            conn.send(&json!({"id": 1, "connect": {"token": t}})).await;
+            assert!(conn.reply(1).await["connect"].is_object());
+            conn
+        })
+    }))
+    .await;
+    let mut conns: Vec<Conn> = connected
+        .into_iter()
+        .map(|c| c.expect("client task"))
+        .collect();
+    let started = Instant::now();
+    for (i, conn) in conns.iter_mut().enumerate() {
+        conn.send(&json!({"id": 2, "subscribe": {"channel": format!("plain:many{i}")}}))
+            .await;
+    }
+    let replies = futures_util::future::join_all(conns.into_iter().map(|mut conn| {
+        tokio::spawn(async move {
+            let reply = conn.reply(2).await;
+            (conn, reply)
+        })
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    let mut conns = Vec::with_capacity(CLIENTS);
+    for joined in replies {
+        let (conn, reply) = joined.expect("client task");
+        assert!(reply["subscribe"].is_object(), "{reply}");
+        conns.push(conn);
+    }
+    // Batched: far fewer SUBSCRIBE commands than channels.
+    let stats = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "INFO", "commandstats"])
+        .output()
+        .expect("redis-cli");
+    let stats = String::from_utf8_lossy(&stats.stdout);
+    let calls: u64 = stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_subscribe:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .expect("SUBSCRIBE stats");
+    eprintln!(
+        "{CLIENTS} first subscribes (distinct channels) confirmed in {elapsed:?} \
+         with {calls} SUBSCRIBE commands"
+    );
+    assert!(calls < CLIENTS as u64 / 10, "{calls} SUBSCRIBE commands");
+    let channels: Vec<String> = (0..CLIENTS).map(|i| format!("plain:many{i}")).collect();
+    let r = a.api(
+        "broadcast",
+        json!({ "channels": channels, "data": { "hello": true } }),
+    );
+    assert_eq!(r["responses"].as_array().map(Vec::len), Some(CLIENTS));
+    let received =
+        futures_util::future::join_all(conns.into_iter().enumerate().map(|(i, mut conn)| {
+            tokio::spawn(async move {
+                let p = next_pub(&mut conn, &format!("plain:many{i}")).await;
+                p["data"]["hello"] == true
+            })
+        }))
+        .await;
+    let ok = received
+        .into_iter()
+        .filter(|r| matches!(r, Ok(true)))
+        .count();
+    assert_eq!(ok, CLIENTS, "every client received its publication");
+}
+
+/// A node starts while Redis is down: it serves connections, answers publish/history/presence
+/// with internal errors, and works fully (across nodes) once Redis appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_start_while_redis_is_down_and_work_once_it_appears() {
+    let port = free_port();
+    let address = vec![format!("redis://127.0.0.1:{port}")];
+    let a = node_with(&address, json!({}));
+    let b = node_with(&address, json!({}));
+    let mut on_a = client(&a, "alice").await;
+    on_a.send(&json!({"id": 2, "publish": {"channel": "room", "data": {"n": 0}}}))
+        .await;
+    let reply = on_a.reply(2).await;
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+    for (method, body) in [
+        ("publish", json!({ "channel": "room", "data": {} })),
+        ("history", json!({ "channel": "room" })),
+        ("presence", json!({ "channel": "room" })),
+    ] {
+        let (status, reply) = a.api_raw(method, &body, &[("X-API-Key", support::API_KEY)]);
+        assert_eq!(status, 200);
+        assert_eq!(reply["error"]["code"], 100, "{method}: {reply}");
+    }
+
+    let _redis = Redis::start_on(port);
+    // The nodes reconnect in the background: publishing succeeds within the backoff.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut id = 3;
+    loop {
+        on_a.send(&json!({"id": id, "publish": {"channel": "room", "data": {"n": 0}}}))
+            .await;
+        let reply = on_a.reply(id).await;
+        if reply["publish"].is_object() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "publish kept failing: {reply}");
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Cross-node delivery and shared history work.
+    let mut on_b = Conn {
+        ws: RawWs::connect(&b.ws_url(), None).await,
+        pending: Default::default(),
+    };
+    on_b.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": "bob" }))}}))
+        .await;
+    assert!(on_b.reply(1).await["connect"].is_object());
+    let mut id = 2;
+    loop {
+        on_b.send(&json!({"id": id, "subscribe": {"channel": "room"}}))
+            .await;
+        let reply = on_b.reply(id).await;
+        if reply["subscribe"].is_object() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "subscribe on B kept failing: {reply}"
+        );
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = a.api("publish", json!({ "channel": "room", "data": { "n": 1 } }));
+    let p = next_pub(&mut on_b, "room").await;
+    assert_eq!(
+        (p["data"]["n"].clone(), p["offset"].clone()),
+        (json!(1), r["offset"].clone())
+    );
+    let stats = a.api("presence_stats", json!({ "channel": "room" }));
+    assert_eq!(stats["num_clients"], 1, "{stats}");
+}
+
+/// After a Redis restart, subscribers of channels without positions are resubscribed
+/// silently (the node resubscribes; they could not recover anyway) and keep receiving, while
+/// positioned ones are told to resubscribe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_resubscribes_unpositioned_channels_silently() {
+    let mut redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "plain:room" })).await;
+    subscribe(
+        &mut on_b,
+        3,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    a.api(
+        "publish",
+        json!({ "channel": "plain:room", "data": { "n": 0 } }),
+    );
+    assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 0);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let publisher = {
+        let (addr, stop) = (a.addr.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                support::http_post(
+                    &addr,
+                    "/api/publish",
+                    &json!({ "channel": "plain:room", "data": { "n": n } }).to_string(),
+                    &[("X-API-Key", support::API_KEY)],
+                );
+                n += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    redis.restart(Duration::from_millis(300));
+    // The positioned subscription is told to resubscribe once the node is back; the plain
+    // one never is, and publications reach it again after that.
+    let mut resubscribed = false;
+    wait_for(&mut on_b, |v| {
+        let push = &v["push"];
+        assert!(
+            !(push["channel"] == "plain:room" && push["unsubscribe"].is_object()),
+            "unpositioned subscription told to resubscribe: {v}"
+        );
+        if push["channel"] == "news" && push["unsubscribe"].is_object() {
+            assert_eq!(push["unsubscribe"]["code"], 2500, "{v}");
+            resubscribed = true;
+        }
+        (resubscribed && push["channel"] == "plain:room" && push["pub"].is_object()).then_some(())
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    publisher.join().expect("publisher");
+}
+
+/// Positioned subscribers of brand-new channels, while another node publishes the first
+/// offsets around their subscribe: every client gets exactly the publications after its
+/// subscribe position, in order, and no spurious resubscribe (insufficient state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_channels_published_around_subscribe_need_no_resubscribe() {
+    const CLIENTS: usize = 100;
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    for round in 0..4 {
+        let mut conns = Vec::with_capacity(CLIENTS);
+        for i in 0..CLIENTS {
+            conns.push(client(&b, &format!("u{i}")).await);
+        }
+        let channels: Vec<String> = (0..CLIENTS).map(|i| format!("fresh{round}-{i}")).collect();
+        // Offsets 1 and 2 of every channel, published from A while B's clients subscribe.
+        let publisher = {
+            let (addr, channels) = (a.addr.clone(), channels.clone());
+            std::thread::spawn(move || {
+                for n in 1..=2 {
+                    for channel in &channels {
+                        let (_, r) = support::http_post(
+                            &addr,
+                            "/api/publish",
+                            &json!({ "channel": channel, "data": { "n": n } }).to_string(),
+                            &[("X-API-Key", support::API_KEY)],
+                        );
+                        assert_eq!(r["result"]["offset"], n, "{r}");
+                    }
+                }
+            })
+        };
+        for (conn, channel) in conns.iter_mut().zip(&channels) {
+            conn.send(&json!({"id": 2, "subscribe": {"channel": channel, "recoverable": true}}))
+                .await;
+        }
+        let mut positions = Vec::with_capacity(CLIENTS);
+        for conn in &mut conns {
+            let reply = conn.reply(2).await;
+            assert!(reply["subscribe"].is_object(), "{reply}");
+            positions.push(reply["subscribe"]["offset"].as_u64().unwrap_or(0));
+        }
+        publisher.join().expect("publisher");
+        let r = a.api(
+            "broadcast",
+            json!({ "channels": channels, "data": { "n": 3 } }),
+        );
+        assert_eq!(r["responses"].as_array().map(Vec::len), Some(CLIENTS));
+        for ((conn, channel), position) in conns.iter_mut().zip(&channels).zip(positions) {
+            let mut offsets = Vec::new();
+            wait_for(conn, |v| {
+                let push = &v["push"];
+                assert!(
+                    !push["unsubscribe"].is_object(),
+                    "spurious resubscribe in {channel} (subscribed at {position}): {v}"
+                );
+                if push["pub"].is_object() {
+                    offsets.push(push["pub"]["offset"].as_u64().unwrap_or(0));
+                }
+                offsets.contains(&3).then_some(())
+            })
+            .await;
+            assert_eq!(
+                offsets,
+                (position + 1..=3).collect::<Vec<_>>(),
+                "{channel} subscribed at {position}"
+            );
+        }
+    }
+}
+
+/// `channels` aggregates every live node's channels (counts summed, pattern applied) and
+/// `info` reports every node's numbers; a node that shut down is not waited for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channels_and_info_span_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let mut b = redis.node();
+    let mut on_a = client(&a, "alice").await;
+    subscribe(&mut on_a, 2, json!({ "channel": "room" })).await;
+    subscribe(&mut on_a, 3, json!({ "channel": "a-only" })).await;
+    let mut on_b = Vec::new();
+    for user in ["bob", "carol"] {
+        let mut conn = client(&b, user).await;
+        subscribe(&mut conn, 2, json!({ "channel": "room" })).await;
+        on_b.push(conn);
+    }
+    subscribe(&mut on_b[0], 3, json!({ "channel": "b-only" })).await;
+
+    // Both nodes know each other from heartbeats, with B's numbers in A's info.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = a.api("info", json!({}));
+        let nodes = info["nodes"].as_array().cloned().unwrap_or_default();
+        let b_numbers = nodes.iter().find(|n| n["num_clients"] == 2).map(|n| {
+            (
+                n["num_users"].clone(),
+                n["num_channels"].clone(),
+                n["num_subs"].clone(),
+            )
+        });
+        let known_by_b = b.api("info", json!({}))["nodes"].as_array().map(Vec::len) == Some(2);
+        if nodes.len() == 2
+            && known_by_b
+            && let Some(numbers) = b_numbers
+        {
+            assert_eq!(numbers, (json!(2), json!(2), json!(3)), "{info}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nodes never saw each other: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let expected = json!({
+        "room": { "num_clients": 3 },
+        "a-only": { "num_clients": 1 },
+        "b-only": { "num_clients": 1 },
+    });
+    for node in [&a, &b] {
+        assert_eq!(node.api("channels", json!({}))["channels"], expected);
+    }
+    let r = a.api("channels", json!({ "pattern": "b-*" }));
+    assert_eq!(r["channels"], json!({ "b-only": { "num_clients": 1 } }));
+    let r = b.api("channels", json!({ "pattern": "room" }));
+    assert_eq!(r["channels"], json!({ "room": { "num_clients": 3 } }));
+
+    // Node B shuts down: A answers at once with its own channels.
+    drop(on_b);
+    assert!(b.terminate());
+    let started = Instant::now();
+    let r = a.api("channels", json!({}));
+    assert_eq!(
+        r["channels"],
+        json!({ "room": { "num_clients": 1 }, "a-only": { "num_clients": 1 } })
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "waited for a node that left: {:?}",
+        started.elapsed()
+    );
+}
+
+/// The real PyPI `centrifuge-python` client across two nodes
+/// (`conformance/python/cross_node.py`): delivery from A to B (API and client publish),
+/// presence across nodes, and recovery after moving from A to B; JSON and protobuf.
+#[test]
+fn real_python_client_across_nodes() {
+    let redis = Redis::start();
+    let a = redis.node();
+    let b = redis.node();
+    let dir = support::repo_root().join("conformance/python");
+    for protocol in ["json", "protobuf"] {
+        let exp = support::now() + 3600;
+        let mut child = Command::new("python3")
+            .arg("-u")
+            .arg(dir.join("cross_node.py"))
+            .current_dir(&dir)
+            .env("PYTHONPATH", support::python_deps())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("GYRE_WS_URL", a.ws_url())
+            .env("GYRE_API_URL", a.api_base())
+            .env("GYRE_WS_URL_B", b.ws_url())
+            .env("GYRE_API_URL_B", b.api_base())
+            .env("GYRE_API_KEY", support::API_KEY)
+            .env("GYRE_PROTOCOL", protocol)
+            .env("GYRE_TOKEN_U1", token(json!({ "sub": "u1", "exp": exp })))
+            .env("GYRE_TOKEN_U2", token(json!({ "sub": "u2", "exp": exp })))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn python3");
+        let output = wait_bounded(&mut child, Duration::from_secs(45));
+        assert!(
+            output.0.is_some_and(|s| s.success()),
+            "cross_node.py ({protocol}) failed: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
+            output.0,
+            output.1,
+            output.2
+        );
+    }
+}
+
+/// Waits for a child at most `limit` (killing it then); returns its status (None when
+/// killed), stdout and stderr.
+fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    use std::io::Read;
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status,
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
+
+/// A Redis that stops answering without closing connections (SIGSTOP): the node notices
+/// through its Pub/Sub health PING, and once Redis answers again positioned subscribers are
+/// told to resubscribe while unpositioned ones keep receiving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_is_noticed_by_the_health_ping() {
+    let redis = Redis::start();
+    let timeouts = json!({ "io_timeout": "1s", "connect_timeout": "1s" });
+    let a = node_on(&[&redis], timeouts.clone());
+    let b = node_on(&[&redis], timeouts);
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "plain:room" })).await;
+    subscribe(
+        &mut on_b,
+        3,
+        json!({ "channel": "news", "recoverable": true }),
+    )
+    .await;
+    // Healthy past a few PINGs (every 3 s here): delivery goes on.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    a.api(
+        "publish",
+        json!({ "channel": "plain:room", "data": { "n": 1 } }),
+    );
+    assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 1);
+
+    let pid = redis.child.id().to_string();
+    let signal = |sig: &str| {
+        let status = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    };
+    signal("-STOP");
+    // The next PING (within 3 s) times out after 1 s.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    signal("-CONT");
+    let code = wait_for(&mut on_b, |v| {
+        let push = &v["push"];
+        assert!(
+            !(push["channel"] == "plain:room" && push["unsubscribe"].is_object()),
+            "{v}"
+        );
+        (push["channel"] == "news" && push["unsubscribe"].is_object())
+            .then(|| push["unsubscribe"]["code"].clone())
+    })
+    .await;
+    assert_eq!(code, 2500);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, r) = a.api_raw(
+            "publish",
+            &json!({ "channel": "plain:room", "data": { "n": 2 } }),
+            &[("X-API-Key", support::API_KEY)],
+        );
+        if r["error"].is_null() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "publish kept failing: {r}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 2);
 }

@@ -118,7 +118,7 @@ pub fn execute<'a>(
             "presence_stats" => presence_stats(node, parse(body)?).await,
             "history" => history(node, parse(body)?).await,
             "history_remove" => history_remove(node, parse(body)?).await,
-            "channels" => channels(node, parse(body)?),
+            "channels" => channels(node, parse(body)?).await,
             "info" => raw(&info(node)),
             "batch" => batch(node, parse(body)?).await,
             _ => Err(ApiError::method_not_found()),
@@ -349,22 +349,61 @@ async fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
     raw(&json!({}))
 }
 
-fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
-    let pattern = if req.pattern.is_empty() {
-        "*"
-    } else {
-        req.pattern.as_str()
-    };
+/// Channels with local subscribers matching a `channels` pattern, with their counts.
+fn local_channels(hub: &Hub, pattern: &str) -> Result<Vec<(String, usize)>, ApiError> {
+    let pattern = if pattern.is_empty() { "*" } else { pattern };
     let pattern =
         glob::Pattern::new(pattern).map_err(|_| ApiError::bad_request("bad request: pattern"))?;
-    let map: HashMap<String, Value> = node
-        .hub
+    Ok(hub
         .channels()
         .into_iter()
         .filter(|(name, _)| pattern.matches(name))
+        .collect())
+}
+
+/// `channels`: active channels of every live node, with their subscriber counts summed.
+async fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    for (name, n) in local_channels(&node.hub, &req.pattern)? {
+        *counts.entry(name).or_default() += n as u64;
+    }
+    let answers = node
+        .control
+        .survey("channels", &json!({ "pattern": req.pattern }))
+        .await
+        .map_err(|err| {
+            tracing::warn!("channels survey failed: {err}");
+            ApiError::from(ErrorCode::Internal)
+        })?;
+    for answer in answers {
+        if let Some(map) = answer["channels"].as_object() {
+            for (name, n) in map {
+                *counts.entry(name.clone()).or_default() += n.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    let map: HashMap<String, Value> = counts
+        .into_iter()
         .map(|(name, n)| (name, json!({ "num_clients": n })))
         .collect();
     raw(&json!({ "channels": map }))
+}
+
+/// Answers another node's survey (see [`crate::engine::ControlBus::survey`]) from this
+/// node's state; `None` for an unknown question.
+pub fn answer_survey(hub: &Hub, op: &str, body: &Value) -> Option<Value> {
+    match op {
+        "channels" => {
+            let pattern = body["pattern"].as_str().unwrap_or_default();
+            let channels: serde_json::Map<String, Value> = local_channels(hub, pattern)
+                .ok()?
+                .into_iter()
+                .map(|(name, n)| (name, json!(n)))
+                .collect();
+            Some(json!({ "channels": channels }))
+        }
+        _ => None,
+    }
 }
 
 fn info(node: &Node) -> Value {

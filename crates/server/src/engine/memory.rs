@@ -338,7 +338,7 @@ impl super::Broker for MemoryBroker {
             (p.publication, String::new())
         };
         self.hub
-            .broadcast_publication(channel, &publication, p.delta);
+            .broadcast_publication(channel, &publication, p.delta, &epoch);
         if let Some(key) = &p.idempotency_key {
             self.idempotency
                 .put(channel, key, publication.offset, epoch.clone());

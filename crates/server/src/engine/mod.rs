@@ -170,4 +170,16 @@ pub trait ControlBus: Send + Sync + std::fmt::Debug {
 
     /// Stats of the other live nodes, as `info` reports them.
     fn other_nodes(&self) -> Vec<serde_json::Value>;
+
+    /// Asks every other live node a question (`op` with its JSON `body`, answered by
+    /// [`crate::api::answer_survey`]) and returns their answers. Waits for every node known
+    /// alive, at most a bounded time (then returns the answers it has).
+    fn survey<'a>(
+        &'a self,
+        op: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, EngineError>> {
+        let _ = (op, body);
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 }

@@ -4,10 +4,14 @@
 //!   entry ids are `<offset>-0`. One Lua script creates the epoch, increments the offset,
 //!   XADDs with MAXLEN, sets expiries and PUBLISHes the encoded publication, so every node
 //!   receives a channel's publications in offset order and history matches delivery.
-//! - Delivery: one Pub/Sub connection per shard; each message is decoded once per node and
-//!   handed to the hub. When the Pub/Sub connection is lost, the node reconnects,
-//!   resubscribes every channel it has subscribers for and tells those subscribers their
-//!   state is insufficient, so clients resubscribe and recover (or learn `recovered: false`).
+//! - Delivery: one Pub/Sub connection per shard, owned by one task; each message is decoded
+//!   once per node and handed to the hub with its offset and epoch. The task batches first
+//!   subscribes (and last unsubscribes) that queue up meanwhile into one SUBSCRIBE
+//!   (UNSUBSCRIBE). When the connection is lost, the node reconnects with backoff,
+//!   resubscribes every channel it has subscribers for and tells positioned subscribers their
+//!   state is insufficient, so clients resubscribe and recover (or learn `recovered: false`);
+//!   subscribers without positions just go on. The node starts (and serves) while Redis is
+//!   down: requests that need Redis fail until it is reachable.
 //! - Presence: a hash (client to info) and a zset (client to expiry) per channel; each node
 //!   refreshes its own entries, so entries of a dead node expire.
 //! - Control: a Pub/Sub channel for API actions on connections and node heartbeats (`info`).
@@ -16,7 +20,7 @@
 //!   [`super::redis_conn`]: each shard is a [`Link`]. In a Redis Cluster every key of a channel
 //!   carries the hash tag `{<channel>}` so one channel's keys share a slot.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -28,6 +32,7 @@ use parking_lot::Mutex;
 use prost::Message as _;
 use redis::aio::PubSubSink;
 use redis::{Script, Value};
+use tokio::sync::{mpsc, oneshot};
 
 use super::presence::MemoryPresence;
 use super::redis_conn::Link;
@@ -41,6 +46,10 @@ use crate::hub::Hub;
 const HEARTBEAT: Duration = Duration::from_secs(3);
 /// A node not heard of for this long is gone.
 const NODE_TTL: Duration = Duration::from_secs(10);
+/// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.
+const PUBSUB_PING_MAX: Duration = Duration::from_secs(10);
+/// How long a survey waits for the other nodes' answers.
+const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an idempotent publication's result is kept.
 const IDEMPOTENCY_TTL_SECS: u64 = 300;
 
@@ -68,7 +77,7 @@ if ARGV[8] == '1' then
   redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[2], offset .. '-0', 'd', ARGV[1])
   redis.call('expire', KEYS[1], ARGV[3])
 end
-redis.call('publish', ARGV[6], 'p' .. offset .. ' ' .. ARGV[7] .. ARGV[1])
+redis.call('publish', ARGV[6], 'p' .. offset .. ' ' .. epoch .. ' ' .. ARGV[7] .. ARGV[1])
 if ARGV[9] ~= '0' then
   redis.call('set', KEYS[3], offset .. ':' .. epoch, 'EX', ARGV[9])
 end
@@ -117,23 +126,38 @@ fn err(e: impl std::fmt::Display) -> EngineError {
     EngineError(e.to_string())
 }
 
-/// One Redis instance (or Sentinel-managed master, or cluster): a command connection and a
-/// Pub/Sub connection.
+/// One Redis instance: a multiplexed command connection and a Pub/Sub connection.
 struct Shard {
+    /// Command connection and the way to open the Pub/Sub connection (standalone, Sentinel
+    /// or cluster).
     conn: Link,
-    /// The Pub/Sub sink while connected.
-    sink: Mutex<Option<PubSubSink>>,
-    /// Channels (Redis names) this node is subscribed to, with whether SUBSCRIBE was
-    /// confirmed on the current Pub/Sub connection. Subscribe/unsubscribe are serialized.
-    channels: tokio::sync::Mutex<HashMap<String, bool>>,
+    /// Subscribe/unsubscribe requests to the shard's Pub/Sub task, which batches them.
+    requests: mpsc::UnboundedSender<SubRequest>,
+    /// The receiving end, taken by the Pub/Sub task when it starts.
+    requests_rx: Mutex<Option<mpsc::UnboundedReceiver<SubRequest>>>,
+    /// Channels subscribed on the current Pub/Sub connection (SUBSCRIBE confirmed): a
+    /// subscriber of one of them needs no request. Written by the Pub/Sub task only.
+    confirmed: Mutex<HashSet<String>>,
+    /// Whether the Pub/Sub connection is up.
     up: AtomicBool,
-    /// Says when the Pub/Sub connection is (re)established.
-    ready: tokio::sync::Notify,
 }
+
+/// A request to the Pub/Sub task of a shard.
+#[derive(Debug)]
+enum SubRequest {
+    /// Subscribe the channel (client name); answered once SUBSCRIBE is confirmed.
+    Subscribe(String, oneshot::Sender<()>),
+    /// Unsubscribe the channel if it has no local subscriber when the request is handled.
+    Unsubscribe(String),
+}
+
+/// At most this many requests are handled (and channels sent in one SUBSCRIBE) at once.
+const SUBSCRIBE_BATCH: usize = 4096;
 
 impl std::fmt::Debug for Shard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shard")
+            .field("to", &self.conn.describe())
             .field("up", &self.up.load(Ordering::Relaxed))
             .finish()
     }
@@ -148,10 +172,17 @@ pub struct RedisEngine {
     hub: Arc<Hub>,
     node_id: Mutex<String>,
     presence_ttl: Duration,
+    /// Bound of one connection attempt.
+    connect_timeout: Duration,
+    /// Bound of one Pub/Sub command (SUBSCRIBE, UNSUBSCRIBE, PING): past it the connection
+    /// counts as lost.
+    io_timeout: Duration,
     /// This node's own presence entries, refreshed periodically.
     local_presence: MemoryPresence,
     /// Other live nodes: uid to (info, last heard).
     nodes: Mutex<HashMap<String, (serde_json::Value, Instant)>>,
+    /// Surveys this node waits answers for, by request id.
+    surveys: Mutex<HashMap<String, PendingSurvey>>,
     publish_script: Script,
     history_script: Script,
     presence_script: Script,
@@ -184,10 +215,131 @@ fn jump_hash(key: &str, buckets: usize) -> usize {
     b.max(0) as usize
 }
 
+/// Exponential reconnect delays with jitter: 100 ms doubling up to 3 s.
+#[derive(Debug, Default)]
+struct Backoff {
+    attempts: u32,
+}
+
+impl Backoff {
+    fn next_delay(&mut self) -> Duration {
+        let base = 100u64.saturating_mul(1 << self.attempts.min(5)).min(3000);
+        self.attempts = self.attempts.saturating_add(1);
+        let jitter = rand::random_range(0..=base / 2);
+        Duration::from_millis(base / 2 + jitter)
+    }
+}
+
 fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// A survey waiting for answers.
+#[derive(Debug)]
+struct PendingSurvey {
+    /// Nodes whose answer is still awaited.
+    waiting: HashSet<String>,
+    /// Answers so far.
+    answers: Vec<serde_json::Value>,
+    /// Fired when the last awaited answer arrived.
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// The Pub/Sub task's view of a shard's channels.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    /// Channels (client names) the node must receive.
+    wanted: HashSet<String>,
+    /// Subscribers waiting for a channel's SUBSCRIBE to be confirmed.
+    waiters: HashMap<String, Vec<oneshot::Sender<()>>>,
+}
+
+impl Subscriptions {
+    /// Records requests; returns the channels whose wanted state may have changed.
+    fn absorb(
+        &mut self,
+        hub: &Hub,
+        shard: &Shard,
+        batch: impl Iterator<Item = SubRequest>,
+    ) -> Vec<String> {
+        let mut touched = Vec::new();
+        let mut leaving = Vec::new();
+        for request in batch {
+            match request {
+                SubRequest::Subscribe(channel, waiter) => {
+                    if shard.confirmed.lock().contains(&channel) {
+                        let _ = waiter.send(());
+                        continue;
+                    }
+                    let waiters = self.waiters.entry(channel.clone()).or_default();
+                    waiters.retain(|w| !w.is_closed());
+                    waiters.push(waiter);
+                    self.wanted.insert(channel.clone());
+                    touched.push(channel);
+                }
+                SubRequest::Unsubscribe(channel) => leaving.push(channel),
+            }
+        }
+        for channel in leaving {
+            // Forget the channel as confirmed first: a subscriber arriving from now on
+            // asks (and is handled after this); one that arrived before shows in the hub.
+            let was_confirmed = shard.confirmed.lock().remove(&channel);
+            if hub.has_subscribers(&channel) {
+                if was_confirmed {
+                    shard.confirmed.lock().insert(channel);
+                }
+                continue;
+            }
+            // Its waiters (if any) have left too.
+            self.waiters.remove(&channel);
+            if self.wanted.remove(&channel) || was_confirmed {
+                touched.push(channel);
+            }
+        }
+        touched
+    }
+
+    /// Brings the connection in line with `wanted` for `touched` channels: one UNSUBSCRIBE
+    /// and one SUBSCRIBE (per batch) for all of them; answers the waiters.
+    async fn sync(
+        &mut self,
+        engine: &RedisEngine,
+        shard: &Shard,
+        sink: &mut PubSubSink,
+        mut touched: Vec<String>,
+    ) -> Result<(), EngineError> {
+        touched.sort_unstable();
+        touched.dedup();
+        let (subscribe, unsubscribe): (Vec<String>, Vec<String>) = touched
+            .into_iter()
+            .partition(|channel| self.wanted.contains(channel));
+        if !unsubscribe.is_empty() {
+            let names: Vec<String> = unsubscribe.iter().map(|c| engine.pubsub_name(c)).collect();
+            engine.bounded(sink.unsubscribe(names)).await?;
+        }
+        if !subscribe.is_empty() {
+            engine.subscribe_names(sink, &[], &subscribe).await?;
+            shard.confirmed.lock().extend(subscribe);
+            self.answer_confirmed(shard);
+        }
+        Ok(())
+    }
+
+    /// Answers every waiter whose channel is confirmed.
+    fn answer_confirmed(&mut self, shard: &Shard) {
+        let confirmed = shard.confirmed.lock();
+        self.waiters.retain(|channel, waiters| {
+            if !confirmed.contains(channel) {
+                return true;
+            }
+            for waiter in waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            false
+        });
+    }
 }
 
 impl RedisEngine {
@@ -196,26 +348,21 @@ impl RedisEngine {
         config: &gyre_config::RedisConfig,
         hub: Arc<Hub>,
     ) -> anyhow::Result<Arc<Self>> {
+        // No I/O here: the node starts while Redis is down; each shard's Pub/Sub task
+        // connects in the background and commands fail with an engine error until Redis is
+        // reachable.
         let links = super::redis_conn::links(config)?;
-        for link in &links {
-            tokio::time::timeout(
-                config.connect_timeout.0.max(Duration::from_secs(1)) * 5,
-                link.ping(),
-            )
-            .await
-            .map_err(|_| anyhow::anyhow!("timed out connecting to Redis at {}", link.describe()))?
-            .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {}: {e}", link.describe()))?;
-        }
         let hash_tags = links.iter().any(Link::is_cluster);
         let shards: Vec<Arc<Shard>> = links
             .into_iter()
             .map(|conn| {
+                let (requests, requests_rx) = mpsc::unbounded_channel();
                 Arc::new(Shard {
                     conn,
-                    sink: Mutex::new(None),
-                    channels: tokio::sync::Mutex::default(),
+                    requests,
+                    requests_rx: Mutex::new(Some(requests_rx)),
+                    confirmed: Mutex::default(),
                     up: AtomicBool::new(false),
-                    ready: tokio::sync::Notify::new(),
                 })
             })
             .collect();
@@ -227,8 +374,11 @@ impl RedisEngine {
             hub,
             node_id: Mutex::new(String::new()),
             presence_ttl: config.presence_ttl.0.max(Duration::from_secs(3)),
+            connect_timeout: config.connect_timeout.0.max(Duration::from_millis(100)),
+            io_timeout: config.io_timeout.0.max(Duration::from_millis(500)),
             local_presence: MemoryPresence::default(),
             nodes: Mutex::default(),
+            surveys: Mutex::default(),
             publish_script: Script::new(PUBLISH_LUA),
             history_script: Script::new(HISTORY_LUA),
             presence_script: Script::new(PRESENCE_LUA),
@@ -256,7 +406,16 @@ impl RedisEngine {
             let mut presence = tokio::time::interval(engine.presence_ttl / 3);
             loop {
                 tokio::select! {
-                    () = node.shutdown.cancelled() => return,
+                    () = node.shutdown.cancelled() => {
+                        // The others stop counting on this node (surveys, info) at once.
+                        let gone = serde_json::json!({ "node": node.id, "gone": true });
+                        let _ = tokio::time::timeout(
+                            Duration::from_millis(500),
+                            engine.publish_control(gone.to_string()),
+                        )
+                        .await;
+                        return;
+                    }
                     _ = heartbeat.tick() => {
                         let info = crate::api::node_info(&node);
                         let message = serde_json::json!({ "node": node.id, "info": info });
@@ -269,6 +428,21 @@ impl RedisEngine {
         });
     }
 
+    /// Waits until every shard's Pub/Sub connection is up, at most `bound` (a node starts
+    /// serving either way; this only avoids missing control messages at start-up).
+    pub async fn wait_connected(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        loop {
+            if self.shards.iter().all(|s| s.up.load(Ordering::Acquire)) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     fn shard(&self, channel: &str) -> &Arc<Shard> {
         &self.shards[jump_hash(channel, self.shards.len())]
     }
@@ -279,6 +453,11 @@ impl RedisEngine {
 
     fn control_name(&self) -> String {
         format!("{}.control", self.prefix)
+    }
+
+    /// A node's own channel (survey answers addressed to it).
+    fn node_name(&self, node: &str) -> String {
+        format!("{}.node.{node}", self.prefix)
     }
 
     /// The channel as it appears in key names: a hash tag in a cluster, so that all keys of a
@@ -307,107 +486,229 @@ impl RedisEngine {
         )
     }
 
-    /// Keeps shard `index`'s Pub/Sub connection: connects, (re)subscribes, reads messages,
-    /// and after a loss tells local subscribers of its channels to resubscribe.
+    /// Keeps shard `index`'s Pub/Sub connection: connects (with backoff), subscribes every
+    /// wanted channel, then reads messages while handling subscribe/unsubscribe requests in
+    /// batches (one SUBSCRIBE for every first subscribe that arrived meanwhile). After a loss
+    /// it tells local subscribers of its channels to resubscribe.
     async fn pubsub_loop(self: Arc<Self>, index: usize, shard: Arc<Shard>) {
-        let client_prefix = format!("{}.client.", self.prefix);
-        let control = self.control_name();
-        let mut reconnect = false;
+        let Some(mut requests) = shard.requests_rx.lock().take() else {
+            return;
+        };
+        let mut subs = Subscriptions::default();
+        let mut batch = Vec::with_capacity(SUBSCRIBE_BATCH);
+        // Channels subscribed on the connection that was lost: their delivery was
+        // interrupted (channels first wanted during an outage were not).
+        let mut interrupted: HashSet<String> = HashSet::new();
+        let mut backoff = Backoff::default();
+        // Logged once per outage: state changes only, not every attempt.
+        let mut down_logged = false;
         loop {
-            let (mut sink, mut stream) = match shard.conn.pubsub().await {
+            let connecting = self.connect_shard(&shard);
+            tokio::pin!(connecting);
+            // Requests keep being recorded while connecting (so the queue stays short).
+            let connected = loop {
+                tokio::select! {
+                    connected = &mut connecting => break connected,
+                    n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        subs.absorb(&self.hub, &shard, batch.drain(..));
+                    }
+                }
+            };
+            let pubsub = match connected {
                 Ok(pubsub) => pubsub,
                 Err(e) => {
-                    tracing::warn!("redis pub/sub connection failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if !down_logged {
+                        tracing::warn!(
+                            "redis at {} is unreachable ({e}); retrying in the background",
+                            shard.conn.describe()
+                        );
+                        down_logged = true;
+                    }
+                    let pause = tokio::time::sleep(backoff.next_delay());
+                    tokio::pin!(pause);
+                    loop {
+                        tokio::select! {
+                            () = &mut pause => break,
+                            n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
+                                if n == 0 {
+                                    return;
+                                }
+                                subs.absorb(&self.hub, &shard, batch.drain(..));
+                            }
+                        }
+                    }
                     continue;
                 }
             };
-            let resubscribed = {
-                let mut channels = shard.channels.lock().await;
-                let mut names: Vec<String> = channels.keys().cloned().collect();
-                if index == 0 {
-                    names.push(control.clone());
+            let (mut sink, mut stream) = pubsub;
+            let mut names: Vec<String> = subs.wanted.iter().cloned().collect();
+            let mut first = Vec::new();
+            if index == 0 {
+                first.push(self.control_name());
+                first.push(self.node_name(&self.node_id.lock()));
+            }
+            if let Err(e) = self.subscribe_names(&mut sink, &first, &names).await {
+                if !down_logged {
+                    tracing::warn!("redis resubscribe on {} failed: {e}", shard.conn.describe());
+                    down_logged = true;
                 }
-                let mut ok = true;
-                for batch in names.chunks(512) {
-                    if let Err(e) = sink.subscribe(batch).await {
-                        tracing::warn!("redis resubscribe failed: {e}");
-                        ok = false;
-                        break;
-                    }
-                }
-                if ok {
-                    for confirmed in channels.values_mut() {
-                        *confirmed = true;
-                    }
-                    *shard.sink.lock() = Some(sink);
-                    shard.up.store(true, Ordering::Release);
-                    shard.ready.notify_waiters();
-                }
-                ok.then(|| channels.keys().cloned().collect::<Vec<_>>())
-            };
-            let Some(resubscribed) = resubscribed else {
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
-            };
-            if reconnect {
-                tracing::info!("redis pub/sub reconnected");
-                // Publications may have been missed while disconnected: subscribers
-                // resubscribe and recover from history (or learn they could not).
-                for name in resubscribed {
-                    if let Some(channel) = name.strip_prefix(&client_prefix) {
-                        for handle in self.hub.subscribers(channel) {
-                            handle.send(crate::outbound::Outbound::Control(Box::new(
-                                crate::outbound::Control::InsufficientState(channel.to_owned()),
-                            )));
+            }
+            backoff = Backoff::default();
+            tracing::info!("redis at {} is connected", shard.conn.describe());
+            shard.confirmed.lock().extend(names.iter().cloned());
+            shard.up.store(true, Ordering::Release);
+            // Publications may have been missed while disconnected: positioned subscribers
+            // resubscribe and recover from history (or learn they could not); the others
+            // just go on, as they could not recover anyway.
+            for channel in names.drain(..).filter(|c| interrupted.contains(c)) {
+                self.hub.stream_lost(&channel);
+            }
+            interrupted.clear();
+            subs.answer_confirmed(&shard);
+            // A silently dead connection (no close) is found by pinging it.
+            let mut health = tokio::time::interval((self.io_timeout * 3).min(PUBSUB_PING_MAX));
+            health.reset();
+            let lost = loop {
+                tokio::select! {
+                    message = stream.next() => match message {
+                        Some(message) => self.on_message(&message),
+                        None => break None,
+                    },
+                    _ = health.tick() => {
+                        if let Err(e) = self.bounded(sink.ping::<Value>()).await {
+                            break Some(e);
+                        }
+                    }
+                    n = requests.recv_many(&mut batch, SUBSCRIBE_BATCH) => {
+                        if n == 0 {
+                            return;
+                        }
+                        let touched = subs.absorb(&self.hub, &shard, batch.drain(..));
+                        if let Err(e) = subs.sync(&self, &shard, &mut sink, touched).await {
+                            break Some(e);
                         }
                     }
                 }
-            }
-            while let Some(message) = stream.next().await {
-                let name = message.get_channel_name();
-                let payload = message.get_payload_bytes();
-                if let Some(channel) = name.strip_prefix(&client_prefix) {
-                    self.deliver(channel, payload);
-                } else if name == control {
-                    self.on_control(payload);
+            };
+            match lost {
+                Some(e) => {
+                    tracing::warn!(
+                        "redis pub/sub connection to {} lost ({e})",
+                        shard.conn.describe()
+                    )
+                }
+                None => {
+                    tracing::warn!("redis pub/sub connection to {} lost", shard.conn.describe())
                 }
             }
-            tracing::warn!("redis pub/sub connection lost");
+            // The loss is the state change logged for this outage.
+            down_logged = true;
             shard.up.store(false, Ordering::Release);
-            *shard.sink.lock() = None;
-            {
-                let mut channels = shard.channels.lock().await;
-                for confirmed in channels.values_mut() {
-                    *confirmed = false;
-                }
-            }
-            reconnect = true;
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            interrupted = std::mem::take(&mut *shard.confirmed.lock());
+            tokio::time::sleep(backoff.next_delay()).await;
         }
+    }
+
+    /// SUBSCRIBEs `first` and `names` in batches.
+    async fn subscribe_names(
+        &self,
+        sink: &mut PubSubSink,
+        first: &[String],
+        names: &[String],
+    ) -> Result<(), EngineError> {
+        if !first.is_empty() {
+            self.bounded(sink.subscribe(first)).await?;
+        }
+        for chunk in names.chunks(SUBSCRIBE_BATCH) {
+            let redis_names: Vec<String> = chunk.iter().map(|c| self.pubsub_name(c)).collect();
+            self.bounded(sink.subscribe(redis_names)).await?;
+        }
+        Ok(())
+    }
+
+    /// A Pub/Sub command bounded by the I/O timeout.
+    async fn bounded<T>(
+        &self,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, EngineError> {
+        tokio::time::timeout(self.io_timeout, command)
+            .await
+            .map_err(|_| EngineError("pub/sub command timed out".to_owned()))?
+            .map_err(err)
+    }
+
+    /// Handles one Pub/Sub message (on the shard task: decoded once for all subscribers).
+    fn on_message(&self, message: &redis::Msg) {
+        let name = message.get_channel_name();
+        let payload = message.get_payload_bytes();
+        if let Some(channel) = name
+            .strip_prefix(self.prefix.as_str())
+            .and_then(|rest| rest.strip_prefix(".client."))
+        {
+            self.deliver(channel, payload);
+        } else if let Some(rest) = name.strip_prefix(self.prefix.as_str()) {
+            if rest == ".control" {
+                self.on_control(payload);
+            } else if rest.strip_prefix(".node.") == Some(self.node_id.lock().as_str()) {
+                self.on_answer(payload);
+            }
+        }
+    }
+
+    /// Opens a Pub/Sub connection to a shard and makes sure its command connection works
+    /// too (the command connection reconnects lazily: one successful command here means
+    /// requests succeed as soon as the shard is reported up).
+    async fn connect_shard(
+        &self,
+        shard: &Shard,
+    ) -> Result<(PubSubSink, super::redis_conn::MessageStream), EngineError> {
+        let pubsub = tokio::time::timeout(self.connect_timeout, shard.conn.pubsub())
+            .await
+            .map_err(|_| EngineError("connection timed out".to_owned()))?
+            .map_err(err)?;
+        let mut last = EngineError("not tried".to_owned());
+        // A failed lazy connection answers its error once before reconnecting.
+        for _ in 0..3 {
+            let mut conn = shard.conn.clone();
+            match redis::cmd("PING").query_async::<()>(&mut conn).await {
+                Ok(()) => return Ok(pubsub),
+                Err(e) => last = err(e),
+            }
+        }
+        Err(last)
     }
 
     /// Decodes a channel message once and hands it to the hub.
     fn deliver(&self, channel: &str, payload: &[u8]) {
         match payload.first() {
             Some(b'p') => {
-                let Some(space) = payload.iter().position(|b| *b == b' ') else {
+                // `p<offset> <epoch> <delta flag><publication>`
+                let mut parts = payload[1..].splitn(3, |b| *b == b' ');
+                let (Some(offset), Some(epoch), Some(rest)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
                     return;
                 };
-                let offset = std::str::from_utf8(&payload[1..space])
+                let offset = std::str::from_utf8(offset)
                     .ok()
                     .and_then(|s| s.parse::<u64>().ok())
                     .unwrap_or(0);
-                let Some(delta) = payload.get(space + 1) else {
+                let epoch = std::str::from_utf8(epoch).unwrap_or_default();
+                let Some((delta, encoded)) = rest.split_first() else {
                     return;
                 };
-                let Ok(mut publication) = Publication::decode(&payload[space + 2..]) else {
-                    tracing::warn!("undecodable publication in {channel}");
+                let Ok(mut publication) = Publication::decode(encoded) else {
+                    tracing::debug!("undecodable publication in {channel}");
                     return;
                 };
                 publication.offset = offset;
                 self.hub
-                    .broadcast_publication(channel, &publication, *delta == b'1');
+                    .broadcast_publication(channel, &publication, *delta == b'1', epoch);
             }
             Some(kind @ (b'j' | b'l')) => {
                 if let Ok(info) = ClientInfo::decode(&payload[1..]) {
@@ -430,10 +731,57 @@ impl RedisEngine {
             self.nodes
                 .lock()
                 .insert(from.to_owned(), (info.clone(), Instant::now()));
+        } else if message.get("gone").is_some() {
+            self.nodes.lock().remove(from);
         } else if let Some(command) = message.get("command")
             && let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone())
         {
             let _ = crate::api::apply_control(&self.hub, &command.method, &command.body);
+        } else if let Some(survey) = message.get("survey") {
+            let (Some(id), Some(op)) = (survey["id"].as_str(), survey["op"].as_str()) else {
+                return;
+            };
+            let (id, op, body) = (id.to_owned(), op.to_owned(), survey["body"].clone());
+            let node = self.node_id.lock().clone();
+            let channel = self.node_name(from);
+            let mut conn = self.shards[0].conn.clone();
+            let hub = self.hub.clone();
+            // Off the Pub/Sub task: the answer may walk every local channel.
+            tokio::spawn(async move {
+                let data =
+                    crate::api::answer_survey(&hub, &op, &body).unwrap_or(serde_json::Value::Null);
+                let answer = serde_json::json!({ "node": node, "id": id, "data": data });
+                let sent = redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(answer.to_string())
+                    .query_async::<()>(&mut conn)
+                    .await;
+                if let Err(e) = sent {
+                    tracing::debug!("survey answer not sent: {e}");
+                }
+            });
+        }
+    }
+
+    /// Records another node's answer to one of this node's surveys.
+    fn on_answer(&self, payload: &[u8]) {
+        let Ok(answer) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return;
+        };
+        let (Some(id), Some(from)) = (answer["id"].as_str(), answer["node"].as_str()) else {
+            return;
+        };
+        let mut surveys = self.surveys.lock();
+        let Some(pending) = surveys.get_mut(id) else {
+            return;
+        };
+        if pending.waiting.remove(from) {
+            pending.answers.push(answer["data"].clone());
+        }
+        if pending.waiting.is_empty()
+            && let Some(done) = pending.done.take()
+        {
+            let _ = done.send(());
         }
     }
 
@@ -663,50 +1011,35 @@ impl Broker for RedisEngine {
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
             let shard = self.shard(channel);
-            let name = self.pubsub_name(channel);
-            let mut channels = shard.channels.lock().await;
-            if channels.get(&name) == Some(&true) {
+            if shard.confirmed.lock().contains(channel) {
                 return Ok(());
             }
-            channels.insert(name.clone(), false);
-            let mut sink = shard.sink.lock().clone();
-            if sink.is_none() {
-                // Starting or reconnecting: wait a little for the Pub/Sub connection (the
-                // reconnection resubscribes every channel in the map, this one included).
-                drop(channels);
-                let ready = shard.ready.notified();
-                if !shard.up.load(Ordering::Acquire) {
-                    let _ = tokio::time::timeout(Duration::from_secs(2), ready).await;
-                }
-                channels = shard.channels.lock().await;
-                if channels.get(&name) == Some(&true) {
-                    return Ok(());
-                }
-                channels.insert(name.clone(), false);
-                sink = shard.sink.lock().clone();
-            }
-            let Some(mut sink) = sink else {
-                return Err(EngineError("redis pub/sub is not connected".to_owned()));
+            // While Redis is away, wait a little for the connection (it subscribes every
+            // wanted channel); when up, the batch this request joins is one round trip.
+            let wait = if shard.up.load(Ordering::Acquire) {
+                Duration::from_secs(10)
+            } else {
+                Duration::from_secs(2)
             };
-            sink.subscribe(&name).await.map_err(err)?;
-            channels.insert(name, true);
-            Ok(())
+            let (waiter, confirmed) = oneshot::channel();
+            shard
+                .requests
+                .send(SubRequest::Subscribe(channel.to_owned(), waiter))
+                .map_err(|_| EngineError("redis engine stopped".to_owned()))?;
+            match tokio::time::timeout(wait, confirmed).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(EngineError("redis engine stopped".to_owned())),
+                Err(_) => Err(EngineError("redis pub/sub is not connected".to_owned())),
+            }
         })
     }
 
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let shard = self.shard(channel);
-            let name = self.pubsub_name(channel);
-            let mut channels = shard.channels.lock().await;
-            if self.hub.has_subscribers(channel) || channels.remove(&name).is_none() {
-                return Ok(());
-            }
-            let sink = shard.sink.lock().clone();
-            if let Some(mut sink) = sink {
-                sink.unsubscribe(&name).await.map_err(err)?;
-            }
-            Ok(())
+            self.shard(channel)
+                .requests
+                .send(SubRequest::Unsubscribe(channel.to_owned()))
+                .map_err(|_| EngineError("redis engine stopped".to_owned()))
         })
     }
 }
@@ -788,6 +1121,57 @@ impl ControlBus for RedisEngine {
             .filter(|(_, at)| at.elapsed() < NODE_TTL)
             .map(|(info, _)| info.clone())
             .collect()
+    }
+
+    fn survey<'a>(
+        &'a self,
+        op: &'a str,
+        body: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, EngineError>> {
+        Box::pin(async move {
+            let waiting: HashSet<String> = self
+                .nodes
+                .lock()
+                .iter()
+                .filter(|(_, (_, at))| at.elapsed() < NODE_TTL)
+                .map(|(id, _)| id.clone())
+                .collect();
+            if waiting.is_empty() {
+                return Ok(Vec::new());
+            }
+            let id = uuid::Uuid::new_v4().to_string();
+            let (done, all_answered) = oneshot::channel();
+            self.surveys.lock().insert(
+                id.clone(),
+                PendingSurvey {
+                    waiting,
+                    answers: Vec::new(),
+                    done: Some(done),
+                },
+            );
+            let node = self.node_id.lock().clone();
+            let message = serde_json::json!({
+                "node": node,
+                "survey": { "id": id, "op": op, "body": body },
+            });
+            let sent = self.publish_control(message.to_string()).await;
+            let answered = match sent {
+                Ok(()) => tokio::time::timeout(SURVEY_TIMEOUT, all_answered)
+                    .await
+                    .is_ok(),
+                Err(_) => false,
+            };
+            let pending = self.surveys.lock().remove(&id);
+            sent?;
+            let pending = pending.ok_or_else(|| EngineError("survey vanished".to_owned()))?;
+            if !answered {
+                tracing::warn!(
+                    "survey {op}: no answer from {} node(s) within {SURVEY_TIMEOUT:?}",
+                    pending.waiting.len()
+                );
+            }
+            Ok(pending.answers)
+        })
     }
 }
 

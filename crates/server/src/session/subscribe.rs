@@ -178,7 +178,7 @@ impl Session {
         let continuous = node.hub.go_live(
             &p.channel,
             &self.handle.client,
-            positioned.then_some(top),
+            positioned.then_some((top, result.epoch.as_str())),
             delta && !recovered_pubs.is_empty(),
         );
         if !continuous {
@@ -222,7 +222,7 @@ impl Session {
     ) -> Outcome<(Vec<Publication>, u64)> {
         let node = &self.node;
         node.broker.subscribe(&p.channel).await.map_err(|err| {
-            tracing::warn!("broker subscribe to {} failed: {err}", p.channel);
+            tracing::debug!("broker subscribe to {} failed: {err}", p.channel);
             ProtocolError::from(ErrorCode::Internal)
         })?;
         let mut recovered_pubs: Vec<Publication> = Vec::new();
