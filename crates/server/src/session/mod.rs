@@ -149,6 +149,12 @@ where
     Box::pin(session.cleanup()).await;
 }
 
+/// Whether an expiry (with its grace delay) has passed at unix second `now`. Whole seconds
+/// compare strictly, as upstream does: a client refreshing during the last second is in time.
+fn expired_after(deadline: i64, now: i64) -> bool {
+    now > deadline
+}
+
 /// The `expires`/`ttl` pair of a result for an expiry (unix seconds), capped at a year;
 /// `None` when the expiry has already passed.
 fn expiry_ttl(expire_at: Option<i64>, now: i64) -> Option<(bool, u32)> {
@@ -364,9 +370,10 @@ impl Session {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        // The exact instant of unix second `at`, so the deadline never fires before
-        // `unix_now()` reaches it (an early wake-up would find nothing expired and spin).
-        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.max(0) as u64);
+        // Expiries compare whole unix seconds (`expired_after`): the first instant that is
+        // past is the start of second `at + 1`. Computed exactly, so the deadline never fires
+        // early (an early wake-up would find nothing expired and spin).
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs((at + 1).max(0) as u64);
         let wait = at
             .duration_since(std::time::SystemTime::now())
             .unwrap_or_default();
@@ -380,7 +387,10 @@ impl Session {
         }
         let now = unix_now();
         let grace = self.node.config.client.expired_close_delay.0.as_secs() as i64;
-        if self.expire_at.is_some_and(|at| at + grace <= now) {
+        if self
+            .expire_at
+            .is_some_and(|at| expired_after(at + grace, now))
+        {
             self.close(Disconnect::EXPIRED);
             return;
         }
@@ -388,7 +398,10 @@ impl Session {
         let expired: Vec<(String, bool)> = self
             .subs
             .iter()
-            .filter(|(_, s)| s.expire_at.is_some_and(|at| at + sub_grace <= now))
+            .filter(|(_, s)| {
+                s.expire_at
+                    .is_some_and(|at| expired_after(at + sub_grace, now))
+            })
             .map(|(c, s)| (c.clone(), s.server_side))
             .collect();
         for (channel, server_side) in expired {
