@@ -45,6 +45,14 @@ if [ ! -d bench/node_modules/socket.io ]; then
   (cd bench && npm install --no-audit --no-fund --silent)
 fi
 
+# The commit measured, "-dirty" when the code differs from it (the generated report and the
+# hand-written notes do not count: a second run right after a first one measures the same code).
+GYRE_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+if ! git diff --quiet HEAD -- . ':(exclude)BENCHMARKS.md' ':(exclude)bench/latency-vs-rate.svg' \
+    ':(exclude)bench/notes.md' 2>/dev/null; then
+  GYRE_COMMIT="$GYRE_COMMIT-dirty"
+fi
+
 OUT=$ROOT/bench/out/$(date +%Y%m%d-%H%M%S)-$MODE
 mkdir -p "$OUT"
 SUITE_START=$(date +%s)
@@ -193,7 +201,7 @@ cat > "$OUT/machine.json" <<EOF
  "mem_gib":$(awk '/MemTotal/{printf "%.0f", $2/1048576}' /proc/meminfo),"kernel":"$(uname -r)",
  "nofile":$(ulimit -n),"mode":"$MODE","only":"$ONLY","suite_seconds":$((SUITE_END - SUITE_START)),
  "nats":"$(nats-server --version 2>&1 | head -1)","redis":"$(redis-server --version | cut -d' ' -f3)","socketio":"$(node -p 'require("./bench/node_modules/socket.io/package.json").version')",
- "node":"$(node --version)","rustc":"$(rustc --version)","gyre_commit":"$(git describe --always --dirty 2>/dev/null || echo unknown)",
+ "node":"$(node --version)","rustc":"$(rustc --version)","gyre_commit":"$GYRE_COMMIT",
  "date":"$(date -u +%Y-%m-%dT%H:%M:%SZ)"}
 EOF
 if [ -n "$ONLY" ]; then

@@ -686,7 +686,7 @@ fn write_report(
     writeln!(md)?;
     writeln!(
         md,
-        "## Micro-benchmarks\n\n`cargo bench -p gyre-protocol --bench codec` (criterion): encode and decode of a publication push and of commands, JSON and Protobuf, plus joining 16 units into one frame (the writer's batching).\n"
+        "## Micro-benchmarks\n\n`cargo bench -p gyre-protocol --bench codec` (criterion): encode and decode of a publication push and of commands, JSON and Protobuf, plus joining 16 units into one frame (the writer's batching). `cargo bench -p gyre-server --bench hub`: one publication broadcast to 1,000 and 10,000 subscribers (encode once, continuity check, push onto every session's queue) and one hand-over through a session's queue. Figures from the last run are in the notes below.\n"
     )?;
     if let Ok(notes) = std::fs::read_to_string(&args.notes) {
         md.push_str(&notes);

@@ -5,7 +5,8 @@
 //!   onto every session's queue. Only the broadcast is timed; the queues are emptied between
 //!   iterations outside the measurement.
 //! - `session_queue/push_take`: one message pushed onto a session's queue and taken off by
-//!   the session (what each delivery pays for the hand-over between tasks).
+//!   the session (what each delivery pays for the hand-over between tasks);
+//!   `session_queue/tokio_unbounded_mpsc` is the same through the tokio channel it replaced.
 //!
 //! Run with `cargo bench -p gyre-server --bench hub`.
 
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use gyre_protocol::{Protocol, Publication};
 use gyre_server::hub::{Hub, Subscriber};
-use gyre_server::outbound::{OutboundReceiver, SessionHandle};
+use gyre_server::outbound::{Outbound, OutboundReceiver, SessionHandle};
 
 fn publication(offset: u64) -> Publication {
     let mut data = String::from(r#"{"t":1763840000000000,"s":123456,"p":""#);
@@ -81,6 +82,14 @@ fn session_queue(c: &mut Criterion) {
         b.iter(|| {
             handle.send_unit(unit.clone());
             black_box(rx.try_recv())
+        });
+    });
+    // The channel the queue replaced, for comparison (same message, same hand-over).
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Outbound>();
+    group.bench_function("tokio_unbounded_mpsc", |b| {
+        b.iter(|| {
+            let _ = tx.send(Outbound::Unit(unit.clone()));
+            black_box(rx.try_recv().ok())
         });
     });
     group.finish();
