@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::raw::{Incoming, RawWs};
+use support::json_conn::{Conn, client, next_pub, subscribe, wait_for};
 use support::{Gyre, config, token};
 
 /// A `redis-server` on a free loopback port, killed on drop.
@@ -116,84 +116,6 @@ impl Drop for Redis {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// A raw client that keeps every JSON message of a frame, in order.
-struct Conn {
-    ws: RawWs,
-    pending: std::collections::VecDeque<Value>,
-}
-
-impl Conn {
-    /// The next JSON message, or the close code and reason.
-    async fn next(&mut self) -> Result<Value, (u16, String)> {
-        loop {
-            if let Some(v) = self.pending.pop_front() {
-                return Ok(v);
-            }
-            match self.ws.next(Duration::from_secs(5)).await {
-                Incoming::Text(text) => {
-                    for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
-                        self.pending
-                            .push_back(serde_json::from_str(line).expect("json"));
-                    }
-                }
-                Incoming::Closed(code, reason) => return Err((code, reason)),
-                Incoming::Binary(_) => panic!("binary frame on a JSON connection"),
-            }
-        }
-    }
-
-    async fn send(&mut self, command: &Value) {
-        self.ws.send_text(&command.to_string()).await;
-    }
-
-    /// The reply to command `id` (other messages before it are dropped).
-    async fn reply(&mut self, id: u64) -> Value {
-        wait_for(self, |v| (v["id"].as_u64() == Some(id)).then(|| v.clone())).await
-    }
-}
-
-/// Reads JSON messages until `pick` returns something.
-async fn wait_for<T>(conn: &mut Conn, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
-    loop {
-        match conn.next().await {
-            Ok(v) => {
-                if let Some(found) = pick(&v) {
-                    return found;
-                }
-            }
-            Err(closed) => panic!("connection closed: {closed:?}"),
-        }
-    }
-}
-
-/// The next publication pushed in `channel`.
-async fn next_pub(conn: &mut Conn, channel: &str) -> Value {
-    wait_for(conn, |v| {
-        (v["push"]["channel"] == channel && v["push"]["pub"].is_object())
-            .then(|| v["push"]["pub"].clone())
-    })
-    .await
-}
-
-async fn client(node: &Gyre, user: &str) -> Conn {
-    let mut conn = Conn {
-        ws: RawWs::connect(&node.ws_url(), None).await,
-        pending: Default::default(),
-    };
-    conn.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": user }))}}))
-        .await;
-    let reply = conn.reply(1).await;
-    assert!(reply["connect"].is_object(), "{reply}");
-    conn
-}
-
-async fn subscribe(conn: &mut Conn, id: u64, sub: Value) -> Value {
-    conn.send(&json!({ "id": id, "subscribe": sub })).await;
-    let reply = conn.reply(id).await;
-    assert!(reply["subscribe"].is_object(), "{reply}");
-    reply["subscribe"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,10 +578,7 @@ async fn thousands_of_first_subscribes_all_deliver() {
     let connected = futures_util::future::join_all((0..CLIENTS).map(|i| {
         let url = url.clone();
         tokio::spawn(async move {
-            let mut conn = Conn {
-                ws: RawWs::connect(&url, None).await,
-                pending: Default::default(),
-            };
+            let mut conn = Conn::open(&url).await;
             let t = token(json!({ "sub": format!("u{i}") }));
             conn.send(&json!({"id": 1, "connect": {"token": t}})).await;
             assert!(conn.reply(1).await["connect"].is_object());
@@ -767,10 +686,7 @@ async fn nodes_start_while_redis_is_down_and_work_once_it_appears() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Cross-node delivery and shared history work.
-    let mut on_b = Conn {
-        ws: RawWs::connect(&b.ws_url(), None).await,
-        pending: Default::default(),
-    };
+    let mut on_b = Conn::open(&b.ws_url()).await;
     on_b.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": "bob" }))}}))
         .await;
     assert!(on_b.reply(1).await["connect"].is_object());

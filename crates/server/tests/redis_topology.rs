@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::raw::{Incoming, RawWs};
+use support::json_conn::{Conn, client, next_pub, subscribe, wait_for};
 use support::{Gyre, config, token};
 
 fn free_port() -> u16 {
@@ -223,86 +223,6 @@ fn logged_at_start(config: &Value, dir: &TempDir, needle: &str) -> String {
     let _ = child.wait();
     assert!(still_running, "gyre exited: {seen:?}");
     found.unwrap_or_else(|| panic!("no log line with {needle:?}: {seen:?}"))
-}
-
-/// A raw client that keeps every JSON message of a frame, in order.
-struct Conn {
-    ws: RawWs,
-    pending: std::collections::VecDeque<Value>,
-}
-
-impl Conn {
-    /// The next JSON message (answering server pings on the way), or the close code and
-    /// reason.
-    async fn next(&mut self) -> Result<Value, (u16, String)> {
-        loop {
-            if let Some(v) = self.pending.pop_front() {
-                if v == json!({}) {
-                    self.send(&json!({})).await;
-                    continue;
-                }
-                return Ok(v);
-            }
-            match self.ws.next(Duration::from_secs(10)).await {
-                Incoming::Text(text) => {
-                    for line in text.split('\n').filter(|l| !l.trim().is_empty()) {
-                        self.pending
-                            .push_back(serde_json::from_str(line).expect("json"));
-                    }
-                }
-                Incoming::Closed(code, reason) => return Err((code, reason)),
-                Incoming::Binary(_) => panic!("binary frame on a JSON connection"),
-            }
-        }
-    }
-
-    async fn send(&mut self, command: &Value) {
-        self.ws.send_text(&command.to_string()).await;
-    }
-
-    async fn reply(&mut self, id: u64) -> Value {
-        wait_for(self, |v| (v["id"].as_u64() == Some(id)).then(|| v.clone())).await
-    }
-}
-
-async fn wait_for<T>(conn: &mut Conn, mut pick: impl FnMut(&Value) -> Option<T>) -> T {
-    loop {
-        match conn.next().await {
-            Ok(v) => {
-                if let Some(found) = pick(&v) {
-                    return found;
-                }
-            }
-            Err(closed) => panic!("connection closed: {closed:?}"),
-        }
-    }
-}
-
-async fn next_pub(conn: &mut Conn, channel: &str) -> Value {
-    wait_for(conn, |v| {
-        (v["push"]["channel"] == channel && v["push"]["pub"].is_object())
-            .then(|| v["push"]["pub"].clone())
-    })
-    .await
-}
-
-async fn client(node: &Gyre, user: &str) -> Conn {
-    let mut conn = Conn {
-        ws: RawWs::connect(&node.ws_url(), None).await,
-        pending: Default::default(),
-    };
-    conn.send(&json!({"id": 1, "connect": {"token": token(json!({ "sub": user }))}}))
-        .await;
-    let reply = conn.reply(1).await;
-    assert!(reply["connect"].is_object(), "{reply}");
-    conn
-}
-
-async fn subscribe(conn: &mut Conn, id: u64, sub: Value) -> Value {
-    conn.send(&json!({ "id": id, "subscribe": sub })).await;
-    let reply = conn.reply(id).await;
-    assert!(reply["subscribe"].is_object(), "{reply}");
-    reply["subscribe"].clone()
 }
 
 /// The real npm `centrifuge` client across nodes `a` and `b` (`conformance/js/cross_node.mjs`:
