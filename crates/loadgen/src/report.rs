@@ -389,39 +389,52 @@ fn write_report(
     }
     let d = |s: Option<&Value>| s.map_or(0.0, |s| f(&s["deliveries_per_s"]));
     let per_core = |s: Option<&Value>| s.map_or(0.0, |s| f(&s["deliveries_per_cpu_s"]));
-    // Each comparison only when both runs are in this suite run (`--only` runs a subset).
-    if s2g.is_some() && s2f.is_some() {
-        let (g, fl) = (d(s2g), d(s2f));
-        writeln!(
-            md,
-            "| S2 ≥ 60% of the floor's deliveries/s at p99 ≤ 200 ms | {} vs {} ({:.0}%) | {} |",
-            k(g),
-            k(fl),
-            100.0 * g / fl.max(1.0),
-            yes(g >= 0.6 * fl)
-        )?;
-    }
-    if s2g.is_some() && s2s.is_some() {
-        let (g, so) = (d(s2g), d(s2s));
-        writeln!(
-            md,
-            "| S2 ≥ 5× Socket.IO (deliveries/s at p99 ≤ 200 ms) | {} vs {} ({}) | {} |",
-            k(g),
-            k(so),
-            ratio(g, so),
-            yes(g >= 5.0 * so)
-        )?;
-    }
-    if s2g.is_some() && s2n.is_some() {
-        let (gc, nc) = (per_core(s2g), per_core(s2n));
-        writeln!(
-            md,
-            "| S2 ahead of NATS per core (deliveries per server CPU-second, at each one's best step) | {} vs {} ({}) | {} |",
-            k(gc),
-            k(nc),
-            ratio(gc, nc),
-            yes(gc > nc)
-        )?;
+    // Each comparison only when both runs are in this suite run (`--only` runs a subset), for
+    // Gyre speaking JSON and Protobuf (the floor with the same encoding; the peers have one).
+    for (encoding, gyre, floor) in [
+        ("JSON", s2g, s2f),
+        (
+            "Protobuf",
+            get("s2-fanout-gyre-protobuf").and_then(best_step),
+            get("s2-fanout-floor-protobuf").and_then(best_step),
+        ),
+    ] {
+        if gyre.is_none() {
+            continue;
+        }
+        if floor.is_some() {
+            let (g, fl) = (d(gyre), d(floor));
+            writeln!(
+                md,
+                "| S2 {encoding}: ≥ 60% of the floor's deliveries/s at p99 ≤ 200 ms | {} vs {} ({:.0}%) | {} |",
+                k(g),
+                k(fl),
+                100.0 * g / fl.max(1.0),
+                yes(g >= 0.6 * fl)
+            )?;
+        }
+        if s2s.is_some() {
+            let (g, so) = (d(gyre), d(s2s));
+            writeln!(
+                md,
+                "| S2 {encoding}: ≥ 5× Socket.IO (deliveries/s at p99 ≤ 200 ms) | {} vs {} ({}) | {} |",
+                k(g),
+                k(so),
+                ratio(g, so),
+                yes(g >= 5.0 * so)
+            )?;
+        }
+        if s2n.is_some() {
+            let (gc, nc) = (per_core(gyre), per_core(s2n));
+            writeln!(
+                md,
+                "| S2 {encoding}: ahead of NATS per core (deliveries per server CPU-second, at each one's best step) | {} vs {} ({}) | {} |",
+                k(gc),
+                k(nc),
+                ratio(gc, nc),
+                yes(gc > nc)
+            )?;
+        }
     }
     if let Some(r) = rec {
         let e = &r["extra"];
