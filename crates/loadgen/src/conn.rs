@@ -18,6 +18,31 @@ use tokio_websockets::{ClientBuilder, Message, WebSocketStream};
 
 use crate::payload::{self, Fields};
 
+/// A JSON message read only as far as a publication push needs (the data borrowed, every other
+/// field skipped): the load generator's hot path, so that a client parsing thousands of pushes a
+/// second does not build and move a whole `Reply` for each. Anything else is decoded in full.
+#[derive(serde::Deserialize)]
+struct LitePush<'a> {
+    #[serde(default)]
+    id: u32,
+    #[serde(borrow, default)]
+    push: Option<LitePushBody<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct LitePushBody<'a> {
+    #[serde(borrow, rename = "pub", default)]
+    publication: Option<LitePublication<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct LitePublication<'a> {
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+    #[serde(default)]
+    offset: u64,
+}
+
 /// The system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 pub enum Target {
@@ -308,20 +333,26 @@ impl Conn {
         }
         let p: &[u8] = msg.as_payload();
         match self.target {
-            Target::Gyre | Target::Floor => {
-                for reply in decode_all::<Reply>(self.protocol, p)? {
-                    if reply == Reply::default() {
-                        self.pending_pongs += 1;
-                    } else if let Some(publication) =
-                        reply.push.as_ref().and_then(|p| p.publication.as_ref())
-                    {
-                        if let Some(f) = payload::parse(&publication.data) {
-                            out.push(Event::Publication(f, publication.offset));
+            Target::Gyre | Target::Floor if self.protocol == Protocol::Json => {
+                for line in p.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                    match serde_json::from_slice::<LitePush<'_>>(line) {
+                        Ok(LitePush {
+                            id: 0,
+                            push:
+                                Some(LitePushBody {
+                                    publication: Some(publication),
+                                }),
+                        }) => {
+                            if let Some(f) = payload::parse(publication.data.get().as_bytes()) {
+                                out.push(Event::Publication(f, publication.offset));
+                            }
                         }
-                    } else if reply.id != 0 {
-                        out.push(Event::Reply(Box::new(reply)));
+                        _ => self.on_replies(decode_all::<Reply>(self.protocol, line)?, out),
                     }
                 }
+            }
+            Target::Gyre | Target::Floor => {
+                self.on_replies(decode_all::<Reply>(self.protocol, p)?, out);
             }
             Target::Nats => {
                 self.stream_buf.extend_from_slice(p);
@@ -366,6 +397,23 @@ impl Conn {
         }
         self.flush_pongs().await?;
         Ok(true)
+    }
+
+    /// Handles decoded Centrifugo replies: pings, publications and command replies.
+    fn on_replies(&mut self, replies: Vec<Reply>, out: &mut Vec<Event>) {
+        for reply in replies {
+            if reply == Reply::default() {
+                self.pending_pongs += 1;
+            } else if let Some(publication) =
+                reply.push.as_ref().and_then(|p| p.publication.as_ref())
+            {
+                if let Some(f) = payload::parse(&publication.data) {
+                    out.push(Event::Publication(f, publication.offset));
+                }
+            } else if reply.id != 0 {
+                out.push(Event::Reply(Box::new(reply)));
+            }
+        }
     }
 
     /// Closes the connection politely (bounded in time).
