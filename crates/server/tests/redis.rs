@@ -452,42 +452,8 @@ fn real_client_across_nodes() {
     let redis = Redis::start();
     let a = redis.node();
     let b = redis.node();
-    let dir = support::node_deps();
     for protocol in ["json", "protobuf"] {
-        let exp = support::now() + 3600;
-        let mut child = Command::new("node")
-            .arg("cross_node.mjs")
-            .current_dir(&dir)
-            .env("GYRE_WS_URL", a.ws_url())
-            .env("GYRE_WS_URL_B", b.ws_url())
-            .env("GYRE_API_URL", a.api_base())
-            .env("GYRE_API_KEY", support::API_KEY)
-            .env("GYRE_PROTOCOL", protocol)
-            .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
-            .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn node");
-        let deadline = Instant::now() + Duration::from_secs(40);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait node") {
-                break Some(status);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let output = child.wait_with_output().expect("node output");
-        assert!(
-            status.is_some_and(|s| s.success()),
-            "cross_node.mjs ({protocol}) failed: {status:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        support::run_cross_node_js(&a, &b, protocol);
     }
 }
 
@@ -950,7 +916,7 @@ fn real_python_client_across_nodes() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn python3");
-        let output = wait_bounded(&mut child, Duration::from_secs(45));
+        let output = support::wait_bounded(&mut child, Duration::from_secs(45));
         assert!(
             output.0.is_some_and(|s| s.success()),
             "cross_node.py ({protocol}) failed: {:?}\n--- stdout ---\n{}--- stderr ---\n{}",
@@ -959,53 +925,6 @@ fn real_python_client_across_nodes() {
             output.2
         );
     }
-}
-
-/// Waits for a child at most `limit` (killing it then); returns its status (None when
-/// killed), stdout and stderr.
-fn wait_bounded(
-    child: &mut Child,
-    limit: Duration,
-) -> (Option<std::process::ExitStatus>, String, String) {
-    use std::io::Read;
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut out);
-            }
-            String::from_utf8_lossy(&out).into_owned()
-        })
-    };
-    let stdout = drain(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let stderr = drain(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (
-        status,
-        stdout.join().unwrap_or_default(),
-        stderr.join().unwrap_or_default(),
-    )
 }
 
 /// A Redis that stops answering without closing connections (SIGSTOP): the node notices

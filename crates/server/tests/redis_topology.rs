@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::json_conn::{Conn, client, next_pub, subscribe, wait_for};
-use support::{Gyre, config, token};
+use support::{Gyre, config};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -154,18 +154,23 @@ fn node(redis: Value) -> Gyre {
     Gyre::start(&node_config(redis))
 }
 
-/// Runs `gyre serve` with `config`, expecting it to exit with an error within 20 s; its stderr.
-fn failing_start(config: &Value, dir: &TempDir) -> String {
-    let path = dir.write("failing.json", &config.to_string());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))
+/// Starts `gyre serve` with `config` written to `file` in `dir`.
+fn spawn_serve(config: &Value, dir: &TempDir, file: &str, stdout: Stdio, stderr: Stdio) -> Child {
+    let path = dir.write(file, &config.to_string());
+    Command::new(env!("CARGO_BIN_EXE_gyre"))
         .arg("serve")
         .arg("--config")
         .arg(&path)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
-        .expect("spawn gyre");
+        .expect("spawn gyre")
+}
+
+/// Runs `gyre serve` with `config`, expecting it to exit with an error within 20 s; its stderr.
+fn failing_start(config: &Value, dir: &TempDir) -> String {
+    let mut child = spawn_serve(config, dir, "failing.json", Stdio::null(), Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait gyre") {
@@ -186,16 +191,7 @@ fn failing_start(config: &Value, dir: &TempDir) -> String {
 /// (on stdout) a line containing `needle` within 20 s; that line.
 fn logged_at_start(config: &Value, dir: &TempDir, needle: &str) -> String {
     use std::io::BufRead as _;
-    let path = dir.write("degraded.json", &config.to_string());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gyre");
+    let mut child = spawn_serve(config, dir, "degraded.json", Stdio::piped(), Stdio::null());
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -223,46 +219,6 @@ fn logged_at_start(config: &Value, dir: &TempDir, needle: &str) -> String {
     let _ = child.wait();
     assert!(still_running, "gyre exited: {seen:?}");
     found.unwrap_or_else(|| panic!("no log line with {needle:?}: {seen:?}"))
-}
-
-/// The real npm `centrifuge` client across nodes `a` and `b` (`conformance/js/cross_node.mjs`:
-/// delivery both ways, presence of both nodes, recovery when moving between nodes).
-fn real_client_across(a: &Gyre, b: &Gyre) {
-    let dir = support::node_deps();
-    let exp = support::now() + 3600;
-    let mut child = Command::new("node")
-        .arg("cross_node.mjs")
-        .current_dir(&dir)
-        .env("GYRE_WS_URL", a.ws_url())
-        .env("GYRE_WS_URL_B", b.ws_url())
-        .env("GYRE_API_URL", a.api_base())
-        .env("GYRE_API_KEY", support::API_KEY)
-        .env("GYRE_PROTOCOL", "json")
-        .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
-        .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn node");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait node") {
-            break Some(status);
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().expect("node output");
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "cross_node.mjs failed: {status:?}\n--- stdout ---\n{}--- stderr ---\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// Publishes on `a` (API) and expects the client on `b` to receive it in `channel`, with
@@ -429,7 +385,7 @@ async fn tls_nodes_with_client_certificates_and_auth() {
         "keys in db 2: {keys:?}"
     );
 
-    real_client_across(&a, &b);
+    support::run_cross_node_js(&a, &b, "json");
 
     // insecure_skip_verify connects whatever the certificate's name.
     let c = node(json!({
@@ -543,7 +499,7 @@ async fn sentinel_nodes_deliver_and_follow_a_failover() {
             .cli(&["--scan", "--pattern", "*.stream.*"])
             .contains("centrifugo.stream.news")
     );
-    real_client_across(&a, &b);
+    support::run_cross_node_js(&a, &b, "json");
 
     // Failover while node A publishes all along (failures during the switch are expected).
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -814,6 +770,6 @@ async fn cluster_nodes_deliver_recover_and_share_presence() {
         assert!(Instant::now() < deadline, "info never listed both nodes");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    real_client_across(&a, &b);
+    support::run_cross_node_js(&a, &b, "json");
     drop(on_a);
 }

@@ -261,3 +261,76 @@ pub fn python_deps() -> PathBuf {
     );
     dir
 }
+
+/// Waits for a child at most `limit` (killing it then); returns its status (None when
+/// killed), stdout and stderr.
+pub fn wait_bounded(
+    child: &mut Child,
+    limit: Duration,
+) -> (Option<std::process::ExitStatus>, String, String) {
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut out);
+            }
+            String::from_utf8_lossy(&out).into_owned()
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    let status = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status,
+        stdout.join().unwrap_or_default(),
+        stderr.join().unwrap_or_default(),
+    )
+}
+
+/// Runs the real npm `centrifuge` client across nodes `a` and `b`
+/// (`conformance/js/cross_node.mjs`: delivery both ways, presence of both nodes, recovery when
+/// moving between nodes) in `protocol` (`json` or `protobuf`), bounded at 40 s.
+pub fn run_cross_node_js(a: &Gyre, b: &Gyre, protocol: &str) {
+    let exp = now() + 3600;
+    let mut child = Command::new("node")
+        .arg("cross_node.mjs")
+        .current_dir(node_deps())
+        .env("GYRE_WS_URL", a.ws_url())
+        .env("GYRE_WS_URL_B", b.ws_url())
+        .env("GYRE_API_URL", a.api_base())
+        .env("GYRE_API_KEY", API_KEY)
+        .env("GYRE_PROTOCOL", protocol)
+        .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
+        .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn node");
+    let (status, stdout, stderr) = wait_bounded(&mut child, Duration::from_secs(40));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "cross_node.mjs ({protocol}) failed: {status:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+    );
+}
