@@ -102,12 +102,9 @@ where
     let mut recompute = true;
     loop {
         if std::mem::take(&mut recompute) {
-            let next = session.next_deadline();
-            if next != deadline {
-                deadline = next;
-                if let Some(at) = deadline {
-                    timer.as_mut().reset(at);
-                }
+            deadline = session.next_deadline();
+            if let Some(at) = deadline {
+                timer.as_mut().reset(at);
             }
         }
         tokio::select! {
@@ -244,10 +241,6 @@ impl Session {
 
     /// Handles one queued message; true when it may have changed an expiry.
     async fn on_outbound(&mut self, message: Outbound) -> bool {
-        if let Outbound::Control(control) = message {
-            Box::pin(self.on_control(*control)).await;
-            return true;
-        }
         match message {
             Outbound::Unit(unit) => {
                 self.out_queued += unit.len();
@@ -265,7 +258,10 @@ impl Session {
                 }
             }
             Outbound::Disconnect(d) => self.close(d),
-            Outbound::Control(_) => {}
+            Outbound::Control(control) => {
+                Box::pin(self.on_control(*control)).await;
+                return true;
+            }
         }
         false
     }
