@@ -7,7 +7,6 @@
 
 mod support;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,22 +86,8 @@ fn run_script(script: &str, protocol: &str, config: &Value, env: &[(&str, String
         cmd.env(key, value);
     }
     let mut child = cmd.spawn().expect("spawn python3");
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
     let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait python3") {
-            break Some(status);
-        }
-        if started.elapsed() > SCRIPT_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let stdout = stdout.join().unwrap_or_default();
-    let stderr = stderr.join().unwrap_or_default();
+    let (status, stdout, stderr) = support::wait_bounded(&mut child, SCRIPT_TIMEOUT);
     let elapsed = started.elapsed();
     let verdict = match status {
         Some(s) if s.success() => return,
@@ -113,14 +98,6 @@ fn run_script(script: &str, protocol: &str, config: &Value, env: &[(&str, String
         "python scenario {script} [{protocol}] {verdict} after {elapsed:.1?}\n\
          ----- stdout -----\n{stdout}\n----- stderr -----\n{stderr}"
     );
-}
-
-fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = pipe.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    })
 }
 
 /// One scenario, as a module with a `json` and a `protobuf` test.
