@@ -171,20 +171,10 @@ fn spawn_serve(config: &Value, dir: &TempDir, file: &str, stdout: Stdio, stderr:
 /// Runs `gyre serve` with `config`, expecting it to exit with an error within 20 s; its stderr.
 fn failing_start(config: &Value, dir: &TempDir) -> String {
     let mut child = spawn_serve(config, dir, "failing.json", Stdio::null(), Stdio::piped());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait gyre") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gyre kept running with a bad Redis setup");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let output = child.wait_with_output().expect("gyre output");
+    let (status, _, stderr) = support::wait_bounded(&mut child, Duration::from_secs(20));
+    let status = status.expect("gyre kept running with a bad Redis setup");
     assert!(!status.success(), "gyre exited successfully");
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    stderr
 }
 
 /// Runs `gyre serve` with `config`, which must keep running (it starts without Redis) and log
