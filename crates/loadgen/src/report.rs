@@ -73,6 +73,37 @@ fn load_note(load: &Value) -> String {
     }
 }
 
+/// The table of every step of fan-out runs; `rss` heads the memory column.
+fn write_fanout_steps(md: &mut String, runs: &[&Value], rss: &str) -> Result<()> {
+    writeln!(
+        md,
+        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | CPU-s per 1M | loadgen CPU % | other CPU % | {rss} | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )?;
+    for r in runs {
+        for s in r["steps"].as_array().into_iter().flatten() {
+            writeln!(
+                md,
+                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.1} | {} |",
+                r["label"].as_str().unwrap_or("?"),
+                s["rate"],
+                k(f(&s["deliveries_per_s"])),
+                f(&s["loss_pct"]),
+                ms(&s["latency_us"]["p50"]),
+                ms(&s["latency_us"]["p99"]),
+                ms(&s["latency_us"]["p999"]),
+                ms(&s["latency_us"]["max"]),
+                f(&s["server_cpu_pct"]),
+                f(&s["server_cpu_s_per_m"]),
+                f(&s["loadgen_cpu_pct"]),
+                f(&s["other_cpu_pct"]),
+                f(&s["server_rss_kb"]) / 1024.0,
+                load_note(&s["loadavg"]),
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// The cross-node fan-out section: the memory engine's single node next to two nodes on Redis,
 /// from the same suite run.
 fn write_cross_node(md: &mut String, results: &[(String, Value)]) -> Result<()> {
@@ -122,29 +153,12 @@ fn write_cross_node(md: &mut String, results: &[(String, Value)]) -> Result<()> 
         )?;
     }
     writeln!(md, "\nEvery step across nodes:\n")?;
-    writeln!(
-        md,
-        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | max ms | server CPU % | CPU-s per 1M | RSS MB (2 nodes + Redis) | load |\n|---|---|---|---|---|---|---|---|---|---|---|"
-    )?;
-    for (_, r) in results.iter().filter(|(n, _)| n.starts_with("s2x-")) {
-        for s in r["steps"].as_array().into_iter().flatten() {
-            writeln!(
-                md,
-                "| {} | {} | {} | {:.2} | {} | {} | {} | {:.0} | {:.2} | {:.1} | {} |",
-                r["label"].as_str().unwrap_or("?"),
-                s["rate"],
-                k(f(&s["deliveries_per_s"])),
-                f(&s["loss_pct"]),
-                ms(&s["latency_us"]["p50"]),
-                ms(&s["latency_us"]["p99"]),
-                ms(&s["latency_us"]["max"]),
-                f(&s["server_cpu_pct"]),
-                f(&s["server_cpu_s_per_m"]),
-                f(&s["server_rss_kb"]) / 1024.0,
-                load_note(&s["loadavg"]),
-            )?;
-        }
-    }
+    let cross: Vec<&Value> = results
+        .iter()
+        .filter(|(n, _)| n.starts_with("s2x-"))
+        .map(|(_, v)| v)
+        .collect();
+    write_fanout_steps(md, &cross, "RSS MB (2 nodes + Redis)")?;
     writeln!(md)?;
     Ok(())
 }
@@ -529,32 +543,7 @@ fn write_report(
         )?;
     }
     writeln!(md, "\nEvery step:\n")?;
-    writeln!(
-        md,
-        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | CPU-s per 1M | loadgen CPU % | other CPU % | RSS MB | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    )?;
-    for r in &s2_runs {
-        for s in r["steps"].as_array().into_iter().flatten() {
-            writeln!(
-                md,
-                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.1} | {} |",
-                r["label"].as_str().unwrap_or("?"),
-                s["rate"],
-                k(f(&s["deliveries_per_s"])),
-                f(&s["loss_pct"]),
-                ms(&s["latency_us"]["p50"]),
-                ms(&s["latency_us"]["p99"]),
-                ms(&s["latency_us"]["p999"]),
-                ms(&s["latency_us"]["max"]),
-                f(&s["server_cpu_pct"]),
-                f(&s["server_cpu_s_per_m"]),
-                f(&s["loadgen_cpu_pct"]),
-                f(&s["other_cpu_pct"]),
-                f(&s["server_rss_kb"]) / 1024.0,
-                load_note(&s["loadavg"]),
-            )?;
-        }
-    }
+    write_fanout_steps(&mut md, &s2_runs, "RSS MB")?;
     writeln!(
         md,
         "\n![latency versus delivered rate](bench/latency-vs-rate.svg)\n"
