@@ -18,18 +18,9 @@ struct Redis {
     port: u16,
 }
 
-/// A free loopback port (nothing listens on it once this returns).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 impl Redis {
     fn start() -> Self {
-        Self::start_on(free_port())
+        Self::start_on(support::free_port())
     }
 
     fn start_on(port: u16) -> Self {
@@ -353,26 +344,7 @@ async fn redis_restart_is_never_a_silent_gap() {
     assert_eq!(next_pub(&mut on_b, "news").await["offset"], 1);
 
     // Traffic on node A all along (failures while Redis is away are expected).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let publisher = {
-        let (addr, stop) = (a.addr.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut ok = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (_, reply) = support::http_post(
-                    &addr,
-                    "/api/publish",
-                    &json!({ "channel": "news", "data": { "t": 1 } }).to_string(),
-                    &[("X-API-Key", support::API_KEY)],
-                );
-                if reply.get("error").is_none() {
-                    ok += 1;
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            ok
-        })
-    };
+    let publisher = support::BackgroundPublisher::start(&a.addr, "news", Duration::from_millis(5));
     tokio::time::sleep(Duration::from_millis(200)).await;
     redis.restart(Duration::from_millis(300));
     // Until it is told to resubscribe, the client sees a gapless sequence; then (Redis lost
@@ -419,8 +391,7 @@ async fn redis_restart_is_never_a_silent_gap() {
             "gapless after the resubscribe: {p} {sub}"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(publisher.join().expect("publisher") > 5);
+    assert!(publisher.stop() > 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,7 +588,7 @@ async fn thousands_of_first_subscribes_all_deliver() {
 /// with internal errors, and works fully (across nodes) once Redis appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_start_while_redis_is_down_and_work_once_it_appears() {
-    let port = free_port();
+    let port = support::free_port();
     let address = vec![format!("redis://127.0.0.1:{port}")];
     let a = node_with(&address, json!({}));
     let b = node_with(&address, json!({}));
@@ -703,23 +674,8 @@ async fn redis_restart_resubscribes_unpositioned_channels_silently() {
     );
     assert_eq!(next_pub(&mut on_b, "plain:room").await["data"]["n"], 0);
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let publisher = {
-        let (addr, stop) = (a.addr.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut n = 1;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                support::http_post(
-                    &addr,
-                    "/api/publish",
-                    &json!({ "channel": "plain:room", "data": { "n": n } }).to_string(),
-                    &[("X-API-Key", support::API_KEY)],
-                );
-                n += 1;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        })
-    };
+    let publisher =
+        support::BackgroundPublisher::start(&a.addr, "plain:room", Duration::from_millis(20));
     redis.restart(Duration::from_millis(300));
     // The positioned subscription is told to resubscribe once the node is back; the plain
     // one never is, and publications reach it again after that.
@@ -737,8 +693,7 @@ async fn redis_restart_resubscribes_unpositioned_channels_silently() {
         (resubscribed && push["channel"] == "plain:room" && push["pub"].is_object()).then_some(())
     })
     .await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    publisher.join().expect("publisher");
+    publisher.stop();
 }
 
 /// Positioned subscribers of brand-new channels, while another node publishes the first

@@ -13,14 +13,6 @@ use serde_json::{Value, json};
 use support::json_conn::{Conn, client, next_pub, subscribe, wait_for};
 use support::{Gyre, config};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("free port")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
-
 /// A scratch directory, removed on drop.
 struct TempDir(PathBuf);
 
@@ -78,7 +70,7 @@ impl Server {
 
     /// A plain server on a free port with extra `args`, its files in `dir`.
     fn plain(dir: &TempDir, extra: &[&str]) -> Self {
-        let port = free_port();
+        let port = support::free_port();
         let mut args: Vec<String> = [
             "--dir",
             &path(&dir.0),
@@ -278,7 +270,7 @@ fn path(p: &Path) -> String {
 async fn tls_nodes_with_client_certificates_and_auth() {
     let dir = TempDir::new("redis-tls");
     let pki = pki(&dir);
-    let port = free_port();
+    let port = support::free_port();
     let args: Vec<String> = [
         "--port",
         "0",
@@ -437,7 +429,7 @@ fn sentinel_setup() -> SentinelSetup {
             .cli(&["info", "replication"])
             .contains("master_link_status:up")
     });
-    let port = free_port();
+    let port = support::free_port();
     let conf = dir.write(
         "sentinel.conf",
         &format!(
@@ -492,26 +484,7 @@ async fn sentinel_nodes_deliver_and_follow_a_failover() {
     support::run_cross_node_js(&a, &b, "json");
 
     // Failover while node A publishes all along (failures during the switch are expected).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let publisher = {
-        let (addr, stop) = (a.addr.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut ok = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (_, reply) = support::http_post(
-                    &addr,
-                    "/api/publish",
-                    &json!({ "channel": "news", "data": { "t": 1 } }).to_string(),
-                    &[("X-API-Key", support::API_KEY)],
-                );
-                if reply.get("error").is_none() {
-                    ok += 1;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            ok
-        })
-    };
+    let publisher = support::BackgroundPublisher::start(&a.addr, "news", Duration::from_millis(10));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let replica_port = s.replica.port.to_string();
     eventually(
@@ -581,8 +554,7 @@ async fn sentinel_nodes_deliver_and_follow_a_failover() {
             "gapless after the resubscribe: {p} {sub}"
         );
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    assert!(publisher.join().expect("publisher") > 5);
+    assert!(publisher.stop() > 5);
     // The new master holds the stream.
     assert!(
         s.replica
@@ -606,7 +578,7 @@ fn cluster() -> Cluster {
         .map(|i| {
             let conf = dir.0.join(format!("nodes-{i}.conf"));
             // The bus port would default to port + 10000, which may be taken or out of range.
-            let bus = free_port().to_string();
+            let bus = support::free_port().to_string();
             Server::plain(
                 &dir,
                 &[

@@ -334,3 +334,55 @@ pub fn run_cross_node_js(a: &Gyre, b: &Gyre, protocol: &str) {
         "cross_node.mjs ({protocol}) failed: {status:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
     );
 }
+
+/// A free loopback port (nothing listens on it once this returns).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Publishes `{"n": 1}`, `{"n": 2}`, ... to `channel` through the API of the node at `addr`
+/// every `pause`, on a thread, until stopped; failed publishes are expected (Redis away) and
+/// not counted.
+pub struct BackgroundPublisher {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<usize>,
+}
+
+impl BackgroundPublisher {
+    /// Starts publishing.
+    pub fn start(addr: &str, channel: &str, pause: Duration) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (addr, channel, stop) = (addr.to_owned(), channel.to_owned(), stop.clone());
+            std::thread::spawn(move || {
+                let mut ok = 0;
+                let mut n = 1;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let (_, reply) = http_post(
+                        &addr,
+                        "/api/publish",
+                        &json!({ "channel": channel, "data": { "n": n } }).to_string(),
+                        &[("X-API-Key", API_KEY)],
+                    );
+                    if reply.get("error").is_none() {
+                        ok += 1;
+                    }
+                    n += 1;
+                    std::thread::sleep(pause);
+                }
+                ok
+            })
+        };
+        Self { stop, thread }
+    }
+
+    /// Stops publishing; how many publishes succeeded.
+    pub fn stop(self) -> usize {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().expect("publisher")
+    }
+}
