@@ -18,4 +18,5 @@ pub mod node;
 pub mod outbound;
 pub mod pinger;
 pub mod session;
+pub mod websocket;
 pub mod ws;

@@ -11,11 +11,14 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use gyre_protocol::Protocol;
 use hyper_util::rt::TokioIo;
-use tokio_websockets::{Config as WsConfig, Limits, ServerBuilder};
 
 use crate::node::Node;
+use crate::websocket::WsStream;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The message size limit when `websocket.message_size_limit` is 0 (no limit set).
+const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024 * 1024;
 
 /// Counts an open connection for `client.connection_limit` until dropped.
 struct OpenConnection(Arc<Node>);
@@ -135,11 +138,12 @@ pub async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Re
                 return;
             }
         };
-        let limits = Limits::default().max_payload_len((limit > 0).then_some(limit));
-        let ws = ServerBuilder::new()
-            .limits(limits)
-            .config(WsConfig::default().frame_size(64 * 1024))
-            .serve(TokioIo::new(upgraded));
+        let max_payload = if limit > 0 {
+            limit
+        } else {
+            DEFAULT_MAX_PAYLOAD
+        };
+        let ws = WsStream::new(TokioIo::new(upgraded), max_payload);
         crate::session::run(node, ws, protocol).await;
     });
 

@@ -12,13 +12,12 @@ mod subscribe;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::websocket::{self, Message, WsError, WsStream};
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use gyre_protocol::codec::{self, decode_all, join_units};
 use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
-use tokio_websockets::{CloseCode, Message, WebSocketStream};
 
 use crate::node::{Node, unix_now};
 use crate::outbound::{Control, Outbound, OutboundReceiver, SessionHandle};
@@ -66,7 +65,7 @@ struct Session {
 }
 
 /// Runs a session over an upgraded WebSocket until it closes.
-pub async fn run<S>(node: Arc<Node>, mut ws: WebSocketStream<S>, protocol: Protocol)
+pub async fn run<S>(node: Arc<Node>, mut ws: WsStream<S>, protocol: Protocol)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -135,11 +134,16 @@ where
             break;
         }
         if let Some(disconnect) = session.closing.clone() {
-            let code = CloseCode::try_from(disconnect.code).unwrap_or(CloseCode::NORMAL_CLOSURE);
-            let _ = ws
-                .send(Message::close(Some(code), &disconnect.reason))
-                .await;
-            let _ = ws.close().await;
+            let code = if websocket::close_code_allowed(disconnect.code) {
+                disconnect.code
+            } else {
+                websocket::CLOSE_NORMAL
+            };
+            let _ = tokio::time::timeout(close_timeout, async {
+                let _ = ws.send_close(code, &disconnect.reason).await;
+                let _ = ws.close().await;
+            })
+            .await;
             break;
         }
     }
@@ -315,7 +319,7 @@ impl Session {
         changed
     }
 
-    async fn write<S>(&mut self, ws: &mut WebSocketStream<S>) -> Result<(), tokio_websockets::Error>
+    async fn write<S>(&mut self, ws: &mut WsStream<S>) -> Result<(), WsError>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
@@ -330,19 +334,14 @@ impl Session {
             join_units(self.protocol, self.out.drain(..).as_slice())
         };
         self.out_len = 0;
-        let message = match self.protocol {
-            Protocol::Json => Message::text(frame),
-            Protocol::Protobuf => Message::binary(frame),
-        };
+        let text = self.protocol == Protocol::Json;
         let timeout = self.node.config.websocket.write_timeout.0;
         let result = if timeout.is_zero() {
-            ws.send(message).await
+            ws.send(text, &frame).await
         } else {
-            match tokio::time::timeout(timeout, ws.send(message)).await {
+            match tokio::time::timeout(timeout, ws.send(text, &frame)).await {
                 Ok(result) => result,
-                Err(_) => Err(tokio_websockets::Error::Io(
-                    std::io::ErrorKind::TimedOut.into(),
-                )),
+                Err(_) => Err(WsError::Io(std::io::ErrorKind::TimedOut.into())),
             }
         };
         self.handle.release(std::mem::take(&mut self.out_queued));
@@ -443,7 +442,7 @@ mod tests {
         )
         .expect("node");
         let (io, _peer) = tokio::io::duplex(64);
-        let ws = tokio_websockets::ServerBuilder::new().serve(io);
+        let ws = WsStream::new(io, 1 << 16);
         let future = run(node, ws, Protocol::Json);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1536, "session future is {size} bytes");

@@ -1,0 +1,716 @@
+//! The server side of WebSocket framing (RFC 6455) for client sessions.
+//!
+//! Written for memory per idle connection: frames are read into one scratch buffer per thread
+//! and only the bytes of an incomplete frame are kept per connection, so an idle connection
+//! holds no read buffer at all (a general-purpose codec keeps an 8 KiB buffer per connection,
+//! which was half of an idle session's memory). Data messages are handed out whole
+//! (fragments joined); pings are answered, pongs ignored, and the close handshake, masking,
+//! size and UTF-8 rules are enforced with the close codes RFC 6455 gives (1002, 1007, 1009).
+//! Frames are written unfragmented, header and payload in one vectored write.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+/// Size of the per-thread buffer frames are read into.
+const SCRATCH_BYTES: usize = 64 * 1024;
+
+/// The largest payload a control frame may carry.
+const MAX_CONTROL_PAYLOAD: usize = 125;
+
+/// Close code: the peer broke the protocol.
+pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+/// Close code: a text message (or close reason) was not UTF-8.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+/// Close code: a message was larger than the limit.
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// Close code: normal closure.
+pub const CLOSE_NORMAL: u16 = 1000;
+
+thread_local! {
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
+}
+
+/// A data message received from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    text: bool,
+    payload: Bytes,
+}
+
+impl Message {
+    /// Whether the message was sent as text (opcode 1).
+    pub fn is_text(&self) -> bool {
+        self.text
+    }
+
+    /// Whether the message was sent as binary (opcode 2).
+    pub fn is_binary(&self) -> bool {
+        !self.text
+    }
+
+    /// The message's bytes (fragments joined, unmasked).
+    pub fn as_payload(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+/// What can go wrong on a WebSocket connection.
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    /// The transport failed.
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    /// The client broke the framing rules; a close frame with `code` has been queued.
+    #[error("protocol violation ({code}): {reason}")]
+    Protocol {
+        /// The close code sent to the client.
+        code: u16,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// A message being assembled from fragments.
+#[derive(Debug)]
+struct Fragments {
+    text: bool,
+    payload: BytesMut,
+}
+
+/// A frame's header, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
+    fin: bool,
+    opcode: u8,
+    mask: [u8; 4],
+    /// Bytes taken by the header.
+    len: usize,
+    /// Bytes of payload after it.
+    payload_len: usize,
+}
+
+/// Parses the header at the start of `buf`: `Ok(None)` when more bytes are needed.
+fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, WsError> {
+    if buf.len() < 2 {
+        return Ok(None);
+    }
+    let (b0, b1) = (buf[0], buf[1]);
+    if b0 & 0x70 != 0 {
+        return Err(protocol(CLOSE_PROTOCOL_ERROR, "reserved bits set"));
+    }
+    if b1 & 0x80 == 0 {
+        return Err(protocol(CLOSE_PROTOCOL_ERROR, "client frame not masked"));
+    }
+    let fin = b0 & 0x80 != 0;
+    let opcode = b0 & 0x0f;
+    let (payload_len, at) = match b1 & 0x7f {
+        126 => match buf.get(2..4) {
+            Some(b) => (u64::from(u16::from_be_bytes([b[0], b[1]])), 4),
+            None => return Ok(None),
+        },
+        127 => match buf.get(2..10) {
+            Some(b) => {
+                let mut n = [0u8; 8];
+                n.copy_from_slice(b);
+                let n = u64::from_be_bytes(n);
+                if n >> 63 != 0 {
+                    return Err(protocol(
+                        CLOSE_PROTOCOL_ERROR,
+                        "payload length out of range",
+                    ));
+                }
+                (n, 10)
+            }
+            None => return Ok(None),
+        },
+        n => (u64::from(n), 2),
+    };
+    if opcode >= 8 {
+        if !fin {
+            return Err(protocol(CLOSE_PROTOCOL_ERROR, "fragmented control frame"));
+        }
+        if payload_len > MAX_CONTROL_PAYLOAD as u64 {
+            return Err(protocol(CLOSE_PROTOCOL_ERROR, "control frame too long"));
+        }
+    }
+    let payload_len = usize::try_from(payload_len)
+        .ok()
+        .filter(|n| *n <= max_payload)
+        .ok_or_else(|| protocol(CLOSE_TOO_BIG, "message too big"))?;
+    let Some(mask) = buf.get(at..at + 4) else {
+        return Ok(None);
+    };
+    Ok(Some(Header {
+        fin,
+        opcode,
+        mask: [mask[0], mask[1], mask[2], mask[3]],
+        len: at + 4,
+        payload_len,
+    }))
+}
+
+fn protocol(code: u16, reason: &'static str) -> WsError {
+    WsError::Protocol { code, reason }
+}
+
+/// XORs `data` with the masking key, as if it started at byte 0 of the payload.
+fn unmask(data: &mut [u8], mask: [u8; 4]) {
+    let word = u32::from_ne_bytes(mask);
+    let mut chunks = data.chunks_exact_mut(4);
+    for chunk in &mut chunks {
+        let mut v = [0u8; 4];
+        v.copy_from_slice(chunk);
+        chunk.copy_from_slice(&(u32::from_ne_bytes(v) ^ word).to_ne_bytes());
+    }
+    for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+        *b ^= mask[i];
+    }
+}
+
+/// Encodes an unmasked (server) frame header into `out`; returns its length.
+fn encode_header(out: &mut [u8; 10], opcode: u8, payload_len: usize) -> usize {
+    out[0] = 0x80 | opcode;
+    if payload_len < 126 {
+        out[1] = payload_len as u8;
+        2
+    } else if let Ok(n) = u16::try_from(payload_len) {
+        out[1] = 126;
+        out[2..4].copy_from_slice(&n.to_be_bytes());
+        4
+    } else {
+        out[1] = 127;
+        out[2..10].copy_from_slice(&(payload_len as u64).to_be_bytes());
+        10
+    }
+}
+
+/// Whether a close code may be sent in a close frame (RFC 6455 §7.4).
+pub fn close_code_allowed(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
+}
+
+/// A server-side WebSocket over an upgraded connection.
+pub struct WsStream<S> {
+    io: S,
+    max_payload: usize,
+    /// Bytes of an incomplete frame (empty, and unallocated, between frames).
+    partial: Vec<u8>,
+    /// A fragmented message being assembled.
+    fragments: Option<Box<Fragments>>,
+    /// Complete messages read but not yet handed out.
+    ready: VecDeque<Message>,
+    /// Control frames owed to the client (pongs, the close frame), written before anything else.
+    control_out: Vec<u8>,
+    /// A close frame has been queued or sent.
+    close_sent: bool,
+    /// Nothing more will be read: the client closed, the transport ended, or it broke the rules.
+    read_done: bool,
+}
+
+impl<S> WsStream<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    /// Wraps a connection whose upgrade handshake is done; messages larger than `max_payload`
+    /// bytes are refused with close code 1009.
+    pub fn new(io: S, max_payload: usize) -> Self {
+        Self {
+            io,
+            max_payload,
+            partial: Vec::new(),
+            fragments: None,
+            ready: VecDeque::new(),
+            control_out: Vec::new(),
+            close_sent: false,
+            read_done: false,
+        }
+    }
+
+    /// The next data message; `None` once the client has closed (after the close reply has
+    /// been written) or the transport has ended. After an error nothing more is read; call
+    /// [`WsStream::close`] to send the queued close frame.
+    pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+        poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
+        loop {
+            if let Some(message) = self.ready.pop_front() {
+                return Poll::Ready(Some(Ok(message)));
+            }
+            if self.read_done {
+                // Write the close reply before reporting the end.
+                return match ready!(self.poll_flush_control(cx)) {
+                    Ok(()) => Poll::Ready(None),
+                    Err(err) => Poll::Ready(Some(Err(err.into()))),
+                };
+            }
+            if !self.control_out.is_empty() {
+                // Pongs go out as soon as the transport takes them; reading goes on meanwhile.
+                if let Poll::Ready(Err(err)) = self.poll_flush_control(cx) {
+                    self.read_done = true;
+                    return Poll::Ready(Some(Err(err.into())));
+                }
+            }
+            let read = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                match Pin::new(&mut self.io).poll_read(cx, &mut buf) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(err)) => Poll::Ready(Err(WsError::from(err))),
+                    Poll::Ready(Ok(())) if buf.filled().is_empty() => Poll::Ready(Ok(false)),
+                    Poll::Ready(Ok(())) => Poll::Ready(self.on_bytes(buf.filled()).map(|()| true)),
+                }
+            });
+            match ready!(read) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.read_done = true;
+                    self.control_out.clear();
+                    return Poll::Ready(None);
+                }
+                Err(err) => {
+                    self.read_done = true;
+                    return Poll::Ready(Some(Err(err)));
+                }
+            }
+        }
+    }
+
+    /// Parses the frames in newly read bytes; keeps an incomplete frame's bytes.
+    fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), WsError> {
+        if self.partial.is_empty() {
+            let used = self.parse_frames(bytes)?;
+            if used < bytes.len() {
+                self.partial.extend_from_slice(&bytes[used..]);
+            }
+        } else {
+            let mut buf = std::mem::take(&mut self.partial);
+            buf.extend_from_slice(bytes);
+            let used = self.parse_frames(&buf)?;
+            buf.drain(..used);
+            if buf.is_empty() {
+                buf = Vec::new();
+            }
+            self.partial = buf;
+        }
+        Ok(())
+    }
+
+    /// Handles every complete frame at the start of `buf`; returns the bytes consumed.
+    fn parse_frames(&mut self, buf: &[u8]) -> Result<usize, WsError> {
+        let mut at = 0;
+        while !self.read_done {
+            let result = parse_header(&buf[at..], self.max_payload)
+                .and_then(|h| h.map(|h| self.check_fragment_size(h)).transpose());
+            let header = match result {
+                Ok(Some(h)) => h,
+                Ok(None) => break,
+                Err(err) => return Err(self.fail(err)),
+            };
+            let end = at + header.len + header.payload_len;
+            if buf.len() < end {
+                break;
+            }
+            let mut payload = BytesMut::from(&buf[at + header.len..end]);
+            unmask(&mut payload, header.mask);
+            at = end;
+            if let Err(err) = self.on_frame(header, payload) {
+                return Err(self.fail(err));
+            }
+        }
+        Ok(at)
+    }
+
+    /// Refuses a continuation that would take the assembled message over the limit.
+    fn check_fragment_size(&self, header: Header) -> Result<Header, WsError> {
+        match &self.fragments {
+            Some(f)
+                if header.opcode == 0
+                    && f.payload.len().saturating_add(header.payload_len) > self.max_payload =>
+            {
+                Err(protocol(CLOSE_TOO_BIG, "message too big"))
+            }
+            _ => Ok(header),
+        }
+    }
+
+    /// Queues the close frame for a protocol error and stops reading.
+    fn fail(&mut self, err: WsError) -> WsError {
+        if let WsError::Protocol { code, reason } = &err {
+            self.queue_close(*code, reason);
+        }
+        self.read_done = true;
+        self.fragments = None;
+        self.partial = Vec::new();
+        err
+    }
+
+    fn on_frame(&mut self, header: Header, payload: BytesMut) -> Result<(), WsError> {
+        match header.opcode {
+            1 | 2 => {
+                if self.fragments.is_some() {
+                    return Err(protocol(
+                        CLOSE_PROTOCOL_ERROR,
+                        "new message inside a fragmented one",
+                    ));
+                }
+                let text = header.opcode == 1;
+                if header.fin {
+                    self.deliver(text, payload)?;
+                } else {
+                    self.fragments = Some(Box::new(Fragments { text, payload }));
+                }
+            }
+            0 => {
+                let Some(fragments) = self.fragments.as_mut() else {
+                    return Err(protocol(
+                        CLOSE_PROTOCOL_ERROR,
+                        "continuation without a message",
+                    ));
+                };
+                fragments.payload.extend_from_slice(&payload);
+                if header.fin
+                    && let Some(f) = self.fragments.take()
+                {
+                    self.deliver(f.text, f.payload)?;
+                }
+            }
+            8 => self.on_close(&payload)?,
+            9 => {
+                let mut head = [0u8; 10];
+                let n = encode_header(&mut head, 0xA, payload.len());
+                if !self.close_sent {
+                    self.control_out.extend_from_slice(&head[..n]);
+                    self.control_out.extend_from_slice(&payload);
+                }
+            }
+            10 => {}
+            _ => return Err(protocol(CLOSE_PROTOCOL_ERROR, "unknown opcode")),
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, text: bool, payload: BytesMut) -> Result<(), WsError> {
+        if text && std::str::from_utf8(&payload).is_err() {
+            return Err(protocol(CLOSE_INVALID_PAYLOAD, "text message is not UTF-8"));
+        }
+        self.ready.push_back(Message {
+            text,
+            payload: payload.freeze(),
+        });
+        Ok(())
+    }
+
+    /// The client's close frame: answer with its code (or a plain close) and stop reading.
+    fn on_close(&mut self, payload: &[u8]) -> Result<(), WsError> {
+        let code = match payload {
+            [] => None,
+            [_] => return Err(protocol(CLOSE_PROTOCOL_ERROR, "close frame of one byte")),
+            [a, b, reason @ ..] => {
+                let code = u16::from_be_bytes([*a, *b]);
+                if !close_code_allowed(code) {
+                    return Err(protocol(CLOSE_PROTOCOL_ERROR, "invalid close code"));
+                }
+                if std::str::from_utf8(reason).is_err() {
+                    return Err(protocol(CLOSE_INVALID_PAYLOAD, "close reason is not UTF-8"));
+                }
+                Some(code)
+            }
+        };
+        match code {
+            Some(code) => self.queue_close(code, ""),
+            None => self.queue_empty_close(),
+        }
+        self.read_done = true;
+        Ok(())
+    }
+
+    fn queue_empty_close(&mut self) {
+        if !self.close_sent {
+            self.close_sent = true;
+            self.control_out.extend_from_slice(&[0x88, 0]);
+        }
+    }
+
+    fn queue_close(&mut self, code: u16, reason: &str) {
+        if self.close_sent {
+            return;
+        }
+        self.close_sent = true;
+        // A control frame's payload is at most 125 bytes: the reason is cut at a char boundary.
+        let mut cut = reason.len().min(MAX_CONTROL_PAYLOAD - 2);
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let mut head = [0u8; 10];
+        let n = encode_header(&mut head, 0x8, 2 + cut);
+        self.control_out.extend_from_slice(&head[..n]);
+        self.control_out.extend_from_slice(&code.to_be_bytes());
+        self.control_out
+            .extend_from_slice(&reason.as_bytes()[..cut]);
+    }
+
+    fn poll_flush_control(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.control_out.is_empty() {
+            let n = ready!(Pin::new(&mut self.io).poll_write(cx, &self.control_out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.control_out.drain(..n);
+        }
+        self.control_out = Vec::new();
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    /// Sends one data message: text when `text`, binary otherwise.
+    pub async fn send(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
+        poll_fn(|cx| self.poll_flush_control(cx)).await?;
+        if self.close_sent {
+            return Err(WsError::Io(io::ErrorKind::BrokenPipe.into()));
+        }
+        let mut head = [0u8; 10];
+        let n = encode_header(&mut head, if text { 1 } else { 2 }, payload.len());
+        let (mut head, mut payload) = (&head[..n], payload);
+        while !head.is_empty() || !payload.is_empty() {
+            let written = if head.is_empty() {
+                self.io.write(payload).await?
+            } else {
+                let parts = [IoSlice::new(head), IoSlice::new(payload)];
+                self.io.write_vectored(&parts).await?
+            };
+            if written == 0 {
+                return Err(WsError::Io(io::ErrorKind::WriteZero.into()));
+            }
+            let from_head = written.min(head.len());
+            head = &head[from_head..];
+            payload = &payload[written - from_head..];
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Sends a close frame with `code` and `reason` (nothing when one was already sent).
+    pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), WsError> {
+        self.queue_close(code, reason);
+        poll_fn(|cx| self.poll_flush_control(cx)).await?;
+        Ok(())
+    }
+
+    /// Ends the connection: writes any owed control frame (a normal close frame when none was
+    /// sent) and shuts the transport's write side.
+    pub async fn close(&mut self) -> Result<(), WsError> {
+        self.queue_close(CLOSE_NORMAL, "");
+        poll_fn(|cx| self.poll_flush_control(cx)).await?;
+        self.io.shutdown().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, DuplexStream, duplex};
+
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+
+    /// A masked client frame.
+    fn frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![(u8::from(fin) << 7) | opcode];
+        match payload.len() {
+            n if n < 126 => out.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                out.push(0x80 | 127);
+                out.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&MASK);
+        let mut body = payload.to_vec();
+        unmask(&mut body, MASK);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn pair(max: usize) -> (WsStream<DuplexStream>, DuplexStream) {
+        let (a, b) = duplex(1 << 20);
+        (WsStream::new(a, max), b)
+    }
+
+    async fn read_some(peer: &mut DuplexStream) -> Vec<u8> {
+        let mut buf = vec![0u8; 4096];
+        let n = peer.read(&mut buf).await.expect("read");
+        buf.truncate(n);
+        buf
+    }
+
+    #[tokio::test]
+    async fn messages_split_anywhere_and_batched_arrive_whole() {
+        let (mut ws, mut peer) = pair(1 << 20);
+        let mut bytes = frame(true, 1, b"{\"id\":1}");
+        bytes.extend(frame(true, 2, &[0u8, 1, 2, 3, 4, 5, 6]));
+        bytes.extend(frame(false, 1, "h\u{e9}".as_bytes()));
+        bytes.extend(frame(true, 9, b"ping"));
+        bytes.extend(frame(true, 0, b"llo"));
+        let big = vec![b'x'; 70_000];
+        bytes.extend(frame(true, 1, &big));
+        // One byte at a time for the first frames, the rest at once.
+        for b in &bytes[..12] {
+            peer.write_all(&[*b]).await.expect("write");
+            tokio::task::yield_now().await;
+        }
+        peer.write_all(&bytes[12..]).await.expect("write");
+        let m = ws.next().await.expect("some").expect("ok");
+        assert!(m.is_text());
+        assert_eq!(m.as_payload(), b"{\"id\":1}");
+        let m = ws.next().await.expect("some").expect("ok");
+        assert!(m.is_binary());
+        assert_eq!(m.as_payload(), &[0u8, 1, 2, 3, 4, 5, 6]);
+        let m = ws.next().await.expect("some").expect("ok");
+        assert_eq!(m.as_payload(), "h\u{e9}llo".as_bytes());
+        let m = ws.next().await.expect("some").expect("ok");
+        assert_eq!(m.as_payload().len(), 70_000);
+        assert!(ws.partial.capacity() == 0, "nothing kept between frames");
+        // The ping was answered.
+        assert_eq!(
+            read_some(&mut peer).await,
+            [0x8a, 4, b'p', b'i', b'n', b'g']
+        );
+    }
+
+    #[tokio::test]
+    async fn server_frames_are_unmasked_with_the_right_length_encoding() {
+        let (mut ws, mut peer) = pair(1 << 20);
+        for len in [0usize, 125, 126, 65_535, 65_536] {
+            let payload = vec![7u8; len];
+            let send = ws.send(len % 2 == 0, &payload);
+            let mut got = Vec::new();
+            let expect_head = if len < 126 {
+                2
+            } else if len < 65_536 {
+                4
+            } else {
+                10
+            };
+            let read = async {
+                while got.len() < expect_head + len {
+                    got.extend(read_some(&mut peer).await);
+                }
+            };
+            let (sent, ()) = tokio::join!(send, read);
+            sent.expect("sent");
+            assert_eq!(got[0], 0x80 | if len % 2 == 0 { 1 } else { 2 });
+            assert_eq!(got.len(), expect_head + len);
+            assert_eq!(got[1] & 0x80, 0, "server frames are not masked");
+        }
+    }
+
+    async fn expect_close(bytes: &[u8], code: u16) {
+        let (mut ws, mut peer) = pair(100);
+        peer.write_all(bytes).await.expect("write");
+        match ws.next().await {
+            Some(Err(WsError::Protocol { code: c, .. })) => assert_eq!(c, code),
+            other => panic!("expected a protocol error {code}, got {other:?}"),
+        }
+        assert!(ws.next().await.is_none(), "nothing read after an error");
+        ws.close().await.expect("close");
+        let got = read_some(&mut peer).await;
+        assert_eq!(got[0], 0x88);
+        assert_eq!(u16::from_be_bytes([got[2], got[3]]), code);
+    }
+
+    #[tokio::test]
+    async fn broken_frames_close_with_the_rfc_codes() {
+        // Unmasked.
+        expect_close(&[0x81, 0x01, b'a'], CLOSE_PROTOCOL_ERROR).await;
+        // Reserved bit.
+        let mut f = frame(true, 1, b"a");
+        f[0] |= 0x40;
+        expect_close(&f, CLOSE_PROTOCOL_ERROR).await;
+        // Unknown opcode, fragmented ping, long ping.
+        expect_close(&frame(true, 3, b"a"), CLOSE_PROTOCOL_ERROR).await;
+        expect_close(&frame(false, 9, b"a"), CLOSE_PROTOCOL_ERROR).await;
+        expect_close(&frame(true, 9, &[0; 126]), CLOSE_PROTOCOL_ERROR).await;
+        // Continuation without a start, a new message inside a fragmented one.
+        expect_close(&frame(true, 0, b"a"), CLOSE_PROTOCOL_ERROR).await;
+        let mut f = frame(false, 1, b"a");
+        f.extend(frame(true, 1, b"b"));
+        expect_close(&f, CLOSE_PROTOCOL_ERROR).await;
+        // Too big, at once and by fragments.
+        expect_close(&frame(true, 2, &[0; 101]), CLOSE_TOO_BIG).await;
+        let mut f = frame(false, 2, &[0; 60]);
+        f.extend(frame(true, 0, &[0; 60]));
+        expect_close(&f, CLOSE_TOO_BIG).await;
+        // A 64-bit length with the top bit set.
+        let mut f = vec![0x82, 0x80 | 127];
+        f.extend_from_slice(&u64::MAX.to_be_bytes());
+        f.extend_from_slice(&MASK);
+        expect_close(&f, CLOSE_PROTOCOL_ERROR).await;
+        // Text that is not UTF-8, whole and across fragments.
+        expect_close(&frame(true, 1, &[0xff, 0xfe]), CLOSE_INVALID_PAYLOAD).await;
+        let mut f = frame(false, 1, &[0xc3]);
+        f.extend(frame(true, 0, &[0x28]));
+        expect_close(&f, CLOSE_INVALID_PAYLOAD).await;
+        // Bad close frames.
+        expect_close(&frame(true, 8, &[3]), CLOSE_PROTOCOL_ERROR).await;
+        expect_close(
+            &frame(true, 8, &1005u16.to_be_bytes()),
+            CLOSE_PROTOCOL_ERROR,
+        )
+        .await;
+        let mut p = 1000u16.to_be_bytes().to_vec();
+        p.push(0xff);
+        expect_close(&frame(true, 8, &p), CLOSE_INVALID_PAYLOAD).await;
+    }
+
+    #[tokio::test]
+    async fn a_client_close_is_answered_with_its_code_then_the_stream_ends() {
+        let (mut ws, mut peer) = pair(100);
+        let mut p = 4001u16.to_be_bytes().to_vec();
+        p.extend_from_slice(b"bye");
+        let mut bytes = frame(true, 1, b"last");
+        bytes.extend(frame(true, 8, &p));
+        bytes.extend(frame(true, 1, b"after close"));
+        peer.write_all(&bytes).await.expect("write");
+        let m = ws.next().await.expect("some").expect("ok");
+        assert_eq!(m.as_payload(), b"last");
+        assert!(ws.next().await.is_none());
+        assert_eq!(read_some(&mut peer).await, [0x88, 2, 0x0f, 0xa1]);
+        assert!(ws.send(true, b"x").await.is_err(), "no data after a close");
+    }
+
+    #[tokio::test]
+    async fn a_server_close_carries_code_and_cut_reason() {
+        let (mut ws, mut peer) = pair(100);
+        let reason = "\u{e9}".repeat(100);
+        ws.send_close(3501, &reason).await.expect("close");
+        let got = read_some(&mut peer).await;
+        assert_eq!(got[0], 0x88);
+        let len = usize::from(got[1]);
+        assert!(len <= MAX_CONTROL_PAYLOAD);
+        assert_eq!(u16::from_be_bytes([got[2], got[3]]), 3501);
+        assert!(std::str::from_utf8(&got[4..2 + len]).is_ok());
+        // A second close sends nothing more.
+        ws.close().await.expect("close");
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.expect("eof");
+        assert!(rest.is_empty());
+    }
+
+    #[tokio::test]
+    async fn eof_ends_the_stream() {
+        let (mut ws, peer) = pair(100);
+        drop(peer);
+        assert!(ws.next().await.is_none());
+    }
+}
