@@ -59,12 +59,14 @@ SUITE_START=$(date +%s)
 
 if [ "$(nproc)" -ge 2 ]; then SRV_CPU="taskset -c 0"; LG_CPU="taskset -c 1"; else SRV_CPU=""; LG_CPU=""; fi
 
+# S1 in full mode spreads the connections over several server processes (and as many load
+# generator workers): one process holds fewer than 20,000 sockets on this machine.
 if [ "$MODE" = full ]; then
-  IDLE_CONNS=19000; IDLE_HOLD=30; FAN_SUBS=10000; FAN_RATES=2,5,10,15,20,30,40,60; STEP=8
+  IDLE_CONNS=60000; IDLE_PROCS=4; IDLE_WORKERS=4; IDLE_HOLD=30; FAN_SUBS=10000; FAN_RATES=2,5,10,15,20,30,40,60; STEP=8
   PUB_RATES=2000,5000,10000,20000,40000; REC_CONNS=10000; GROUP_CONNS=10000; GROUP_RATES=1000,5000,10000,20000
   SLOW_SUBS=10000; SLOW_RATE=10; WORKERS=2
 else
-  IDLE_CONNS=10000; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=10,25,50,100,150; STEP=4
+  IDLE_CONNS=10000; IDLE_PROCS=1; IDLE_WORKERS=2; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=10,25,50,100,150; STEP=4
   PUB_RATES=2000,10000,20000; REC_CONNS=10000; GROUP_CONNS=5000; GROUP_RATES=1000,5000,10000
   SLOW_SUBS=2000; SLOW_RATE=50; WORKERS=2
 fi
@@ -98,11 +100,21 @@ gyre_config() {
 EOF
 }
 
-# start_server TARGET: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA (fresh ports every time,
-# so TIME_WAIT sockets of the previous run never exhaust the ephemeral range).
+# start_server TARGET [PROCESSES]: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA (fresh ports
+# every time, so TIME_WAIT sockets of the previous run never exhaust the ephemeral range). With
+# several processes, SPID and URL list them all (URL comma-separated, publishing goes to the first).
 start_server() {
   PORT=$((PORT + 10))
-  local target=$1
+  local target=$1 processes=${2:-1}
+  if [ "$processes" -gt 1 ]; then
+    local urls="" pids="" pub_url="" _
+    for _ in $(seq 1 "$processes"); do
+      start_server "$target"
+      urls="$urls${urls:+,}$URL"; pids="$pids $SPID"; pub_url=${pub_url:-$PUB_URL}
+    done
+    URL=$urls; SPID=$pids; PUB_URL=$pub_url
+    return
+  fi
   case "$target" in
     gyre)
       gyre_config "$PORT"
@@ -147,12 +159,13 @@ start_server() {
   sleep 0.5
 }
 
-# lg NAME TARGET ARGS...: runs one scenario into $OUT/NAME.json
+# lg NAME TARGET ARGS...: runs one scenario into $OUT/NAME.json (PROCESSES=N lg ... runs the
+# system as N processes, WORKERS=N lg ... sets the load generator's worker processes).
 lg() {
   local name=$1 target=$2; shift 2
   if [ -n "$ONLY" ] && ! [[ $name =~ $ONLY ]]; then return 0; fi
   echo "== $name (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  start_server "$target"
+  start_server "$target" "${PROCESSES:-1}"
   local pids
   pids=$(echo "$SPID $EXTRA_PIDS" | xargs | tr ' ' ',')
   $LG_CPU "$LG" run --target "${target%-redis}" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
@@ -164,7 +177,8 @@ lg() {
 
 # S1: idle connections.
 for t in gyre floor nats socketio; do
-  lg "s1-idle-$t" $t --scenario idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD --label $t
+  PROCESSES=$IDLE_PROCS WORKERS=$IDLE_WORKERS \
+    lg "s1-idle-$t" $t --scenario idle --conns $IDLE_CONNS --hold-secs $IDLE_HOLD --label $t
 done
 # S2: single-channel fan-out, rising rate, the same subscribers for every system.
 for t in gyre floor nats socketio; do

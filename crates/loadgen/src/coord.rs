@@ -55,9 +55,10 @@ pub struct RunArgs {
     /// Label in the report (defaults to the target name).
     #[arg(long)]
     pub label: Option<String>,
-    /// WebSocket URL of the server.
-    #[arg(long)]
-    pub url: String,
+    /// WebSocket URL of the server; several, comma-separated, when the system runs as several
+    /// processes (worker `w` connects to URL `w mod count`, so use a multiple of the count).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub url: Vec<String>,
     /// Where publishes go: http://… for HTTP, host:port for NATS, ws://… for client publish.
     #[arg(long, default_value = "")]
     pub publish_url: String,
@@ -191,7 +192,7 @@ impl Ctx {
             let mut cmd = Command::new(&exe);
             cmd.arg("worker")
                 .args(["--target", a.target.name()])
-                .args(["--url", &a.url])
+                .args(["--url", &a.url[w % a.url.len()]])
                 .args(["--conns", &share.to_string()])
                 .args(["--first", &first.to_string()])
                 .args(["--mode", mode])
@@ -261,7 +262,7 @@ impl Ctx {
                 let url = if a.publish_url.starts_with("ws") {
                     &a.publish_url
                 } else {
-                    &a.url
+                    a.url.first().context("no url")?
                 };
                 let protocol = if a.protobuf {
                     gyre_protocol::Protocol::Protobuf
@@ -582,7 +583,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         "protocol": if args.protobuf { "protobuf" } else { "json" },
         "via": format!("{:?}", args.via).to_lowercase(),
         "params": {
-            "conns": args.conns, "workers": args.workers, "rates": args.rates,
+            "conns": args.conns, "workers": args.workers, "server_processes": args.url.len(), "rates": args.rates,
             "step_secs": args.step_secs, "size": args.size, "slow_every": args.slow_every,
             "channel": args.channel, "hold_secs": args.hold_secs, "group_size": args.group_size,
             "churn_pct_per_min": args.churn, "missed": args.missed,

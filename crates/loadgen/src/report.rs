@@ -469,20 +469,21 @@ fn write_report(
     writeln!(md, "## S1: idle connections\n")?;
     writeln!(
         md,
-        "Connect N clients (no subscriptions), wait 2 s, then hold for the hold time while they answer the servers' pings (Gyre: 25 s interval, so ~half to all of the clients are pinged in the window; Socket.IO: 25 s; NATS: 2 min). RSS per connection is (RSS − RSS before the first connection) / N.\n"
+        "Connect N clients (no subscriptions), wait 2 s, then hold for the hold time while they answer the servers' pings (Gyre: 25 s interval, so ~half to all of the clients are pinged in the window; Socket.IO: 25 s; NATS: 2 min). RSS per connection is (RSS − RSS before the first connection) / N, RSS and CPU summed over the system's processes when it runs as several (one process holds fewer than 20,000 sockets on this machine).\n"
     )?;
     writeln!(
         md,
-        "| system | conns | connect time | connects/s | RSS KB/conn | CPU µs/s per conn | server CPU % | RSS vs floor | load |\n|---|---|---|---|---|---|---|---|---|"
+        "| system | conns | server processes | connect time | connects/s | RSS KB/conn | CPU µs/s per conn | server CPU % | RSS vs floor | load |\n|---|---|---|---|---|---|---|---|---|---|"
     )?;
     let floor_kb = get("s1-idle-floor").map_or(0.0, |r| f(&r["extra"]["rss_kb_per_conn"]));
     for r in by("s1-idle-") {
         let e = &r["extra"];
         writeln!(
             md,
-            "| {} | {} | {:.1} s | {} | {:.1} | {:.2} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {:.1} s | {} | {:.1} | {:.2} | {:.1} | {} | {} |",
             r["label"].as_str().unwrap_or("?"),
             e["connected"],
+            r["params"]["server_processes"].as_u64().unwrap_or(1),
             f(&e["connect_ms"]) / 1e3,
             k(f(&e["connects_per_s"])),
             f(&e["rss_kb_per_conn"]),
