@@ -190,10 +190,14 @@ lg "s4-publish-floor" floor --scenario publish --conns 0 --rates $PUB_RATES --st
 lg "s5-recovery-gyre" gyre --scenario recovery --conns $REC_CONNS --missed 10 --label gyre
 # S7: slow consumers (1% stop reading) during fan-out.
 lg "s7-slow-gyre" gyre --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "gyre, 1% slow"
+lg "s7-slow-floor" floor --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "floor, 1% slow"
 lg "s7-slow-nats" nats --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "nats, 1% slow"
+lg "s7-slow-socketio" socketio --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "socketio, 1% slow"
 # S3: personal + group channels with churn.
 lg "s3-group-gyre" gyre --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label gyre
 lg "s3-group-floor" floor --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label floor
+lg "s3-group-nats" nats --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label nats
+lg "s3-group-socketio" socketio --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label socketio
 
 SUITE_END=$(date +%s)
 cat > "$OUT/machine.json" <<EOF
