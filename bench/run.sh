@@ -98,7 +98,8 @@ gyre_config() {
 EOF
 }
 
-# start_server TARGET: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA (fresh ports every time,
+# start_server TARGET: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA. TARGET is a load generator
+# target, optionally with a server variant: gyre-redis, floor-history (fresh ports every time,
 # so TIME_WAIT sockets of the previous run never exhaust the ephemeral range).
 start_server() {
   PORT=$((PORT + 10))
@@ -127,8 +128,11 @@ start_server() {
       SPID=$!
       URL=ws://127.0.0.1:$PORT/connection/websocket; PUB_URL=http://127.0.0.1:$((PORT + 1))/api/publish; VIA=http
       wait_port "$PORT"; wait_port $((PORT + 1)) ;;
-    floor)
-      $SRV_CPU "$LG" floor --ws-port "$PORT" --http-port $((PORT + 1)) > "$OUT/floor-$PORT.log" 2>&1 &
+    floor|floor-history)
+      # floor-history: a ring of the last 100 publications per channel outside namespaces.
+      local hist=0
+      if [ "$target" = floor-history ]; then hist=100; fi
+      $SRV_CPU "$LG" floor --ws-port "$PORT" --http-port $((PORT + 1)) --history $hist > "$OUT/floor-$PORT.log" 2>&1 &
       SPID=$!
       URL=ws://127.0.0.1:$PORT/; PUB_URL=http://127.0.0.1:$((PORT + 1))/api/publish; VIA=http
       wait_port "$PORT"; wait_port $((PORT + 1)) ;;
@@ -155,7 +159,7 @@ lg() {
   start_server "$target"
   local pids
   pids=$(echo "$SPID $EXTRA_PIDS" | xargs | tr ' ' ',')
-  $LG_CPU "$LG" run --target "${target%-redis}" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
+  $LG_CPU "$LG" run --target "${target%%-*}" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
     --server-pid "$pids" --workers "$WORKERS" --out "$OUT/$name.json" "$@" \
     || echo "!! $name failed" >&2
   cleanup
@@ -180,14 +184,19 @@ lg "s2x-fanout-gyre-redis" gyre-redis --scenario fanout --conns $FAN_SUBS --rate
   --label "gyre, Redis engine, 2 nodes"
 lg "s2x-fanout-gyre-redis-protobuf" gyre-redis --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
   --protobuf --label "gyre protobuf, Redis engine, 2 nodes"
-# S4: the publish path (no subscribers), API and client, with and without history.
-lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "API, history"
-lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "API, no history"
-lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "client, history"
-lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "client, no history"
-lg "s4-publish-floor" floor --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "floor (API)"
-# S5: recovery storm.
+# S4: the publish path (no subscribers), API and client, with and without history. The floor
+# keeps history outside namespaces (like Gyre).
+lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "gyre, API, history"
+lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "gyre, API, no history"
+lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "gyre, client, history"
+lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "gyre, client, no history"
+lg "s4-publish-floor-api-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "floor, API, history"
+lg "s4-publish-floor-api-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "floor, API, no history"
+lg "s4-publish-floor-client-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "floor, client, history"
+lg "s4-publish-floor-client-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "floor, client, no history"
+# S5: recovery storm, each system with its own recovery.
 lg "s5-recovery-gyre" gyre --scenario recovery --conns $REC_CONNS --missed 10 --label gyre
+lg "s5-recovery-floor" floor-history --scenario recovery --conns $REC_CONNS --missed 10 --label floor
 # S7: slow consumers (1% stop reading) during fan-out.
 lg "s7-slow-gyre" gyre --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "gyre, 1% slow"
 lg "s7-slow-floor" floor --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "floor, 1% slow"
