@@ -520,11 +520,31 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let mut publisher = ctx.publisher().await?;
             let mut seq = 0;
             let channels = vec![args.channel.clone()];
-            // Warm-up publications: every client learns an offset.
-            publisher
+            // Warm-up publications: every client learns its position. Wait (up to 20 s) until
+            // every client has them all, so that the drop leaves exactly the publications made
+            // while disconnected to recover, for every system.
+            let warm = publisher
                 .run(20.0, 0.25, &channels, 0, args.size, &mut seq, &mut |_| {})
                 .await?;
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            ctx.set_phase("warm-up deliveries");
+            let t_warm = Instant::now();
+            let mut warm_received = 0;
+            while t_warm.elapsed() < Duration::from_secs(20) {
+                warm_received = 0;
+                for w in &mut ctx.workers {
+                    w.say("received 0").await?;
+                }
+                for w in &mut ctx.workers {
+                    let v = w.expect("received", Duration::from_secs(10)).await?;
+                    warm_received += v["received"].as_u64().unwrap_or(0);
+                }
+                if warm_received >= warm * connected as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let warm_wait_ms = t_warm.elapsed().as_millis() as u64;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             ctx.set_phase("dropping all");
             for w in &mut ctx.workers {
                 w.say("drop").await?;
@@ -567,6 +587,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let s1 = sample_all(&pid);
             extra = json!({
                 "connected": connected, "connect_ms": connect_ms, "missed": missed,
+                "warmup": warm, "warmup_received": warm_received, "warmup_wait_ms": warm_wait_ms,
                 "recovered_ok": ok, "recovered_failed": failed,
                 "recovered_pubs": pubs, "expected_pubs": missed * connected as u64,
                 "time_to_all_ms": all_ms, "recover_latency_us": hist.summary(),

@@ -621,7 +621,7 @@ fn write_report(
     writeln!(md, "## S5: recovery storm\n")?;
     writeln!(
         md,
-        "N clients subscribe to one channel with recovery (history 100, TTL 300 s), learn their position, all disconnect, 10 publications go out, then all reconnect at once (256 handshakes in flight per worker) and resume from their positions. Time is from the reconnect command to each client's recovery (below); \"recovered\" counts the clients for which the system resumed the stream and every missed publication arrived.\n"
+        "N clients subscribe to one channel with recovery (history 100, TTL 300 s), learn their position from 5 warm-up publications (the run waits until every client has received them all), all disconnect, 10 publications go out, then all reconnect at once (256 handshakes in flight per worker) and resume from their positions. Time is from the reconnect command to each client's recovery (below); \"recovered\" counts the clients for which the system resumed the stream and every missed publication arrived.\n"
     )?;
     writeln!(
         md,

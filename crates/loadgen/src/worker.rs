@@ -396,6 +396,13 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                            "unexpected_closes": s.unexpected_closes}),
                 );
             }
+            Some("received") => {
+                // Deliveries of step k so far (the step's figures are left in place).
+                let k: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let s = ctx.state.borrow();
+                let received = s.steps.get(k).map_or(0, |st| st.received);
+                say("received", json!({"k": k, "received": received}));
+            }
             Some("drop") => {
                 let _ = phase_tx.send(Phase::Drop);
                 tokio::time::sleep(Duration::from_millis(500)).await;
