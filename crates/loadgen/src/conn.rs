@@ -505,19 +505,22 @@ impl Conn {
             if self.stream_buf.starts_with(b"MSG ") {
                 // MSG <subject> <sid> [reply] <len>
                 let line = &self.stream_buf[..pos];
-                let tokens: Vec<&[u8]> = line
-                    .split(|b| *b == b' ')
-                    .filter(|t| !t.is_empty())
-                    .collect();
-                let len: usize = tokens
-                    .last()
-                    .and_then(|n| std::str::from_utf8(n).ok())
+                // The hot path of NATS subscribers: tokens on the stack, no allocation.
+                let mut tokens: [&[u8]; 5] = [&[]; 5];
+                let mut n = 0;
+                for t in line.split(|b| *b == b' ').filter(|t| !t.is_empty()) {
+                    if n == tokens.len() {
+                        bail!("bad MSG line");
+                    }
+                    tokens[n] = t;
+                    n += 1;
+                }
+                let len: usize = std::str::from_utf8(tokens[n.saturating_sub(1)])
+                    .ok()
                     .and_then(|n| n.parse().ok())
                     .ok_or_else(|| anyhow!("bad MSG line"))?;
-                let is_api = tokens
-                    .get(2)
-                    .is_some_and(|sid| *sid == NATS_API_SID.as_bytes());
-                let seq = if tokens.len() == 5 {
+                let is_api = tokens[2] == NATS_API_SID.as_bytes();
+                let seq = if n == 5 {
                     js_stream_seq(tokens[3])
                 } else {
                     None
