@@ -422,6 +422,10 @@ impl Conn {
             if p.starts_with(b"44") {
                 bail!("socket.io connect error: {}", String::from_utf8_lossy(p));
             }
+            if p == b"2" {
+                self.pending_pongs += 1;
+                continue;
+            }
             let mut events = Vec::new();
             self.parse_sio(p, &mut events);
             self.backlog.append(&mut events);
