@@ -101,8 +101,10 @@ EOF
 }
 
 # start_server TARGET [PROCESSES]: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA (fresh ports
-# every time, so TIME_WAIT sockets of the previous run never exhaust the ephemeral range). With
-# several processes, SPID and URL list them all (URL comma-separated, publishing goes to the first).
+# every time, so TIME_WAIT sockets of the previous run never exhaust the ephemeral range). TARGET
+# is a load generator target, optionally with a server variant: gyre-redis, floor-history, nats-js
+# (JetStream enabled), socketio-recovery (connection state recovery on). With several processes,
+# SPID and URL list them all (URL comma-separated, publishing goes to the first).
 start_server() {
   PORT=$((PORT + 10))
   local target=$1 processes=${2:-1}
@@ -139,19 +141,29 @@ start_server() {
       SPID=$!
       URL=ws://127.0.0.1:$PORT/connection/websocket; PUB_URL=http://127.0.0.1:$((PORT + 1))/api/publish; VIA=http
       wait_port "$PORT"; wait_port $((PORT + 1)) ;;
-    floor)
-      $SRV_CPU "$LG" floor --ws-port "$PORT" --http-port $((PORT + 1)) > "$OUT/floor-$PORT.log" 2>&1 &
+    floor|floor-history)
+      # floor-history: a ring of the last 100 publications per channel outside namespaces.
+      local hist=0
+      if [ "$target" = floor-history ]; then hist=100; fi
+      $SRV_CPU "$LG" floor --ws-port "$PORT" --http-port $((PORT + 1)) --history $hist > "$OUT/floor-$PORT.log" 2>&1 &
       SPID=$!
       URL=ws://127.0.0.1:$PORT/; PUB_URL=http://127.0.0.1:$((PORT + 1))/api/publish; VIA=http
       wait_port "$PORT"; wait_port $((PORT + 1)) ;;
-    nats)
+    nats|nats-js)
       sed -e "s/@NATS_PORT@/$((PORT + 1))/" -e "s/@WS_PORT@/$PORT/" bench/nats.conf.in > "$OUT/nats-$PORT.conf"
+      if [ "$target" = nats-js ]; then
+        # JetStream (memory streams only; the load generator creates the stream).
+        printf 'jetstream {\n  store_dir: "%s"\n  max_memory_store: 2147483648\n  max_file_store: 1073741824\n}\n' \
+          "$OUT/nats-$PORT-js" >> "$OUT/nats-$PORT.conf"
+      fi
       $SRV_CPU nats-server -c "$OUT/nats-$PORT.conf" > "$OUT/nats-$PORT.log" 2>&1 &
       SPID=$!
       URL=ws://127.0.0.1:$PORT/; PUB_URL=127.0.0.1:$((PORT + 1)); VIA=nats
       wait_port "$PORT"; wait_port $((PORT + 1)) ;;
-    socketio)
-      $SRV_CPU node bench/socketio-server.js "$PORT" > "$OUT/socketio-$PORT.log" 2>&1 &
+    socketio|socketio-recovery)
+      local recovery=""
+      if [ "$target" = socketio-recovery ]; then recovery=--recovery; fi
+      $SRV_CPU node bench/socketio-server.js "$PORT" $recovery > "$OUT/socketio-$PORT.log" 2>&1 &
       SPID=$!
       URL=ws://127.0.0.1:$PORT/socket.io/; PUB_URL=http://127.0.0.1:$PORT/api/publish; VIA=http
       wait_port "$PORT" ;;
@@ -168,7 +180,7 @@ lg() {
   start_server "$target" "${PROCESSES:-1}"
   local pids
   pids=$(echo "$SPID $EXTRA_PIDS" | xargs | tr ' ' ',')
-  $LG_CPU "$LG" run --target "${target%-redis}" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
+  $LG_CPU "$LG" run --target "${target%%-*}" --url "$URL" --publish-url "$PUB_URL" --via "$VIA" \
     --server-pid "$pids" --workers "$WORKERS" --out "$OUT/$name.json" "$@" \
     || echo "!! $name failed" >&2
   cleanup
@@ -194,20 +206,40 @@ lg "s2x-fanout-gyre-redis" gyre-redis --scenario fanout --conns $FAN_SUBS --rate
   --label "gyre, Redis engine, 2 nodes"
 lg "s2x-fanout-gyre-redis-protobuf" gyre-redis --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
   --protobuf --label "gyre protobuf, Redis engine, 2 nodes"
-# S4: the publish path (no subscribers), API and client, with and without history.
-lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "API, history"
-lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "API, no history"
-lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "client, history"
-lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "client, no history"
-lg "s4-publish-floor" floor --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "floor (API)"
-# S5: recovery storm.
+# S4: the publish path (no subscribers), API and client, with and without history. The floor
+# keeps history outside namespaces (like Gyre); NATS publishes are either core PUB on a verbose
+# connection (+OK each) or JetStream publishes (PubAck each); Socket.IO's history is its
+# connection state recovery store.
+lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "gyre, API, history"
+lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "gyre, API, no history"
+lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "gyre, client, history"
+lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "gyre, client, no history"
+lg "s4-publish-floor-api-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "floor, API, history"
+lg "s4-publish-floor-api-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "floor, API, no history"
+lg "s4-publish-floor-client-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "floor, client, history"
+lg "s4-publish-floor-client-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "floor, client, no history"
+lg "s4-publish-nats-core" nats --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "nats, core PUB (verbose +OK)"
+lg "s4-publish-nats-jetstream" nats-js --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --history --label "nats, JetStream (PubAck)"
+lg "s4-publish-socketio-api" socketio --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "socketio, API"
+lg "s4-publish-socketio-api-recovery" socketio-recovery --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "socketio, API, recovery store"
+lg "s4-publish-socketio-client" socketio --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "socketio, client emit+ack"
+lg "s4-publish-socketio-client-recovery" socketio-recovery --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "socketio, client emit+ack, recovery store"
+# S5: recovery storm, each system with its own recovery (Gyre and the floor: subscribe with
+# recover; NATS: JetStream consumers; Socket.IO: connection state recovery).
 lg "s5-recovery-gyre" gyre --scenario recovery --conns $REC_CONNS --missed 10 --label gyre
+lg "s5-recovery-floor" floor-history --scenario recovery --conns $REC_CONNS --missed 10 --label floor
+lg "s5-recovery-nats" nats-js --scenario recovery --conns $REC_CONNS --missed 10 --history --label "nats, JetStream"
+lg "s5-recovery-socketio" socketio-recovery --scenario recovery --conns $REC_CONNS --missed 10 --label "socketio, connection state recovery"
 # S7: slow consumers (1% stop reading) during fan-out.
 lg "s7-slow-gyre" gyre --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "gyre, 1% slow"
+lg "s7-slow-floor" floor --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "floor, 1% slow"
 lg "s7-slow-nats" nats --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "nats, 1% slow"
+lg "s7-slow-socketio" socketio --scenario fanout --conns $SLOW_SUBS --rates $SLOW_RATE --step-secs $((STEP * 2)) --slow-every 100 --label "socketio, 1% slow"
 # S3: personal + group channels with churn.
 lg "s3-group-gyre" gyre --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label gyre
 lg "s3-group-floor" floor --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label floor
+lg "s3-group-nats" nats --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label nats
+lg "s3-group-socketio" socketio --scenario group --conns $GROUP_CONNS --rates $GROUP_RATES --step-secs $STEP --churn 20 --label socketio
 
 SUITE_END=$(date +%s)
 cat > "$OUT/machine.json" <<EOF

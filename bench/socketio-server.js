@@ -1,11 +1,19 @@
 // Socket.IO peer for Gyre's benchmarks: clients emit "sub" with a channel (room) name and an
-// ack; POST /api/publish {"channel":..,"data":..} emits "m" with the data to that room.
+// ack; POST /api/publish {"channel":..,"data":..} emits "m" with the data to that room, and so
+// does a client's "pub" event (channel, data, ack), acknowledged once broadcast.
 // WebSocket transport only, no compression: the same fan-out the other servers do.
+//
+//   node socketio-server.js PORT [--recovery]
+//
+// --recovery turns on Socket.IO's connection state recovery (sessions kept 2 minutes): the
+// in-memory adapter then stores every room broadcast with an offset (its last argument), and a
+// client reconnecting with its session id and last offset gets its rooms and the missed events.
 'use strict';
 const http = require('http');
 const { Server } = require('socket.io');
 
 const port = Number(process.argv[2] || 3000);
+const recovery = process.argv.includes('--recovery');
 const server = http.createServer((req, res) => {
   if (req.method === 'POST' && req.url === '/api/publish') {
     const chunks = [];
@@ -31,10 +39,17 @@ const io = new Server(server, {
   serveClient: false,
   perMessageDeflate: false,
   httpCompression: false,
+  ...(recovery
+    ? { connectionStateRecovery: { maxDisconnectionDuration: 2 * 60 * 1000, skipMiddlewares: true } }
+    : {}),
 });
 io.on('connection', (socket) => {
   socket.on('sub', (channel, ack) => {
     socket.join(String(channel));
+    if (typeof ack === 'function') ack('ok');
+  });
+  socket.on('pub', (channel, data, ack) => {
+    io.to(String(channel)).emit('m', data);
     if (typeof ack === 'function') ack('ok');
   });
 });

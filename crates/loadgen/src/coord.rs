@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use crate::conn::Target;
-use crate::publish::Publisher;
+use crate::publish::{NatsMode, Publisher, nats_create_stream};
 use crate::stats::{self, Hist, sample, sample_all};
 
 /// A scenario.
@@ -117,6 +117,11 @@ pub struct RunArgs {
     /// HTTP connections for the publisher.
     #[arg(long, default_value_t = 2)]
     pub publish_conns: usize,
+    /// NATS: publish into a JetStream stream on the channel (created by the load generator),
+    /// each publish a request answered by a PubAck. The other systems choose history on the
+    /// server side (Gyre's namespaces, the floor's `--history`, Socket.IO's recovery store).
+    #[arg(long)]
+    pub history: bool,
 }
 
 struct Worker {
@@ -257,7 +262,16 @@ impl Ctx {
         let a = &self.args;
         match a.via {
             Via::Http => Publisher::http(&a.publish_url, &a.api_key, a.publish_conns).await,
-            Via::Nats => Publisher::nats(&a.publish_url).await,
+            Via::Nats => {
+                let mode = if a.history {
+                    NatsMode::JetStream
+                } else if a.scenario == Scenario::Publish {
+                    NatsMode::Verbose
+                } else {
+                    NatsMode::Fire
+                };
+                Publisher::nats(&a.publish_url, mode).await
+            }
             Via::Client => {
                 let url = if a.publish_url.starts_with("ws") {
                     &a.publish_url
@@ -269,7 +283,7 @@ impl Ctx {
                 } else {
                     gyre_protocol::Protocol::Json
                 };
-                Publisher::client(url, protocol).await
+                Publisher::client(a.target, url, protocol).await
             }
         }
     }
@@ -413,6 +427,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
     if base.rss_kb == 0 {
         bail!("server pid {:?} not found", args.server_pid);
     }
+    if args.target == Target::Nats && (args.history || args.scenario == Scenario::Recovery) {
+        nats_create_stream(&args.publish_url, &args.channel).await?;
+    }
     let mut extra = json!({});
     let mut steps = Vec::new();
     match args.scenario {
@@ -504,11 +521,31 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let mut publisher = ctx.publisher().await?;
             let mut seq = 0;
             let channels = vec![args.channel.clone()];
-            // Warm-up publications: every client learns an offset.
-            publisher
+            // Warm-up publications: every client learns its position. Wait (up to 20 s) until
+            // every client has them all, so that the drop leaves exactly the publications made
+            // while disconnected to recover, for every system.
+            let warm = publisher
                 .run(20.0, 0.25, &channels, 0, args.size, &mut seq, &mut |_| {})
                 .await?;
-            tokio::time::sleep(Duration::from_millis(800)).await;
+            ctx.set_phase("warm-up deliveries");
+            let t_warm = Instant::now();
+            let mut warm_received = 0;
+            while t_warm.elapsed() < Duration::from_secs(20) {
+                warm_received = 0;
+                for w in &mut ctx.workers {
+                    w.say("received 0").await?;
+                }
+                for w in &mut ctx.workers {
+                    let v = w.expect("received", Duration::from_secs(10)).await?;
+                    warm_received += v["received"].as_u64().unwrap_or(0);
+                }
+                if warm_received >= warm * connected as u64 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let warm_wait_ms = t_warm.elapsed().as_millis() as u64;
+            tokio::time::sleep(Duration::from_millis(300)).await;
             ctx.set_phase("dropping all");
             for w in &mut ctx.workers {
                 w.say("drop").await?;
@@ -517,7 +554,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
                 w.expect("dropped", Duration::from_secs(30)).await?;
             }
             ctx.set_phase("publishing while disconnected");
-            publisher
+            let missed = publisher
                 .run(
                     100.0,
                     args.missed as f64 / 100.0,
@@ -528,13 +565,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
                     &mut |_| {},
                 )
                 .await?;
+            publisher.drain(Duration::from_secs(2)).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             ctx.set_phase("reconnect storm");
             let load = stats::loadavg();
             let s0 = sample_all(&pid);
             let t0 = Instant::now();
             for w in &mut ctx.workers {
-                w.say("reconnect").await?;
+                w.say(&format!("reconnect {missed}")).await?;
             }
             let (mut ok, mut failed, mut pubs, mut all_ms) = (0, 0, 0, 0);
             let mut hist = Hist::default();
@@ -549,9 +587,10 @@ pub async fn run(args: RunArgs) -> Result<()> {
             let storm_s = t0.elapsed().as_secs_f64();
             let s1 = sample_all(&pid);
             extra = json!({
-                "connected": connected, "connect_ms": connect_ms, "missed": args.missed,
+                "connected": connected, "connect_ms": connect_ms, "missed": missed,
+                "warmup": warm, "warmup_received": warm_received, "warmup_wait_ms": warm_wait_ms,
                 "recovered_ok": ok, "recovered_failed": failed,
-                "recovered_pubs": pubs, "expected_pubs": args.missed * connected as u64,
+                "recovered_pubs": pubs, "expected_pubs": missed * connected as u64,
                 "time_to_all_ms": all_ms, "recover_latency_us": hist.summary(),
                 "server_cpu_s": s1.cpu_s - s0.cpu_s, "storm_s": storm_s, "loadavg": load,
                 "server_rss_kb": s1.rss_kb,
@@ -586,7 +625,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
             "conns": args.conns, "workers": args.workers, "server_processes": args.url.len(), "rates": args.rates,
             "step_secs": args.step_secs, "size": args.size, "slow_every": args.slow_every,
             "channel": args.channel, "hold_secs": args.hold_secs, "group_size": args.group_size,
-            "churn_pct_per_min": args.churn, "missed": args.missed,
+            "churn_pct_per_min": args.churn, "missed": args.missed, "history": args.history,
         },
         "started_unix_us": started,
         "loadavg_start": load_start,

@@ -42,6 +42,9 @@ enum Cmd {
         /// HTTP publish port.
         #[arg(long)]
         http_port: u16,
+        /// History ring size per channel outside namespaces (0: no history).
+        #[arg(long, default_value_t = 0)]
+        history: usize,
     },
     /// Write BENCHMARKS.md (and the SVG plot) from a directory of results.
     Report(report::ReportArgs),
@@ -59,10 +62,14 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Cmd::Run(args) => local(coord::run(args)),
         Cmd::Worker(args) => local(worker::run(args)),
-        Cmd::Floor { ws_port, http_port } => tokio::runtime::Builder::new_multi_thread()
+        Cmd::Floor {
+            ws_port,
+            http_port,
+            history,
+        } => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(floor::run(ws_port, http_port)),
+            .block_on(floor::run(ws_port, http_port, history)),
         Cmd::Report(args) => report::run(&args),
     }
 }

@@ -3,8 +3,11 @@
 //!
 //! - HTTP (Gyre's `/api/publish`, the floor, the Socket.IO peer): pipelined POSTs on a few
 //!   keep-alive connections; the response time against the schedule is the API latency.
-//! - NATS: `PUB` on its TCP port.
-//! - Centrifugo client: `publish` commands on a WebSocket connection (Gyre only).
+//! - NATS: `PUB` on its TCP port: fire and forget (fan-out scenarios), with `verbose` so the
+//!   server answers `+OK` to each (S4, no history), or as JetStream publishes: requests whose
+//!   `PubAck` is the response (history; the stream is made by [`nats_create_stream`]).
+//! - Client: Centrifugo `publish` commands on a WebSocket connection (Gyre, the floor), or
+//!   Socket.IO `pub` events with an ack.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -20,6 +23,111 @@ use tokio::net::tcp::OwnedWriteHalf;
 use crate::conn::{Conn, Event, Target};
 use crate::payload;
 use crate::stats::{Hist, unix_us};
+
+/// How the NATS publisher publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatsMode {
+    /// Core `PUB`, no responses.
+    Fire,
+    /// Core `PUB` on a `verbose` connection: the server answers `+OK` (or `-ERR`) to each.
+    Verbose,
+    /// JetStream: `PUB` with a reply subject; the stream's `PubAck` is the response.
+    JetStream,
+}
+
+/// Reads NATS protocol lines until `PONG` (the `+OK`s and `PING`s before it are consumed).
+async fn nats_until_pong<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    w: &mut OwnedWriteHalf,
+) -> Result<()> {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            bail!("nats closed the connection");
+        }
+        if line.starts_with("PONG") {
+            return Ok(());
+        }
+        if line.starts_with("PING") {
+            w.write_all(b"PONG\r\n").await?;
+        } else if line.starts_with("-ERR") {
+            bail!("nats: {}", line.trim_end());
+        }
+    }
+}
+
+/// Reads the payload of a `MSG`/`HMSG` whose control line is `line`: (subject, payload).
+async fn nats_payload<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    line: &str,
+) -> Result<(String, Vec<u8>)> {
+    let tokens: Vec<&str> = line.split_whitespace().collect();
+    let len: usize = tokens
+        .last()
+        .and_then(|n| n.parse().ok())
+        .context("bad MSG line")?;
+    let mut body = vec![0u8; len + 2];
+    r.read_exact(&mut body).await?;
+    body.truncate(len);
+    Ok((tokens.get(1).copied().unwrap_or("").to_owned(), body))
+}
+
+/// Creates the JetStream stream that holds `channel` (memory storage, at most 100 messages
+/// per subject, 300 s maximum age: Gyre's history settings in the benchmarks), over the NATS
+/// protocol on `addr` (host:port). A stream of that name that already exists is fine.
+pub async fn nats_create_stream(addr: &str, channel: &str) -> Result<()> {
+    let tcp = TcpStream::connect(addr).await?;
+    let (r, mut w) = tcp.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    r.read_line(&mut line).await?;
+    let name = crate::conn::nats_stream_name(channel);
+    let inbox = crate::conn::nats_inbox();
+    let config = serde_json::json!({
+        "name": name, "subjects": [channel], "storage": "memory", "retention": "limits",
+        "max_msgs_per_subject": 100, "max_age": 300_000_000_000u64, "num_replicas": 1,
+        "discard": "old",
+    })
+    .to_string();
+    w.write_all(
+        format!(
+            "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true}}\r\nSUB {inbox} 1\r\nPUB $JS.API.STREAM.CREATE.{name} {inbox} {}\r\n{config}\r\n",
+            config.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let answer = async {
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await? == 0 {
+                bail!("nats closed the connection");
+            }
+            if line.starts_with("PING") {
+                w.write_all(b"PONG\r\n").await?;
+            } else if line.starts_with("-ERR") {
+                bail!("nats: {}", line.trim_end());
+            } else if line.starts_with("HMSG ") {
+                bail!("no responder for the JetStream API: is JetStream enabled?");
+            } else if line.starts_with("MSG ") {
+                let (_, body) = nats_payload(&mut r, &line).await?;
+                return Ok(serde_json::from_slice::<serde_json::Value>(&body)?);
+            }
+        }
+    };
+    let v = tokio::time::timeout(Duration::from_secs(10), answer)
+        .await
+        .context("no answer to the stream create request")??;
+    match v.get("error") {
+        None => Ok(()),
+        Some(e) if e["err_code"] == 10058 => {
+            eprintln!("  nats: stream {name} already exists ({e}), using it");
+            Ok(())
+        }
+        Some(e) => bail!("nats stream create: {e}"),
+    }
+}
 
 /// Responses to publishes.
 #[derive(Debug, Default)]
@@ -51,8 +159,20 @@ pub enum Publisher {
         w: OwnedWriteHalf,
         /// Pongs owed to the server.
         pongs: Rc<Cell<u32>>,
+        /// How publishes are made.
+        mode: NatsMode,
+        /// Verbose: scheduled times of the `PUB`s not yet answered, in order.
+        fifo: Rc<RefCell<VecDeque<u64>>>,
+        /// JetStream: scheduled times of the publishes not yet acknowledged, by request number.
+        requests: Rc<RefCell<HashMap<u64, u64>>>,
+        /// JetStream: prefix of the reply subjects (the request number follows).
+        inbox: String,
+        /// JetStream: the next request number.
+        next: u64,
+        /// Response statistics.
+        stats: Rc<RefCell<PubStats>>,
     },
-    /// Centrifugo client `publish` commands.
+    /// Client publishes: Centrifugo `publish` commands, or Socket.IO `pub` events with an ack.
     Client {
         /// The connection.
         conn: Box<Conn>,
@@ -109,6 +229,31 @@ async fn read_http_response<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> Re
     Ok(status)
 }
 
+/// Records the client publisher's responses among `events` (Centrifugo replies by id,
+/// Socket.IO acks by id).
+fn on_responses(
+    events: &mut Vec<Event>,
+    inflight: &mut HashMap<u32, u64>,
+    stats: &Rc<RefCell<PubStats>>,
+) {
+    for ev in events.drain(..) {
+        let (id, ok) = match ev {
+            Event::Reply(reply) => (reply.id, reply.error.is_none()),
+            Event::Ack(id) => (id, true),
+            _ => continue,
+        };
+        if let Some(sched) = inflight.remove(&id) {
+            let mut s = stats.borrow_mut();
+            s.hist.record(unix_us().saturating_sub(sched));
+            if ok {
+                s.ok += 1;
+            } else {
+                s.errors += 1;
+            }
+        }
+    }
+}
+
 impl Publisher {
     /// `n` pipelined HTTP connections to `url` (http://host:port/path).
     pub async fn http(url: &str, key: &str, n: usize) -> Result<Self> {
@@ -147,34 +292,94 @@ impl Publisher {
     }
 
     /// A NATS publisher on its TCP port.
-    pub async fn nats(addr: &str) -> Result<Self> {
+    pub async fn nats(addr: &str, mode: NatsMode) -> Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (r, mut w) = tcp.into_split();
         let mut r = BufReader::new(r);
         let mut info = String::new();
         r.read_line(&mut info).await?;
-        w.write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
-            .await?;
+        let inbox = crate::conn::nats_inbox();
+        let hello = match mode {
+            NatsMode::Fire => {
+                "CONNECT {\"verbose\":false,\"pedantic\":false}\r\nPING\r\n".to_owned()
+            }
+            NatsMode::Verbose => {
+                "CONNECT {\"verbose\":true,\"pedantic\":false}\r\nPING\r\n".to_owned()
+            }
+            NatsMode::JetStream => format!(
+                "CONNECT {{\"verbose\":false,\"pedantic\":false,\"headers\":true,\"no_responders\":true}}\r\nSUB {inbox}.* 1\r\nPING\r\n"
+            ),
+        };
+        w.write_all(hello.as_bytes()).await?;
+        nats_until_pong(&mut r, &mut w).await?;
         let pongs = Rc::new(Cell::new(0u32));
-        let p = pongs.clone();
+        let fifo: Rc<RefCell<VecDeque<u64>>> = Rc::default();
+        let requests: Rc<RefCell<HashMap<u64, u64>>> = Rc::default();
+        let stats: Rc<RefCell<PubStats>> = Rc::default();
+        let (p, q, m, st) = (pongs.clone(), fifo.clone(), requests.clone(), stats.clone());
         tokio::task::spawn_local(async move {
+            let record = |sched: Option<u64>, ok: bool| {
+                if let Some(sched) = sched {
+                    let mut s = st.borrow_mut();
+                    s.hist.record(unix_us().saturating_sub(sched));
+                    if ok {
+                        s.ok += 1;
+                    } else {
+                        s.errors += 1;
+                    }
+                }
+            };
             let mut line = String::new();
+            let mut logged = 0;
             loop {
                 line.clear();
                 match r.read_line(&mut line).await {
                     Ok(0) | Err(_) => break,
-                    Ok(_) if line.starts_with("PING") => p.set(p.get() + 1),
                     Ok(_) => {}
+                }
+                if line.starts_with("PING") {
+                    p.set(p.get() + 1);
+                } else if line.starts_with("+OK") {
+                    record(q.borrow_mut().pop_front(), true);
+                } else if line.starts_with("-ERR") {
+                    if logged < 3 {
+                        logged += 1;
+                        eprintln!("  nats publisher: {}", line.trim_end());
+                    }
+                    record(q.borrow_mut().pop_front(), false);
+                } else if line.starts_with("MSG ") || line.starts_with("HMSG ") {
+                    // A PubAck, or a no-responders status (HMSG).
+                    let Ok((subject, body)) = nats_payload(&mut r, &line).await else {
+                        break;
+                    };
+                    let ok =
+                        line.starts_with("MSG ") && !body.windows(7).any(|w| w == b"\"error\"");
+                    if !ok && logged < 3 {
+                        logged += 1;
+                        eprintln!("  nats publisher: {}", String::from_utf8_lossy(&body));
+                    }
+                    let n = subject.rsplit('.').next().and_then(|n| n.parse().ok());
+                    record(n.and_then(|n| m.borrow_mut().remove(&n)), ok);
                 }
             }
         });
-        Ok(Self::Nats { w, pongs })
+        Ok(Self::Nats {
+            w,
+            pongs,
+            mode,
+            fifo,
+            requests,
+            inbox,
+            next: 0,
+            stats,
+        })
     }
 
-    /// A Centrifugo client publishing with `publish` commands (Gyre).
-    pub async fn client(url: &str, protocol: Protocol) -> Result<Self> {
-        let (conn, _) = Conn::connect(Target::Gyre, url, protocol, &[]).await?;
+    /// A client publisher: Centrifugo `publish` commands (Gyre, the floor) or Socket.IO `pub`
+    /// events with an ack.
+    pub async fn client(target: Target, url: &str, protocol: Protocol) -> Result<Self> {
+        let (conn, _) = Conn::connect(target, url, protocol, &[]).await?;
         Ok(Self::Client {
             conn: Box::new(conn),
             inflight: HashMap::new(),
@@ -182,11 +387,11 @@ impl Publisher {
         })
     }
 
-    /// Response statistics (empty for NATS).
+    /// Response statistics (none for fire-and-forget NATS).
     pub fn stats(&self) -> Option<Rc<RefCell<PubStats>>> {
         match self {
             Self::Http { stats, .. } | Self::Client { stats, .. } => Some(stats.clone()),
-            Self::Nats { .. } => None,
+            Self::Nats { mode, stats, .. } => (*mode != NatsMode::Fire).then(|| stats.clone()),
         }
     }
 
@@ -218,17 +423,50 @@ impl Publisher {
                     }
                 }
             }
-            Self::Nats { w, pongs } => {
+            Self::Nats {
+                w,
+                pongs,
+                mode,
+                fifo,
+                requests,
+                inbox,
+                next,
+                ..
+            } => {
                 let mut buf = Vec::new();
                 for _ in 0..pongs.replace(0) {
                     buf.extend_from_slice(b"PONG\r\n");
                 }
-                for (channel, data, _) in batch {
-                    buf.extend_from_slice(
-                        format!("PUB {channel} {}\r\n{data}\r\n", data.len()).as_bytes(),
-                    );
+                for (channel, data, sched) in batch {
+                    let line = match mode {
+                        NatsMode::JetStream => {
+                            requests.borrow_mut().insert(*next, *sched);
+                            *next += 1;
+                            format!("PUB {channel} {inbox}.{} {}\r\n", *next - 1, data.len())
+                        }
+                        NatsMode::Verbose => {
+                            fifo.borrow_mut().push_back(*sched);
+                            format!("PUB {channel} {}\r\n", data.len())
+                        }
+                        NatsMode::Fire => format!("PUB {channel} {}\r\n", data.len()),
+                    };
+                    buf.extend_from_slice(line.as_bytes());
+                    buf.extend_from_slice(data.as_bytes());
+                    buf.extend_from_slice(b"\r\n");
                 }
                 w.write_all(&buf).await?;
+            }
+            Self::Client { conn, inflight, .. } if conn.target() == Target::Socketio => {
+                let items: Vec<(&str, &str)> = batch
+                    .iter()
+                    .map(|(c, d, _)| (c.as_str(), d.as_str()))
+                    .collect();
+                if !items.is_empty() {
+                    let ids = conn.emit_publishes(&items).await?;
+                    for (id, (_, _, sched)) in ids.into_iter().zip(batch) {
+                        inflight.insert(id, *sched);
+                    }
+                }
             }
             Self::Client { conn, inflight, .. } => {
                 let mut commands = Vec::new();
@@ -282,15 +520,7 @@ impl Publisher {
                     () = tick => {}
                     r = conn.recv(&mut events) => {
                         if !r? { bail!("publisher connection closed"); }
-                        for ev in events.drain(..) {
-                            if let Event::Reply(reply) = ev
-                                && let Some(sched) = inflight.remove(&reply.id)
-                            {
-                                let mut s = stats.borrow_mut();
-                                s.hist.record(unix_us().saturating_sub(sched));
-                                if reply.error.is_some() { s.errors += 1 } else { s.ok += 1 }
-                            }
-                        }
+                        on_responses(&mut events, inflight, stats);
                         continue;
                     }
                 }
@@ -336,19 +566,14 @@ impl Publisher {
                 else {
                     break;
                 };
-                for ev in events.drain(..) {
-                    if let Event::Reply(reply) = ev
-                        && let Some(sched) = inflight.remove(&reply.id)
-                    {
-                        let mut s = stats.borrow_mut();
-                        s.hist.record(unix_us().saturating_sub(sched));
-                        if reply.error.is_some() {
-                            s.errors += 1
-                        } else {
-                            s.ok += 1
-                        }
-                    }
-                }
+                on_responses(&mut events, inflight, stats);
+            }
+        } else if let Self::Nats { fifo, requests, .. } = self {
+            let end = Instant::now() + max;
+            while (!fifo.borrow().is_empty() || !requests.borrow().is_empty())
+                && Instant::now() < end
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         } else {
             tokio::time::sleep(max.min(Duration::from_millis(1))).await;

@@ -555,7 +555,7 @@ fn write_report(
     writeln!(md, "## S3: personal plus group channels, with churn\n")?;
     writeln!(
         md,
-        "Every connection subscribes to its personal channel `p_<i>` and its group channel `g_<i/10>`; publishes go round-robin to the group channels (10 deliveries each); 20% of the connections reconnect per minute (connect + 2 subscribes, timed).\n"
+        "Every connection subscribes to its personal channel `p_<i>` and its group channel `g_<i/10>`; publishes go round-robin to the group channels (10 deliveries each); 20% of the connections reconnect per minute (connect + 2 subscribes, timed). Gyre and the floor: two `subscribe` commands, publishes through the HTTP API. NATS: `SUB p_<i>` and `SUB g_<j>` on the WebSocket connection, publishes as core `PUB` on the TCP port. Socket.IO: two `sub` events (each joins a room, acked), publishes through the HTTP endpoint (`io.to(room).emit`).\n"
     )?;
     writeln!(
         md,
@@ -589,7 +589,11 @@ fn write_report(
     writeln!(md, "## S4: the publish path\n")?;
     writeln!(
         md,
-        "No subscribers. The HTTP API publisher pipelines POSTs on 2 keep-alive connections; the client publisher sends `publish` commands on one WebSocket (batched per 1 ms tick). Latency is from the scheduled time to the response. The `nohist:` namespace has no history.\n"
+        "No subscribers. Latency is from the scheduled time to each publish's response; every row is one open-loop publisher on one server.\n\n\
+         - Gyre: the HTTP API publisher pipelines POSTs on 2 keep-alive connections; the client publisher sends `publish` commands on one WebSocket (batched per 1 ms tick). `bench` keeps history (100 publications, 300 s); the `nohist:` namespace has none.\n\
+         - floor: the same two publishers; started with `--history 100` it appends every publication outside a namespace to a ring of 100 per channel (the `nohist:` channel skips it), and answers the client `publish` command with an empty result after the broadcast.\n\
+         - NATS: a publisher is a client connection (here on the TCP port), so there is no separate API and client path: one row per kind of publish. Without history: core `PUB` on a `verbose` connection, so the server answers `+OK` to every `PUB` (latency to the `+OK`, in order). With history: a JetStream memory stream on the subject (at most 100 messages per subject, 300 s maximum age, created by the load generator) and every publish a request whose PubAck is the response (a PubAck with `error` counts as an error).\n\
+         - Socket.IO: the API is the peer's HTTP endpoint (`io.to(room).emit`); the client path is a `pub` event with an ack on one Socket.IO connection (the server broadcasts, then acks). Socket.IO has no history of its own; its equivalent is connection state recovery, whose in-memory adapter stores every room broadcast with an offset (\"recovery store\" rows, server started with `--recovery`).\n"
     )?;
     writeln!(
         md,
@@ -618,7 +622,7 @@ fn write_report(
     writeln!(md, "## S5: recovery storm\n")?;
     writeln!(
         md,
-        "N clients subscribe to one channel with recovery (history 100, TTL 300 s), learn an offset, all disconnect, 10 publications go out, then all reconnect at once (256 handshakes in flight per worker) with `recover` from their offsets. Time is from the reconnect command to each client's subscribe reply.\n"
+        "N clients subscribe to one channel with recovery (history 100, TTL 300 s), learn their position from 5 warm-up publications (the run waits until every client has received them all), all disconnect, 10 publications go out, then all reconnect at once (256 handshakes in flight per worker) and resume from their positions. Time is from the reconnect command to each client's recovery (below); \"recovered\" counts the clients for which the system resumed the stream and every missed publication arrived.\n"
     )?;
     writeln!(
         md,
@@ -642,13 +646,21 @@ fn write_report(
             load_note(&e["loadavg"]),
         )?;
     }
+    writeln!(
+        md,
+        "\nWhat each system does, and when a client counts as recovered:\n\n\
+         - gyre: `subscribe` with `recover`, epoch and offset; recovered when the subscribe reply says `recovered` (the missed publications are in the reply). Time: to the subscribe reply.\n\
+         - floor: the same commands against its ring of 100 publications per channel (started with `--history 100`).\n\
+         - nats: each subscription is a JetStream ephemeral push consumer (memory stream on the subject, max 100 per subject, 300 s; `ack_policy` none, deliver subject an inbox per client, first one `deliver_policy` new, 10 s `inactive_threshold`); the client keeps the stream sequence from each delivery's `$JS.ACK` reply subject. On reconnect it creates a new consumer from the next sequence (`by_start_sequence`); recovered when it has received the `num_pending` messages the create response announced. Time: to the last of them.\n\
+         - socketio: connection state recovery (sessions kept 2 min); the client closes its WebSocket without a DISCONNECT packet (a recoverable \"transport close\"), and reconnects with its `pid` and the offset of the last event; recovered when the CONNECT reply carries the same `pid` and all missed events arrived. Time: to the last of them.\n"
+    )?;
     writeln!(md)?;
 
     // S7.
     writeln!(md, "## S7: slow consumers\n")?;
     writeln!(
         md,
-        "Fan-out as in S2 while 1% of the subscribers never read. The others' latency should match S2 at the same rate; memory should stay bounded (Gyre disconnects a client whose queue exceeds `client.queue_max_size`, 1 MiB by default).\n"
+        "Fan-out as in S2 while 1% of the subscribers never read. The others' latency should match S2 at the same rate; memory should stay bounded. Gyre disconnects a client whose queue exceeds `client.queue_max_size` (1 MiB by default); NATS closes a slow consumer once its pending data exceeds `max_pending` (64 MB by default); the floor's queues are unbounded and it never closes anyone; the Socket.IO peer sets no limit of its own on a client's outgoing buffer. \"Closed by the server\" is checked when the run ends.\n"
     )?;
     writeln!(
         md,

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use gyre_protocol::{Protocol, StreamPosition};
+use gyre_protocol::Protocol;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -103,7 +103,8 @@ impl State {
 enum Phase {
     Run,
     Drop,
-    Reconnect(Instant),
+    /// Reconnect and recover: since when, and how many publications were missed.
+    Reconnect(Instant, u64),
     Stop,
 }
 
@@ -128,15 +129,16 @@ impl Ctx {
             Mode::Sub | Mode::Recover => vec![Sub {
                 channel: a.channel.clone(),
                 recover: None,
+                history: a.mode == Mode::Recover,
             }],
             Mode::Group => vec![
                 Sub {
                     channel: format!("p_{i}"),
-                    recover: None,
+                    ..Sub::default()
                 },
                 Sub {
                     channel: format!("g_{}", i / a.group_size.max(1)),
-                    recover: None,
+                    ..Sub::default()
                 },
             ],
         }
@@ -171,12 +173,7 @@ impl Ctx {
 }
 
 /// Reads until the phase changes; returns false when the connection closed by itself.
-async fn read_loop(
-    ctx: &Ctx,
-    conn: &mut Conn,
-    pos: &mut StreamPosition,
-    churn: Option<&Notify>,
-) -> bool {
+async fn read_loop(ctx: &Ctx, conn: &mut Conn, churn: Option<&Notify>) -> bool {
     let mut phase = ctx.phase.clone();
     phase.borrow_and_update();
     let mut events = Vec::new();
@@ -189,9 +186,8 @@ async fn read_loop(
                 let now = unix_us();
                 let mut s = ctx.state.borrow_mut();
                 for ev in events.drain(..) {
-                    if let Event::Publication(f, offset) = ev {
+                    if let Event::Publication(f) = ev {
                         s.record(f.step, f.t, now);
-                        pos.offset = pos.offset.max(offset);
                     }
                 }
             }
@@ -207,9 +203,18 @@ async fn read_loop(
     }
 }
 
+/// Counts a reconnect that failed outright (the first few are logged).
+fn recover_failed(ctx: &Ctx, i: usize, e: &anyhow::Error) {
+    let mut s = ctx.state.borrow_mut();
+    if s.recovered_failed < 3 {
+        eprintln!("worker: recovering {i} failed: {e:#}");
+    }
+    s.recovered_failed += 1;
+}
+
 async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
     let subs = ctx.subs(i);
-    let (mut conn, results) = match ctx.connect(&subs).await {
+    let (mut conn, _) = match ctx.connect(&subs).await {
         Ok(c) => c,
         Err(e) => {
             if ctx.state.borrow().failed < 3 {
@@ -220,10 +225,6 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
         }
     };
     ctx.done_connecting(true);
-    let mut pos = StreamPosition {
-        offset: results.first().map_or(0, |r| r.offset),
-        epoch: results.first().map(|r| r.epoch.clone()).unwrap_or_default(),
-    };
     let slow = ctx.args.slow_every > 0 && i.is_multiple_of(ctx.args.slow_every);
     let mut phase = ctx.phase.clone();
     if slow {
@@ -249,7 +250,7 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
         return;
     }
     loop {
-        let alive = read_loop(&ctx, &mut conn, &mut pos, churn.as_deref()).await;
+        let alive = read_loop(&ctx, &mut conn, churn.as_deref()).await;
         let p = *ctx.phase.borrow();
         if !alive && p == Phase::Run {
             ctx.state.borrow_mut().unexpected_closes += 1;
@@ -278,12 +279,13 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
                 }
             }
             Phase::Drop | Phase::Run => {
+                let pos = conn.position().clone();
                 conn.close().await;
                 // Wait for the storm.
                 let mut phase = ctx.phase.clone();
-                let start = loop {
+                let (start, missed) = loop {
                     match *phase.borrow_and_update() {
-                        Phase::Reconnect(at) => break at,
+                        Phase::Reconnect(at, missed) => break (at, missed),
                         Phase::Stop => return,
                         _ => {}
                     }
@@ -293,36 +295,43 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
                 };
                 let sub = vec![Sub {
                     channel: ctx.args.channel.clone(),
-                    recover: Some(pos.clone()),
+                    recover: Some(pos),
+                    history: true,
                 }];
-                match ctx.connect(&sub).await {
+                let recovered = match ctx.connect(&sub).await {
                     Ok((c, results)) => {
-                        let took = start.elapsed().as_micros() as u64;
                         conn = c;
+                        conn.recover(&results, missed, Duration::from_secs(30))
+                            .await
+                    }
+                    Err(e) => {
+                        recover_failed(&ctx, i, &e);
+                        return;
+                    }
+                };
+                match recovered {
+                    Ok(r) => {
+                        let took = start.elapsed().as_micros() as u64;
                         let mut s = ctx.state.borrow_mut();
-                        let r = results.first();
-                        if r.is_some_and(|r| r.recovered) {
+                        if r.recovered {
                             s.recovered_ok += 1;
                         } else {
                             s.recovered_failed += 1;
                         }
                         s.recover_hist.record(took);
                         let now = unix_us();
-                        for p in r.map(|r| r.publications.as_slice()).unwrap_or_default() {
+                        for f in &r.publications {
                             s.recovered_pubs += 1;
-                            if let Some(f) = crate::payload::parse(&p.data) {
-                                s.record(f.step, f.t, now);
-                            }
-                            pos.offset = pos.offset.max(p.offset);
+                            s.record(f.step, f.t, now);
                         }
                     }
-                    Err(_) => {
-                        ctx.state.borrow_mut().recovered_failed += 1;
+                    Err(e) => {
+                        recover_failed(&ctx, i, &e);
                         return;
                     }
                 }
             }
-            Phase::Reconnect(_) => {}
+            Phase::Reconnect(..) => {}
         }
     }
 }
@@ -387,14 +396,22 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                            "unexpected_closes": s.unexpected_closes}),
                 );
             }
+            Some("received") => {
+                // Deliveries of step k so far (the step's figures are left in place).
+                let k: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
+                let s = ctx.state.borrow();
+                let received = s.steps.get(k).map_or(0, |st| st.received);
+                say("received", json!({"k": k, "received": received}));
+            }
             Some("drop") => {
                 let _ = phase_tx.send(Phase::Drop);
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 say("dropped", json!({}));
             }
             Some("reconnect") => {
+                let missed: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
                 let start = Instant::now();
-                let _ = phase_tx.send(Phase::Reconnect(start));
+                let _ = phase_tx.send(Phase::Reconnect(start, missed));
                 let target = ctx.state.borrow().connected as u64;
                 let end = start + Duration::from_secs(60);
                 loop {
