@@ -63,11 +63,11 @@ if [ "$(nproc)" -ge 2 ]; then SRV_CPU="taskset -c 0"; LG_CPU="taskset -c 1"; els
 # generator workers): one process holds fewer than 20,000 sockets on this machine.
 if [ "$MODE" = full ]; then
   IDLE_CONNS=60000; IDLE_PROCS=4; IDLE_WORKERS=4; IDLE_HOLD=30; FAN_SUBS=10000; FAN_RATES=2,5,10,15,20,30,40,60; STEP=8
-  PUB_RATES=2000,5000,10000,20000,40000; REC_CONNS=10000; GROUP_CONNS=10000; GROUP_RATES=1000,5000,10000,20000
+  PUB_RATES=2000,5000,10000,20000,40000; PUB_STEP=3; REC_CONNS=10000; GROUP_CONNS=10000; GROUP_RATES=1000,5000,10000,20000
   SLOW_SUBS=10000; SLOW_RATE=10; WORKERS=2
 else
-  IDLE_CONNS=10000; IDLE_PROCS=1; IDLE_WORKERS=2; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=10,25,50,100,150; STEP=4
-  PUB_RATES=2000,10000,20000; REC_CONNS=10000; GROUP_CONNS=5000; GROUP_RATES=1000,5000,10000
+  IDLE_CONNS=10000; IDLE_PROCS=1; IDLE_WORKERS=2; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=25,50,100,150; STEP=4
+  PUB_RATES=2000,10000,20000; PUB_STEP=2; REC_CONNS=10000; GROUP_CONNS=5000; GROUP_RATES=1000,5000,10000
   SLOW_SUBS=2000; SLOW_RATE=50; WORKERS=2
 fi
 
@@ -210,20 +210,20 @@ lg "s2x-fanout-gyre-redis-protobuf" gyre-redis --scenario fanout --conns $FAN_SU
 # keeps history outside namespaces (like Gyre); NATS publishes are either core PUB on a verbose
 # connection (+OK each) or JetStream publishes (PubAck each); Socket.IO's history is its
 # connection state recovery store.
-lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "gyre, API, history"
-lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "gyre, API, no history"
-lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "gyre, client, history"
-lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "gyre, client, no history"
-lg "s4-publish-floor-api-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "floor, API, history"
-lg "s4-publish-floor-api-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --channel nohist:bench --label "floor, API, no history"
-lg "s4-publish-floor-client-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "floor, client, history"
-lg "s4-publish-floor-client-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --channel nohist:bench --label "floor, client, no history"
-lg "s4-publish-nats-core" nats --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "nats, core PUB (verbose +OK)"
-lg "s4-publish-nats-jetstream" nats-js --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --history --label "nats, JetStream (PubAck)"
-lg "s4-publish-socketio-api" socketio --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "socketio, API"
-lg "s4-publish-socketio-api-recovery" socketio-recovery --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --label "socketio, API, recovery store"
-lg "s4-publish-socketio-client" socketio --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "socketio, client emit+ack"
-lg "s4-publish-socketio-client-recovery" socketio-recovery --scenario publish --conns 0 --rates $PUB_RATES --step-secs 3 --via client --label "socketio, client emit+ack, recovery store"
+lg "s4-publish-api-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --label "gyre, API, history"
+lg "s4-publish-api-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --channel nohist:bench --label "gyre, API, no history"
+lg "s4-publish-client-history" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --via client --label "gyre, client, history"
+lg "s4-publish-client-nohist" gyre --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --via client --channel nohist:bench --label "gyre, client, no history"
+lg "s4-publish-floor-api-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --label "floor, API, history"
+lg "s4-publish-floor-api-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --channel nohist:bench --label "floor, API, no history"
+lg "s4-publish-floor-client-history" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --via client --label "floor, client, history"
+lg "s4-publish-floor-client-nohist" floor-history --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --via client --channel nohist:bench --label "floor, client, no history"
+lg "s4-publish-nats-core" nats --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --label "nats, core PUB (verbose +OK)"
+lg "s4-publish-nats-jetstream" nats-js --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --history --label "nats, JetStream (PubAck)"
+lg "s4-publish-socketio-api" socketio --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --label "socketio, API"
+lg "s4-publish-socketio-api-recovery" socketio-recovery --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --label "socketio, API, recovery store"
+lg "s4-publish-socketio-client" socketio --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --via client --label "socketio, client emit+ack"
+lg "s4-publish-socketio-client-recovery" socketio-recovery --scenario publish --conns 0 --rates $PUB_RATES --step-secs $PUB_STEP --via client --label "socketio, client emit+ack, recovery store"
 # S5: recovery storm, each system with its own recovery (Gyre and the floor: subscribe with
 # recover; NATS: JetStream consumers; Socket.IO: connection state recovery).
 lg "s5-recovery-gyre" gyre --scenario recovery --conns $REC_CONNS --missed 10 --label gyre

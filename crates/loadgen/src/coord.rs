@@ -331,7 +331,10 @@ async fn step(
         .await?;
     let publish_secs = t0.elapsed().as_secs_f64();
     publisher.drain(Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if receivers_per_publish > 0 {
+        // The deliveries' tail.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     let window = t0.elapsed().as_secs_f64();
     let s1 = sample_all(&pid);
     let m1 = stats::machine_busy_s();
@@ -350,6 +353,8 @@ async fn step(
         "server_cpu_s": server_cpu, "server_cpu_pct": 100.0 * server_cpu / window,
         "server_cpu_s_per_m": if received > 0 { server_cpu / received as f64 * 1e6 } else { 0.0 },
         "deliveries_per_cpu_s": if server_cpu > 0.0 { received as f64 / server_cpu } else { 0.0 },
+        "server_write_calls": s1.write_calls.saturating_sub(s0.write_calls),
+        "deliveries_per_write": if s1.write_calls > s0.write_calls { received as f64 / (s1.write_calls - s0.write_calls) as f64 } else { 0.0 },
         "loadgen_cpu_pct": 100.0 * loadgen_cpu / window,
         "other_cpu_pct": 100.0 * ((m1 - m0) - server_cpu - loadgen_cpu).max(0.0) / window,
         "server_rss_kb": s1.rss_kb, "loadavg": load, "window_s": window,

@@ -74,16 +74,25 @@ fn load_note(load: &Value) -> String {
 }
 
 /// The table of every step of fan-out runs; `rss` heads the memory column.
+/// Deliveries per write system call of the server in a step ("–" in results made before it was
+/// measured): how many messages the server packs into each write.
+fn per_write(step: &Value) -> String {
+    match step["deliveries_per_write"].as_f64() {
+        Some(x) if x > 0.0 => format!("{x:.2}"),
+        _ => "–".into(),
+    }
+}
+
 fn write_fanout_steps(md: &mut String, runs: &[&Value], rss: &str) -> Result<()> {
     writeln!(
         md,
-        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | CPU-s per 1M | loadgen CPU % | other CPU % | {rss} | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | CPU-s per 1M | deliveries per write | loadgen CPU % | other CPU % | {rss} | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for r in runs {
         for s in r["steps"].as_array().into_iter().flatten() {
             writeln!(
                 md,
-                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} | {:.0} | {:.0} | {:.1} | {} |",
+                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} | {} | {:.0} | {:.0} | {:.1} | {} |",
                 r["label"].as_str().unwrap_or("?"),
                 s["rate"],
                 k(f(&s["deliveries_per_s"])),
@@ -94,6 +103,7 @@ fn write_fanout_steps(md: &mut String, runs: &[&Value], rss: &str) -> Result<()>
                 ms(&s["latency_us"]["max"]),
                 f(&s["server_cpu_pct"]),
                 f(&s["server_cpu_s_per_m"]),
+                per_write(s),
                 f(&s["loadgen_cpu_pct"]),
                 f(&s["other_cpu_pct"]),
                 f(&s["server_rss_kb"]) / 1024.0,
@@ -543,7 +553,10 @@ fn write_report(
             ratio(f(&s["deliveries_per_cpu_s"]), per_core(fl)),
         )?;
     }
-    writeln!(md, "\nEvery step:\n")?;
+    writeln!(
+        md,
+        "\nEvery step (\"deliveries per write\": deliveries divided by the write system calls of the system's processes in the step, `syscw` of `/proc/<pid>/io`: how many messages one write carries on average):\n"
+    )?;
     write_fanout_steps(&mut md, &s2_runs, "RSS MB")?;
     writeln!(
         md,
@@ -559,14 +572,14 @@ fn write_report(
     )?;
     writeln!(
         md,
-        "| system | conns | publishes/s | delivered/s | delivered % | p50 ms | p99 ms | server CPU % | CPU-s per 1M | churn reconnects | reconnect p50 / p99 ms | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| system | conns | publishes/s | delivered/s | delivered % | p50 ms | p99 ms | server CPU % | CPU-s per 1M | deliveries per write | churn reconnects | reconnect p50 / p99 ms | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for r in by("s3-") {
         let e = &r["extra"];
         for s in r["steps"].as_array().into_iter().flatten() {
             writeln!(
                 md,
-                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.0} | {:.2} | {} | {} / {} | {} |",
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.0} | {:.2} | {} | {} | {} / {} | {} |",
                 r["label"].as_str().unwrap_or("?"),
                 e["connected"],
                 s["rate"],
@@ -576,6 +589,7 @@ fn write_report(
                 ms(&s["latency_us"]["p99"]),
                 f(&s["server_cpu_pct"]),
                 f(&s["server_cpu_s_per_m"]),
+                per_write(s),
                 e["churns"],
                 ms(&e["churn_latency_us"]["p50"]),
                 ms(&e["churn_latency_us"]["p99"]),

@@ -91,6 +91,8 @@ pub struct ProcSample {
     pub cpu_s: f64,
     /// Resident set size in KiB.
     pub rss_kb: u64,
+    /// Write system calls so far (`write`, `writev`: `syscw` in `/proc/<pid>/io`).
+    pub write_calls: u64,
 }
 
 /// The summed CPU time and memory of several processes (one system made of several nodes).
@@ -100,10 +102,12 @@ pub fn sample_all(pids: &[u32]) -> ProcSample {
         .fold(ProcSample::default(), |sum, s| ProcSample {
             cpu_s: sum.cpu_s + s.cpu_s,
             rss_kb: sum.rss_kb + s.rss_kb,
+            write_calls: sum.write_calls + s.write_calls,
         })
 }
 
-/// Reads `/proc/<pid>/stat` and `/proc/<pid>/status` (zeroes when the process is gone).
+/// Reads `/proc/<pid>/stat`, `/proc/<pid>/status` and `/proc/<pid>/io` (zeroes when the process
+/// is gone or unreadable).
 pub fn sample(pid: u32) -> ProcSample {
     let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -123,7 +127,18 @@ pub fn sample(pid: u32) -> ProcSample {
             line.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0);
-    ProcSample { cpu_s, rss_kb }
+    let write_calls = std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("syscw:"))?;
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0);
+    ProcSample {
+        cpu_s,
+        rss_kb,
+        write_calls,
+    }
 }
 
 /// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
