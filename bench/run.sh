@@ -66,7 +66,7 @@ if [ "$MODE" = full ]; then
   PUB_RATES=2000,5000,10000,20000,40000; PUB_STEP=3; REC_CONNS=10000; GROUP_CONNS=10000; GROUP_RATES=1000,5000,10000,20000
   SLOW_SUBS=10000; SLOW_RATE=10; WORKERS=2
 else
-  IDLE_CONNS=10000; IDLE_PROCS=1; IDLE_WORKERS=2; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=25,50,100,150; STEP=4
+  IDLE_CONNS=10000; IDLE_PROCS=1; IDLE_WORKERS=2; IDLE_HOLD=15; FAN_SUBS=2000; FAN_RATES=10,25,50,100,150; STEP=4
   PUB_RATES=2000,10000,20000; PUB_STEP=2; REC_CONNS=10000; GROUP_CONNS=5000; GROUP_RATES=1000,5000,10000
   SLOW_SUBS=2000; SLOW_RATE=50; WORKERS=2
 fi
@@ -168,7 +168,7 @@ start_server() {
       URL=ws://127.0.0.1:$PORT/socket.io/; PUB_URL=http://127.0.0.1:$PORT/api/publish; VIA=http
       wait_port "$PORT" ;;
   esac
-  sleep 0.5
+  sleep 0.2
 }
 
 # lg NAME TARGET ARGS...: runs one scenario into $OUT/NAME.json (PROCESSES=N lg ... runs the
@@ -184,7 +184,7 @@ lg() {
     --server-pid "$pids" --workers "$WORKERS" --out "$OUT/$name.json" "$@" \
     || echo "!! $name failed" >&2
   cleanup
-  sleep 1
+  sleep 0.3
 }
 
 # S1: idle connections.
