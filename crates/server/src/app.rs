@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::{any, get, post};
+use axum::serve::ListenerExt as _;
 use gyre_config::Config;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -44,6 +45,15 @@ fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {
         );
     }
     router
+}
+
+/// Turns off Nagle's algorithm on an accepted connection: replies, pushes and API responses are
+/// written whole by the server, so holding a small write back until the previous one is
+/// acknowledged would only add latency (Centrifugo, being Go, has it off by default too).
+fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
+    if let Err(err) = tcp.set_nodelay(true) {
+        tracing::debug!("can't set TCP_NODELAY on an accepted connection: {err}");
+    }
 }
 
 /// A running server: its node and the addresses it listens on.
@@ -147,12 +157,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let node2 = node.clone();
     let handle = tokio::spawn(async move {
         let token = shutdown.clone();
-        let main = axum::serve(listener, main)
+        let main = axum::serve(listener.tap_io(set_nodelay), main)
             .with_graceful_shutdown(async move { token.cancelled().await });
         let internal_task = internal_app.map(|(l, app)| {
             let token = shutdown.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(l, app)
+                let _ = axum::serve(l.tap_io(set_nodelay), app)
                     .with_graceful_shutdown(async move { token.cancelled().await })
                     .await;
             })
