@@ -4,7 +4,8 @@
 # peers and the floor, and regenerates BENCHMARKS.md and bench/latency-vs-rate.svg.
 #
 #   bench/run.sh          quick suite (< 10 minutes once built)
-#   bench/run.sh --full   larger runs (more connections, longer steps)
+#   bench/run.sh --full   larger runs (more connections and server processes, longer steps);
+#                         report in bench/BENCHMARKS-full.md
 #   bench/run.sh --only 's2x|s5'   only the scenarios whose result name matches (the report
 #                                  then goes to the run's directory, BENCHMARKS.md is kept)
 #
@@ -49,6 +50,7 @@ fi
 # hand-written notes do not count: a second run right after a first one measures the same code).
 GYRE_COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 if ! git diff --quiet HEAD -- . ':(exclude)BENCHMARKS.md' ':(exclude)bench/latency-vs-rate.svg' \
+    ':(exclude)bench/BENCHMARKS-full.md' ':(exclude)bench/latency-vs-rate-full.svg' \
     ':(exclude)bench/notes.md' 2>/dev/null; then
   GYRE_COMMIT="$GYRE_COMMIT-dirty"
 fi
@@ -253,6 +255,9 @@ EOF
 if [ -n "$ONLY" ]; then
   "$LG" report --dir "$OUT" --out "$OUT/BENCHMARKS.md" --svg "$OUT/latency-vs-rate.svg"
   echo "== done in $((SUITE_END - SUITE_START)) s: $OUT/BENCHMARKS.md" >&2
+elif [ "$MODE" = full ]; then
+  "$LG" report --dir "$OUT" --out "$ROOT/bench/BENCHMARKS-full.md" --svg "$ROOT/bench/latency-vs-rate-full.svg"
+  echo "== done in $((SUITE_END - SUITE_START)) s: bench/BENCHMARKS-full.md, results in $OUT" >&2
 else
   "$LG" report --dir "$OUT" --out "$ROOT/BENCHMARKS.md" --svg "$ROOT/bench/latency-vs-rate.svg"
   echo "== done in $((SUITE_END - SUITE_START)) s: BENCHMARKS.md, results in $OUT" >&2

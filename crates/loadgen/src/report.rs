@@ -74,6 +74,16 @@ fn load_note(load: &Value) -> String {
 }
 
 /// The table of every step of fan-out runs; `rss` heads the memory column.
+/// The plot's path as seen from the report's folder (the path given when it is elsewhere).
+fn svg_link(report: &str, svg: &str) -> String {
+    let folder = std::path::Path::new(report)
+        .parent()
+        .unwrap_or(std::path::Path::new(""));
+    std::path::Path::new(svg)
+        .strip_prefix(folder)
+        .map_or_else(|_| svg.to_owned(), |p| p.display().to_string())
+}
+
 /// Deliveries per write system call of the server in a step ("–" in results made before it was
 /// measured): how many messages the server packs into each write.
 fn per_write(step: &Value) -> String {
@@ -560,7 +570,8 @@ fn write_report(
     write_fanout_steps(&mut md, &s2_runs, "RSS MB")?;
     writeln!(
         md,
-        "\n![latency versus delivered rate](bench/latency-vs-rate.svg)\n"
+        "\n![latency versus delivered rate]({})\n",
+        svg_link(&args.out, &args.svg)
     )?;
     write_cross_node(&mut md, results)?;
 
