@@ -140,6 +140,18 @@ pub struct PubStats {
     pub errors: u64,
 }
 
+impl PubStats {
+    /// Counts one response to a publish scheduled at `sched` (unix µs).
+    pub fn record(&mut self, sched: u64, ok: bool) {
+        self.hist.record(unix_us().saturating_sub(sched));
+        if ok {
+            self.ok += 1;
+        } else {
+            self.errors += 1;
+        }
+    }
+}
+
 /// Where publishes go.
 pub enum Publisher {
     /// Pipelined HTTP POSTs, round-robin over connections.
@@ -243,13 +255,7 @@ fn on_responses(
             _ => continue,
         };
         if let Some(sched) = inflight.remove(&id) {
-            let mut s = stats.borrow_mut();
-            s.hist.record(unix_us().saturating_sub(sched));
-            if ok {
-                s.ok += 1;
-            } else {
-                s.errors += 1;
-            }
+            stats.borrow_mut().record(sched, ok);
         }
     }
 }
@@ -272,13 +278,7 @@ impl Publisher {
                 let mut r = BufReader::new(r);
                 while let Ok(status) = read_http_response(&mut r).await {
                     let sched = q.borrow_mut().pop_front().unwrap_or(0);
-                    let mut s = s.borrow_mut();
-                    s.hist.record(unix_us().saturating_sub(sched));
-                    if status == 200 {
-                        s.ok += 1;
-                    } else {
-                        s.errors += 1;
-                    }
+                    s.borrow_mut().record(sched, status == 200);
                 }
             });
             conns.push((w, inflight));
@@ -321,13 +321,7 @@ impl Publisher {
         tokio::task::spawn_local(async move {
             let record = |sched: Option<u64>, ok: bool| {
                 if let Some(sched) = sched {
-                    let mut s = st.borrow_mut();
-                    s.hist.record(unix_us().saturating_sub(sched));
-                    if ok {
-                        s.ok += 1;
-                    } else {
-                        s.errors += 1;
-                    }
+                    st.borrow_mut().record(sched, ok);
                 }
             };
             let mut line = String::new();

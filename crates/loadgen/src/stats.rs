@@ -120,25 +120,18 @@ pub fn sample(pid: u32) -> ProcSample {
             Some((utime + stime) / TICKS)
         })
         .unwrap_or(0.0);
-    let rss_kb = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0);
-    let write_calls = std::fs::read_to_string(format!("/proc/{pid}/io"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find(|l| l.starts_with("syscw:"))?;
-            line.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0);
     ProcSample {
         cpu_s,
-        rss_kb,
-        write_calls,
+        rss_kb: proc_number(pid, "status", "VmRSS:").unwrap_or(0),
+        write_calls: proc_number(pid, "io", "syscw:").unwrap_or(0),
     }
+}
+
+/// The number after `key` on its line of `/proc/<pid>/<file>`.
+fn proc_number(pid: u32, file: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/{file}")).ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
