@@ -192,7 +192,7 @@ fn encode_header(out: &mut [u8; 10], opcode: u8, payload_len: usize) -> usize {
 }
 
 /// Whether a close code may be sent in a close frame (RFC 6455 §7.4).
-pub fn close_code_allowed(code: u16) -> bool {
+fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
@@ -497,8 +497,14 @@ where
         Ok(())
     }
 
-    /// Sends a close frame with `code` and `reason` (nothing when one was already sent).
+    /// Sends a close frame with `code` (1000 when `code` may not appear in a close frame) and
+    /// `reason`; nothing when one was already sent.
     pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), WsError> {
+        let code = if close_code_allowed(code) {
+            code
+        } else {
+            CLOSE_NORMAL
+        };
         self.queue_close(code, reason);
         poll_fn(|cx| self.poll_flush_control(cx)).await?;
         Ok(())
@@ -705,6 +711,11 @@ mod tests {
         let mut rest = Vec::new();
         peer.read_to_end(&mut rest).await.expect("eof");
         assert!(rest.is_empty());
+        // A code that may not appear in a close frame goes out as a normal closure.
+        let (mut ws, mut peer) = pair(100);
+        ws.send_close(1006, "gone").await.expect("close");
+        let got = read_some(&mut peer).await;
+        assert_eq!(u16::from_be_bytes([got[2], got[3]]), CLOSE_NORMAL);
     }
 
     #[tokio::test]

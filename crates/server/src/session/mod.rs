@@ -12,7 +12,6 @@ mod subscribe;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::websocket::{self, Message, WsError, WsStream};
 use bytes::Bytes;
 use gyre_protocol::codec::{self, decode_all, join_units};
 use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Reply};
@@ -21,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::node::{Node, unix_now};
 use crate::outbound::{Control, Outbound, OutboundReceiver, SessionHandle};
+use crate::websocket::{Message, WsError, WsStream};
 
 /// A frame is written once this many bytes are pending, even if more is queued.
 const MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -134,13 +134,8 @@ where
             break;
         }
         if let Some(disconnect) = session.closing.clone() {
-            let code = if websocket::close_code_allowed(disconnect.code) {
-                disconnect.code
-            } else {
-                websocket::CLOSE_NORMAL
-            };
             let _ = tokio::time::timeout(close_timeout, async {
-                let _ = ws.send_close(code, &disconnect.reason).await;
+                let _ = ws.send_close(disconnect.code, &disconnect.reason).await;
                 let _ = ws.close().await;
             })
             .await;
