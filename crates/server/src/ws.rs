@@ -17,9 +17,6 @@ use crate::websocket::WsStream;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
-/// The message size limit when `websocket.message_size_limit` is 0 (no limit set).
-const DEFAULT_MAX_PAYLOAD: usize = 64 * 1024 * 1024;
-
 /// Counts an open connection for `client.connection_limit` until dropped.
 struct OpenConnection(Arc<Node>);
 
@@ -138,11 +135,8 @@ pub async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Re
                 return;
             }
         };
-        let max_payload = if limit > 0 {
-            limit
-        } else {
-            DEFAULT_MAX_PAYLOAD
-        };
+        // 0 means no limit, as in Centrifugo (and as before the framing was ours).
+        let max_payload = if limit > 0 { limit } else { usize::MAX };
         let ws = WsStream::new(TokioIo::new(upgraded), max_payload);
         crate::session::run(node, ws, protocol).await;
     });
