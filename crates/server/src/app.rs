@@ -110,16 +110,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .0
             .max(Duration::from_secs(1))
             * 2;
-        let hub = Arc::new(crate::hub::Hub::default());
+        let events = crate::node::NodeEvents::new(&config.node.name);
         let redis =
-            crate::engine::redis::RedisEngine::connect(&config.engine.redis, hub.clone()).await?;
+            crate::engine::redis::RedisEngine::connect(&config.engine.redis, events.clone())
+                .await?;
+        redis.start(&shutdown);
         let engine = crate::node::Engine {
             broker: redis.clone(),
             presence: redis.clone(),
             control: redis.clone(),
         };
-        let node = Node::with_engine(config, shutdown.clone(), hub, engine)?;
-        redis.start(&node);
+        let node = Node::with_engine(config, shutdown.clone(), events, engine)?;
         if !redis.wait_connected(config_connect_wait).await {
             tracing::warn!("starting without Redis: requests that need it fail until it is up");
         }
@@ -138,21 +139,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         let node = node.clone();
         let token = shutdown.clone();
         tokio::spawn(async move { node.pinger.run(token).await });
-    }
-    {
-        let node = node.clone();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(5));
-            loop {
-                tokio::select! {
-                    () = token.cancelled() => return,
-                    _ = tick.tick() => {
-                        node.broker.sweep();
-                    }
-                }
-            }
-        });
     }
     let node2 = node.clone();
     let handle = tokio::spawn(async move {

@@ -1,8 +1,10 @@
 //! Gyre, a Centrifugo-compatible real-time messaging server.
 //!
-//! - [`node`]: the façade over the hub and the engine (publish, history, presence).
+//! - [`node`]: the service layer over the hub and the engine (publish, history, presence,
+//!   channel checks, the cluster control protocol); engines report to it through
+//!   [`engine::EngineEvents`].
 //! - [`hub`]: local sessions and subscribers; broadcasting encodes once per shape.
-//! - [`engine`]: the memory stream store and presence.
+//! - [`engine`]: streams, delivery, presence and control: memory (one node) or Redis.
 //! - [`session`]: one task per connection, running the client protocol.
 //! - [`outbound`]: the shared half of a session and its byte-bounded queue.
 //! - [`pinger`]: one shared timer for all pings.

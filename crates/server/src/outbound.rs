@@ -12,7 +12,73 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use gyre_protocol::{Disconnect, Protocol};
+use gyre_protocol::{Disconnect, Protocol, StreamPosition};
+use serde::Deserialize;
+
+/// `{"value": bool}` wrapper used by overrides.
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct BoolValue {
+    /// The value.
+    pub value: bool,
+}
+
+/// Channel option overrides of an API subscribe.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Override {
+    /// Presence.
+    pub presence: Option<BoolValue>,
+    /// Join/leave.
+    pub join_leave: Option<BoolValue>,
+    /// Force recovery.
+    pub force_recovery: Option<BoolValue>,
+    /// Force positioning.
+    pub force_positioning: Option<BoolValue>,
+    /// Force push join/leave.
+    pub force_push_join_leave: Option<BoolValue>,
+}
+
+/// A server-side subscribe (server API `subscribe`, also sent between nodes as a control
+/// command): subscribe a user's connections to a channel.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ServerSubscribe {
+    /// Channel.
+    pub channel: String,
+    /// User whose connections subscribe.
+    pub user: String,
+    /// Subscription expiry (unix seconds).
+    pub expire_at: i64,
+    /// Channel info (JSON).
+    #[serde(with = "gyre_protocol::raw")]
+    pub info: Bytes,
+    /// Only this client.
+    pub client: String,
+    /// Subscription data (JSON).
+    #[serde(with = "gyre_protocol::raw")]
+    pub data: Bytes,
+    /// Recover from this position.
+    pub recover_since: Option<StreamPosition>,
+    /// Option overrides.
+    #[serde(rename = "override")]
+    pub override_: Override,
+    /// Session (unused: no emulation transports).
+    pub session: String,
+}
+
+impl ServerSubscribe {
+    /// The overrides as token-style options.
+    pub fn overrides(&self) -> gyre_auth::ChannelOverride {
+        let o = &self.override_;
+        gyre_auth::ChannelOverride {
+            presence: o.presence.map(|v| v.value),
+            join_leave: o.join_leave.map(|v| v.value),
+            force_push_join_leave: o.force_push_join_leave.map(|v| v.value),
+            force_recovery: o.force_recovery.map(|v| v.value),
+            force_positioning: o.force_positioning.map(|v| v.value),
+        }
+    }
+}
 
 /// Something for a session to do, in queue order with the frames it writes.
 #[derive(Debug)]
@@ -35,7 +101,7 @@ pub enum Outbound {
 #[derive(Debug)]
 pub enum Control {
     /// Subscribe the session to a channel (server API `subscribe`).
-    Subscribe(crate::api::types::SubscribeRequest),
+    Subscribe(ServerSubscribe),
     /// Unsubscribe the session from a channel with an unsubscribe push.
     Unsubscribe {
         /// The channel.

@@ -10,50 +10,17 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use gyre_protocol::{Disconnect, ErrorCode, HistoryResult, StreamPosition};
+use gyre_protocol::ErrorCode;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use crate::engine::HistoryFilter;
-use crate::engine::StreamOptions;
-use crate::hub::Hub;
-use crate::node::{Node, PublishOptions, VERSION};
-use crate::outbound::{Control, Outbound, SessionHandle};
+use crate::node::channels::{data_format_ok, presence_channel, read_history};
+use crate::node::control::{apply_control, local_channels, node_info};
+use crate::node::{Node, PublishOptions};
 use types::*;
 
-/// An API error: a code and a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiError {
-    /// Error code.
-    pub code: u32,
-    /// Message.
-    pub message: String,
-}
-
-impl From<ErrorCode> for ApiError {
-    fn from(code: ErrorCode) -> Self {
-        Self {
-            code: code.code(),
-            message: code.message().to_owned(),
-        }
-    }
-}
-
-impl ApiError {
-    fn bad_request(message: &str) -> Self {
-        Self {
-            code: 107,
-            message: message.to_owned(),
-        }
-    }
-
-    fn method_not_found() -> Self {
-        Self {
-            code: 104,
-            message: "method not found".to_owned(),
-        }
-    }
-}
+/// An API error: a code and a message (the node's service error).
+pub use crate::node::ServiceError as ApiError;
 
 /// A method's result as JSON text: payloads inside it stay byte for byte as published.
 type ApiResult = Result<Box<RawValue>, ApiError>;
@@ -63,42 +30,9 @@ fn parse<T: serde::de::DeserializeOwned>(body: &RawValue) -> Result<T, ApiError>
         .map_err(|e| ApiError::bad_request(&format!("bad request: {e}")))
 }
 
-fn parse_value<T: serde::de::DeserializeOwned>(body: &Value) -> Result<T, ApiError> {
-    T::deserialize(body).map_err(|e| ApiError::bad_request(&format!("bad request: {e}")))
-}
-
 /// Serializes a result (raw payloads are written verbatim).
 fn raw<T: serde::Serialize>(value: &T) -> ApiResult {
     serde_json::value::to_raw_value(value).map_err(|_| ErrorCode::Internal.into())
-}
-
-/// Whether `data` suits a namespace's `publication_data_format`.
-pub fn data_format_ok(format: &str, data: &[u8]) -> bool {
-    match format {
-        "json" => gyre_protocol::raw::is_json(data),
-        "json_object" => serde_json::from_slice::<serde_json::Map<String, Value>>(data).is_ok(),
-        _ => true,
-    }
-}
-
-/// Reads history with protocol semantics (limit, since, reverse, cap, epoch check).
-pub(crate) async fn read_history(
-    node: &Node,
-    channel: &str,
-    stream: &StreamOptions,
-    limit: i32,
-    since: Option<&StreamPosition>,
-    reverse: bool,
-    max: usize,
-) -> Result<HistoryResult, ErrorCode> {
-    let filter = history_filter(limit, since, reverse, max);
-    let h = node.history(channel, stream, &filter).await?;
-    check_epoch(since, &h.epoch)?;
-    Ok(HistoryResult {
-        publications: h.publications,
-        epoch: h.epoch,
-        offset: h.offset,
-    })
 }
 
 /// Runs one API method.
@@ -135,7 +69,7 @@ async fn control(node: &Node, method: &str, body: &RawValue) -> ApiResult {
         }
     }
     let body: Value = parse(body)?;
-    let result = apply_control(&node.hub, method, &body)?;
+    apply_control(&node.hub, method, &body)?;
     let command = crate::engine::ControlCommand {
         method: method.to_owned(),
         body,
@@ -144,19 +78,7 @@ async fn control(node: &Node, method: &str, body: &RawValue) -> ApiResult {
         tracing::warn!("control {method} not sent to other nodes: {err}");
         ApiError::from(ErrorCode::Internal)
     })?;
-    Ok(result)
-}
-
-/// Applies an API action on connections (`subscribe`, `unsubscribe`, `disconnect`,
-/// `refresh`) to this node's connections; also runs for commands from other nodes.
-pub fn apply_control(hub: &Hub, method: &str, body: &Value) -> ApiResult {
-    match method {
-        "subscribe" => subscribe(hub, parse_value(body)?),
-        "unsubscribe" => unsubscribe(hub, parse_value(body)?),
-        "disconnect" => disconnect(hub, parse_value(body)?),
-        "refresh" => refresh(hub, parse_value(body)?),
-        _ => Err(ApiError::method_not_found()),
-    }
+    raw(&json!({}))
 }
 
 fn payload(req: &PublishRequest) -> Result<Bytes, ApiError> {
@@ -224,78 +146,6 @@ async fn broadcast(node: &Node, req: PublishRequest) -> ApiResult {
     raw(&json!({ "responses": responses }))
 }
 
-/// Connections a user-scoped API command applies to.
-fn targets(hub: &Hub, user: &str, client: &str) -> Vec<std::sync::Arc<SessionHandle>> {
-    if user.is_empty() && !client.is_empty() {
-        return hub.session(client).into_iter().collect();
-    }
-    hub.user_sessions(user)
-        .into_iter()
-        .filter(|h| client.is_empty() || *h.client == *client)
-        .collect()
-}
-
-fn subscribe(hub: &Hub, req: SubscribeRequest) -> ApiResult {
-    if req.channel.is_empty() {
-        return Err(ApiError::bad_request("bad request: channel required"));
-    }
-    for handle in targets(hub, &req.user, &req.client) {
-        handle.send(Outbound::Control(Box::new(Control::Subscribe(req.clone()))));
-    }
-    raw(&json!({}))
-}
-
-fn unsubscribe(hub: &Hub, req: UnsubscribeRequest) -> ApiResult {
-    if req.channel.is_empty() {
-        return Err(ApiError::bad_request("bad request: channel required"));
-    }
-    for handle in targets(hub, &req.user, &req.client) {
-        handle.send(Outbound::Control(Box::new(Control::Unsubscribe {
-            channel: req.channel.clone(),
-            code: gyre_protocol::codes::unsubscribe::SERVER,
-            reason: "server unsubscribe".to_owned(),
-        })));
-    }
-    raw(&json!({}))
-}
-
-fn disconnect(hub: &Hub, req: DisconnectRequest) -> ApiResult {
-    let d = match &req.disconnect {
-        Some(spec) if spec.code > 0 => {
-            let code =
-                u16::try_from(spec.code).map_err(|_| ApiError::bad_request("bad request: code"))?;
-            Disconnect::custom(code, &spec.reason)
-        }
-        _ => Disconnect::FORCE_NO_RECONNECT,
-    };
-    for handle in targets(hub, &req.user, &req.client) {
-        if !req.whitelist.iter().any(|c| *c == *handle.client) {
-            handle.disconnect(d.clone());
-        }
-    }
-    raw(&json!({}))
-}
-
-fn refresh(hub: &Hub, req: RefreshRequest) -> ApiResult {
-    for handle in targets(hub, &req.user, &req.client) {
-        handle.send(Outbound::Control(Box::new(Control::Refresh {
-            expired: req.expired,
-            expire_at: req.expire_at,
-        })));
-    }
-    raw(&json!({}))
-}
-
-fn presence_channel(node: &Node, channel: &str) -> Result<(), ApiError> {
-    if channel.is_empty() {
-        return Err(ApiError::bad_request("bad request: channel required"));
-    }
-    if !node.channel(channel)?.options.presence {
-        return Err(ErrorCode::NotAvailable.into());
-    }
-    Ok(())
-}
-
 async fn presence(node: &Node, req: ChannelRequest) -> ApiResult {
     presence_channel(node, &req.channel)?;
     let result = gyre_protocol::PresenceResult {
@@ -349,18 +199,6 @@ async fn history_remove(node: &Node, req: ChannelRequest) -> ApiResult {
     raw(&json!({}))
 }
 
-/// Channels with local subscribers matching a `channels` pattern, with their counts.
-fn local_channels(hub: &Hub, pattern: &str) -> Result<Vec<(String, usize)>, ApiError> {
-    let pattern = if pattern.is_empty() { "*" } else { pattern };
-    let pattern =
-        glob::Pattern::new(pattern).map_err(|_| ApiError::bad_request("bad request: pattern"))?;
-    Ok(hub
-        .channels()
-        .into_iter()
-        .filter(|(name, _)| pattern.matches(name))
-        .collect())
-}
-
 /// `channels`: active channels of every live node, with their subscriber counts summed.
 async fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
     let mut counts: HashMap<String, u64> = HashMap::new();
@@ -389,42 +227,10 @@ async fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
     raw(&json!({ "channels": map }))
 }
 
-/// Answers another node's survey (see [`crate::engine::ControlBus::survey`]) from this
-/// node's state; `None` for an unknown question.
-pub fn answer_survey(hub: &Hub, op: &str, body: &Value) -> Option<Value> {
-    match op {
-        "channels" => {
-            let pattern = body["pattern"].as_str().unwrap_or_default();
-            let channels: serde_json::Map<String, Value> = local_channels(hub, pattern)
-                .ok()?
-                .into_iter()
-                .map(|(name, n)| (name, json!(n)))
-                .collect();
-            Some(json!({ "channels": channels }))
-        }
-        _ => None,
-    }
-}
-
 fn info(node: &Node) -> Value {
-    let mut nodes = vec![node_info(node)];
+    let mut nodes = vec![node_info(&node.events)];
     nodes.extend(node.control.other_nodes());
     json!({ "nodes": nodes })
-}
-
-/// This node's entry in `info`.
-pub fn node_info(node: &Node) -> Value {
-    let counts = node.hub.counts();
-    json!({
-        "uid": node.id,
-        "name": node.name,
-        "version": VERSION,
-        "num_clients": counts.clients,
-        "num_users": counts.users,
-        "num_channels": counts.channels,
-        "num_subs": counts.subscriptions,
-        "uptime": node.started.elapsed().as_secs(),
-    })
 }
 
 async fn batch(node: &Node, req: BatchRequest) -> ApiResult {
@@ -432,7 +238,8 @@ async fn batch(node: &Node, req: BatchRequest) -> ApiResult {
     for command in &req.commands {
         let reply = match command.iter().next() {
             None => {
-                raw(&json!({ "error": { "code": 107, "message": "bad request: empty command" } }))
+                let code = ErrorCode::BadRequest.code();
+                raw(&json!({ "error": { "code": code, "message": "bad request: empty command" } }))
             }
             Some((method, body)) => match execute(node, method, body).await {
                 Ok(result) => raw(&HashMap::from([(method.as_str(), result)])),
@@ -442,34 +249,4 @@ async fn batch(node: &Node, req: BatchRequest) -> ApiResult {
         replies.push(reply);
     }
     raw(&HashMap::from([("replies", replies)]))
-}
-
-/// A history position check: the client's epoch must match the stream's.
-pub(crate) fn check_epoch(since: Option<&StreamPosition>, epoch: &str) -> Result<(), ErrorCode> {
-    match since {
-        Some(since) if !since.epoch.is_empty() && since.epoch != epoch => {
-            Err(ErrorCode::UnrecoverablePosition)
-        }
-        _ => Ok(()),
-    }
-}
-
-/// Translates a protocol history limit into a filter limit, capped at `max` (0: no cap).
-pub(crate) fn history_filter(
-    limit: i32,
-    since: Option<&StreamPosition>,
-    reverse: bool,
-    max: usize,
-) -> HistoryFilter {
-    let cap = if max == 0 { usize::MAX } else { max };
-    let limit = match limit {
-        0 => Some(0),
-        n if n < 0 => (max > 0).then_some(cap),
-        n => Some((n as usize).min(cap)),
-    };
-    HistoryFilter {
-        since: since.map(|s| s.offset),
-        limit,
-        reverse,
-    }
 }

@@ -298,22 +298,49 @@ impl IdempotencyCache {
     }
 }
 
-/// The memory broker: streams in this process, delivery to this node's hub.
+/// How often the memory broker drops expired streams and idempotency results.
+const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The memory broker: streams in this process, delivery to this node.
 #[derive(Debug)]
 pub struct MemoryBroker {
     streams: MemoryStreams,
     idempotency: IdempotencyCache,
-    hub: std::sync::Arc<crate::hub::Hub>,
+    events: std::sync::Arc<dyn super::EngineEvents>,
 }
 
 impl MemoryBroker {
-    /// A broker delivering to `hub`.
-    pub fn new(hub: std::sync::Arc<crate::hub::Hub>) -> Self {
-        Self {
+    /// A broker delivering to `events`, with its sweeper running until `shutdown` (or until
+    /// the broker is dropped). Needs a Tokio runtime.
+    pub fn start(
+        events: std::sync::Arc<dyn super::EngineEvents>,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) -> std::sync::Arc<Self> {
+        let broker = std::sync::Arc::new(Self {
             streams: MemoryStreams::default(),
             idempotency: IdempotencyCache::default(),
-            hub,
-        }
+            events,
+        });
+        let weak = std::sync::Arc::downgrade(&broker);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    _ = tick.tick() => {
+                        let Some(broker) = weak.upgrade() else { return };
+                        broker.sweep();
+                    }
+                }
+            }
+        });
+        broker
+    }
+
+    /// Drops expired streams and idempotency results.
+    fn sweep(&self) {
+        self.streams.sweep();
+        self.idempotency.sweep();
     }
 }
 
@@ -337,8 +364,8 @@ impl super::Broker for MemoryBroker {
         } else {
             (p.publication, String::new())
         };
-        self.hub
-            .broadcast_publication(channel, &publication, p.delta, &epoch);
+        self.events
+            .publication(channel, &publication, p.delta, &epoch);
         if let Some(key) = &p.idempotency_key {
             self.idempotency
                 .put(channel, key, publication.offset, epoch.clone());
@@ -353,7 +380,7 @@ impl super::Broker for MemoryBroker {
         info: &'a gyre_protocol::ClientInfo,
         joined: bool,
     ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
-        self.hub.broadcast_join_leave(channel, info, joined);
+        self.events.join_leave(channel, info, joined);
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -384,11 +411,6 @@ impl super::Broker for MemoryBroker {
         _: &'a str,
     ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
         Box::pin(std::future::ready(Ok(())))
-    }
-
-    fn sweep(&self) {
-        self.streams.sweep();
-        self.idempotency.sweep();
     }
 }
 

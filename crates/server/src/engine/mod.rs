@@ -48,6 +48,42 @@ pub struct HistoryResult {
     pub epoch: String,
 }
 
+/// What engines report to the node: deliveries for local subscribers, lost streams, control
+/// commands and questions from other nodes. Implemented by the node
+/// ([`crate::node::NodeEvents`]) and handed to engines when they start, so engines never
+/// reach the hub or the API themselves.
+pub trait EngineEvents: Send + Sync + std::fmt::Debug {
+    /// This node's id (unique per start).
+    fn node_id(&self) -> &str;
+
+    /// A channel's publication, in offset order, for local subscribers.
+    fn publication(
+        &self,
+        channel: &str,
+        publication: &gyre_protocol::Publication,
+        delta: bool,
+        epoch: &str,
+    );
+
+    /// A join (`joined`) or leave in a channel, for local subscribers.
+    fn join_leave(&self, channel: &str, info: &gyre_protocol::ClientInfo, joined: bool);
+
+    /// Publications of a channel may have been missed (its delivery was interrupted).
+    fn stream_lost(&self, channel: &str);
+
+    /// Whether the channel has local subscribers.
+    fn has_subscribers(&self, channel: &str) -> bool;
+
+    /// A control command from another node, to apply to local connections.
+    fn control(&self, command: &ControlCommand);
+
+    /// Answers another node's survey; `None` for an unknown question.
+    fn answer_survey(&self, op: &str, body: &serde_json::Value) -> Option<serde_json::Value>;
+
+    /// This node's stats, as `info` reports them.
+    fn node_info(&self) -> serde_json::Value;
+}
+
 /// A boxed future, so engine traits stay object-safe.
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -112,9 +148,6 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 
     /// Stops receiving the channel (when it still has no local subscriber).
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
-
-    /// Periodic housekeeping (expiry of local state).
-    fn sweep(&self) {}
 }
 
 /// Presence of channels across all nodes.
@@ -172,7 +205,7 @@ pub trait ControlBus: Send + Sync + std::fmt::Debug {
     fn other_nodes(&self) -> Vec<serde_json::Value>;
 
     /// Asks every other live node a question (`op` with its JSON `body`, answered by
-    /// [`crate::api::answer_survey`]) and returns their answers. Waits for every node known
+    /// [`EngineEvents::answer_survey`]) and returns their answers. Waits for every node known
     /// alive, at most a bounded time (then returns the answers it has).
     fn survey<'a>(
         &'a self,

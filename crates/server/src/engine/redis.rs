@@ -5,7 +5,7 @@
 //!   XADDs with MAXLEN, sets expiries and PUBLISHes the encoded publication, so every node
 //!   receives a channel's publications in offset order and history matches delivery.
 //! - Delivery: one Pub/Sub connection per shard, owned by one task; each message is decoded
-//!   once per node and handed to the hub with its offset and epoch. The task batches first
+//!   once per node and handed to the node ([`EngineEvents`]) with its offset and epoch. The task batches first
 //!   subscribes (and last unsubscribes) that queue up meanwhile into one SUBSCRIBE
 //!   (UNSUBSCRIBE). When the connection is lost, the node reconnects with backoff,
 //!   resubscribes every channel it has subscribers for and tells positioned subscribers their
@@ -33,14 +33,14 @@ use prost::Message as _;
 use redis::aio::PubSubSink;
 use redis::{Script, Value};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::presence::MemoryPresence;
 use super::redis_conn::Link;
 use super::{
-    BoxFuture, Broker, BrokerPublication, ControlBus, ControlCommand, EngineError, HistoryFilter,
-    HistoryResult, PresenceManager, StreamOptions,
+    BoxFuture, Broker, BrokerPublication, ControlBus, ControlCommand, EngineError, EngineEvents,
+    HistoryFilter, HistoryResult, PresenceManager, StreamOptions,
 };
-use crate::hub::Hub;
 
 /// How often a node announces itself on the control channel.
 const HEARTBEAT: Duration = Duration::from_secs(3);
@@ -169,8 +169,8 @@ pub struct RedisEngine {
     prefix: String,
     /// Redis Cluster: channel names in keys are hash tags (`{channel}`).
     hash_tags: bool,
-    hub: Arc<Hub>,
-    node_id: Mutex<String>,
+    /// Where deliveries, control commands and surveys go (the node).
+    events: Arc<dyn EngineEvents>,
     presence_ttl: Duration,
     /// Bound of one connection attempt.
     connect_timeout: Duration,
@@ -260,7 +260,7 @@ impl Subscriptions {
     /// Records requests; returns the channels whose wanted state may have changed.
     fn absorb(
         &mut self,
-        hub: &Hub,
+        events: &dyn EngineEvents,
         shard: &Shard,
         batch: impl Iterator<Item = SubRequest>,
     ) -> Vec<String> {
@@ -286,7 +286,7 @@ impl Subscriptions {
             // Forget the channel as confirmed first: a subscriber arriving from now on
             // asks (and is handled after this); one that arrived before shows in the hub.
             let was_confirmed = shard.confirmed.lock().remove(&channel);
-            if hub.has_subscribers(&channel) {
+            if events.has_subscribers(&channel) {
                 if was_confirmed {
                     shard.confirmed.lock().insert(channel);
                 }
@@ -346,7 +346,7 @@ impl RedisEngine {
     /// Connects to every configured Redis address.
     pub async fn connect(
         config: &gyre_config::RedisConfig,
-        hub: Arc<Hub>,
+        events: Arc<dyn EngineEvents>,
     ) -> anyhow::Result<Arc<Self>> {
         // No I/O here: the node starts while Redis is down; each shard's Pub/Sub task
         // connects in the background and commands fail with an engine error until Redis is
@@ -371,8 +371,7 @@ impl RedisEngine {
             shards,
             prefix: config.prefix.clone(),
             hash_tags,
-            hub,
-            node_id: Mutex::new(String::new()),
+            events,
             presence_ttl: config.presence_ttl.0.max(Duration::from_secs(3)),
             connect_timeout: config.connect_timeout.0.max(Duration::from_millis(100)),
             io_timeout: config.io_timeout.0.max(Duration::from_millis(500)),
@@ -385,13 +384,12 @@ impl RedisEngine {
         }))
     }
 
-    /// Starts the Pub/Sub readers, heartbeats and presence refresh for `node`.
-    pub fn start(self: &Arc<Self>, node: &Arc<crate::node::Node>) {
-        *self.node_id.lock() = node.id.clone();
+    /// Starts the Pub/Sub readers, heartbeats and presence refresh, until `shutdown`.
+    pub fn start(self: &Arc<Self>, shutdown: &CancellationToken) {
         for (index, shard) in self.shards.iter().enumerate() {
             let engine = self.clone();
             let shard = shard.clone();
-            let token = node.shutdown.clone();
+            let token = shutdown.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     () = token.cancelled() => {}
@@ -400,15 +398,15 @@ impl RedisEngine {
             });
         }
         let engine = self.clone();
-        let node = node.clone();
+        let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let mut heartbeat = tokio::time::interval(HEARTBEAT);
             let mut presence = tokio::time::interval(engine.presence_ttl / 3);
             loop {
                 tokio::select! {
-                    () = node.shutdown.cancelled() => {
+                    () = shutdown.cancelled() => {
                         // The others stop counting on this node (surveys, info) at once.
-                        let gone = serde_json::json!({ "node": node.id, "gone": true });
+                        let gone = serde_json::json!({ "node": engine.events.node_id(), "gone": true });
                         let _ = tokio::time::timeout(
                             Duration::from_millis(500),
                             engine.publish_control(gone.to_string()),
@@ -417,8 +415,9 @@ impl RedisEngine {
                         return;
                     }
                     _ = heartbeat.tick() => {
-                        let info = crate::api::node_info(&node);
-                        let message = serde_json::json!({ "node": node.id, "info": info });
+                        let info = engine.events.node_info();
+                        let message =
+                            serde_json::json!({ "node": engine.events.node_id(), "info": info });
                         let _ = engine.publish_control(message.to_string()).await;
                         engine.nodes.lock().retain(|_, (_, at)| at.elapsed() < NODE_TTL);
                     }
@@ -513,7 +512,7 @@ impl RedisEngine {
                         if n == 0 {
                             return;
                         }
-                        subs.absorb(&self.hub, &shard, batch.drain(..));
+                        subs.absorb(&*self.events, &shard, batch.drain(..));
                     }
                 }
             };
@@ -536,7 +535,7 @@ impl RedisEngine {
                                 if n == 0 {
                                     return;
                                 }
-                                subs.absorb(&self.hub, &shard, batch.drain(..));
+                                subs.absorb(&*self.events, &shard, batch.drain(..));
                             }
                         }
                     }
@@ -548,7 +547,7 @@ impl RedisEngine {
             let mut first = Vec::new();
             if index == 0 {
                 first.push(self.control_name());
-                first.push(self.node_name(&self.node_id.lock()));
+                first.push(self.node_name(self.events.node_id()));
             }
             if let Err(e) = self.subscribe_names(&mut sink, &first, &names).await {
                 if !down_logged {
@@ -566,7 +565,7 @@ impl RedisEngine {
             // resubscribe and recover from history (or learn they could not); the others
             // just go on, as they could not recover anyway.
             for channel in names.drain(..).filter(|c| interrupted.contains(c)) {
-                self.hub.stream_lost(&channel);
+                self.events.stream_lost(&channel);
             }
             interrupted.clear();
             subs.answer_confirmed(&shard);
@@ -588,7 +587,7 @@ impl RedisEngine {
                         if n == 0 {
                             return;
                         }
-                        let touched = subs.absorb(&self.hub, &shard, batch.drain(..));
+                        let touched = subs.absorb(&*self.events, &shard, batch.drain(..));
                         if let Err(e) = subs.sync(&self, &shard, &mut sink, touched).await {
                             break Some(e);
                         }
@@ -654,7 +653,7 @@ impl RedisEngine {
         } else if let Some(rest) = name.strip_prefix(self.prefix.as_str()) {
             if rest == ".control" {
                 self.on_control(payload);
-            } else if rest.strip_prefix(".node.") == Some(self.node_id.lock().as_str()) {
+            } else if rest.strip_prefix(".node.") == Some(self.events.node_id()) {
                 self.on_answer(payload);
             }
         }
@@ -707,12 +706,12 @@ impl RedisEngine {
                     return;
                 };
                 publication.offset = offset;
-                self.hub
-                    .broadcast_publication(channel, &publication, *delta == b'1', epoch);
+                self.events
+                    .publication(channel, &publication, *delta == b'1', epoch);
             }
             Some(kind @ (b'j' | b'l')) => {
                 if let Ok(info) = ClientInfo::decode(&payload[1..]) {
-                    self.hub.broadcast_join_leave(channel, &info, *kind == b'j');
+                    self.events.join_leave(channel, &info, *kind == b'j');
                 }
             }
             _ => {}
@@ -724,7 +723,7 @@ impl RedisEngine {
             return;
         };
         let from = message["node"].as_str().unwrap_or_default();
-        if from == *self.node_id.lock() {
+        if from == self.events.node_id() {
             return;
         }
         if let Some(info) = message.get("info") {
@@ -736,20 +735,21 @@ impl RedisEngine {
         } else if let Some(command) = message.get("command")
             && let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone())
         {
-            let _ = crate::api::apply_control(&self.hub, &command.method, &command.body);
+            self.events.control(&command);
         } else if let Some(survey) = message.get("survey") {
             let (Some(id), Some(op)) = (survey["id"].as_str(), survey["op"].as_str()) else {
                 return;
             };
             let (id, op, body) = (id.to_owned(), op.to_owned(), survey["body"].clone());
-            let node = self.node_id.lock().clone();
+            let node = self.events.node_id().to_owned();
             let channel = self.node_name(from);
             let mut conn = self.shards[0].conn.clone();
-            let hub = self.hub.clone();
+            let events = self.events.clone();
             // Off the Pub/Sub task: the answer may walk every local channel.
             tokio::spawn(async move {
-                let data =
-                    crate::api::answer_survey(&hub, &op, &body).unwrap_or(serde_json::Value::Null);
+                let data = events
+                    .answer_survey(&op, &body)
+                    .unwrap_or(serde_json::Value::Null);
                 let answer = serde_json::json!({ "node": node, "id": id, "data": data });
                 let sent = redis::cmd("PUBLISH")
                     .arg(channel)
@@ -1108,7 +1108,7 @@ impl PresenceManager for RedisEngine {
 impl ControlBus for RedisEngine {
     fn send<'a>(&'a self, command: &'a ControlCommand) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let node = self.node_id.lock().clone();
+            let node = self.events.node_id().to_owned();
             let message = serde_json::json!({ "node": node, "command": command });
             self.publish_control(message.to_string()).await
         })
@@ -1149,7 +1149,7 @@ impl ControlBus for RedisEngine {
                     done: Some(done),
                 },
             );
-            let node = self.node_id.lock().clone();
+            let node = self.events.node_id().to_owned();
             let message = serde_json::json!({
                 "node": node,
                 "survey": { "id": id, "op": op, "body": body },

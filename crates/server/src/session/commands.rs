@@ -156,7 +156,7 @@ impl Session {
         if !self.allowed(Access::Publish, channel, resolved.options) {
             return Err(ErrorCode::PermissionDenied.into());
         }
-        if !crate::api::data_format_ok(resolved.publication_data_format, &data) {
+        if !crate::node::channels::data_format_ok(resolved.publication_data_format, &data) {
             return Err(ErrorCode::BadRequest.into());
         }
         let chan_info = self
@@ -227,7 +227,7 @@ impl Session {
             return Err(ErrorCode::PermissionDenied.into());
         }
         let max = node.config.client.history_max_publication_limit;
-        let result = crate::api::read_history(
+        let result = crate::node::channels::read_history(
             &node,
             &req.channel,
             &stream,

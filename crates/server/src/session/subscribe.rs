@@ -326,7 +326,7 @@ impl Session {
     }
 
     /// A server API subscribe: subscribes the connection and sends a subscribe push.
-    pub(super) async fn server_subscribe(&mut self, req: crate::api::types::SubscribeRequest) {
+    pub(super) async fn server_subscribe(&mut self, req: crate::outbound::ServerSubscribe) {
         if self.subs.contains_key(&req.channel) {
             return;
         }

@@ -10,6 +10,12 @@ use gyre_config::{ChannelOptions, Config, ResolvedChannel, TokenOptions};
 use gyre_protocol::{ClientInfo, ErrorCode, Publication};
 use tokio_util::sync::CancellationToken;
 
+pub mod channels;
+pub mod control;
+pub mod events;
+
+pub use events::NodeEvents;
+
 use crate::engine::memory::{MemoryBroker, MemoryControl};
 use crate::engine::presence::MemoryPresence;
 use crate::engine::{
@@ -72,12 +78,44 @@ pub struct Node {
     pub open_connections: std::sync::atomic::AtomicUsize,
     /// Tracks connection tasks, so shutdown can wait for them.
     pub tasks: tokio_util::task::TaskTracker,
-    /// Node id.
-    pub id: String,
-    /// Node name.
-    pub name: String,
-    /// When the node started.
-    pub started: std::time::Instant,
+    /// This node's identity, as the engines report to it.
+    pub events: Arc<NodeEvents>,
+}
+
+/// A service error: a code and a message (the server API's error object).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceError {
+    /// Error code.
+    pub code: u32,
+    /// Message.
+    pub message: String,
+}
+
+impl From<ErrorCode> for ServiceError {
+    fn from(code: ErrorCode) -> Self {
+        Self {
+            code: code.code(),
+            message: code.message().to_owned(),
+        }
+    }
+}
+
+impl ServiceError {
+    /// A bad request (107) with its own message.
+    pub fn bad_request(message: &str) -> Self {
+        Self {
+            code: ErrorCode::BadRequest.code(),
+            message: message.to_owned(),
+        }
+    }
+
+    /// An unknown method (104).
+    pub fn method_not_found() -> Self {
+        Self {
+            code: ErrorCode::MethodNotFound.code(),
+            message: "method not found".to_owned(),
+        }
+    }
 }
 
 fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option<VerifierOptions> {
@@ -112,20 +150,20 @@ impl Node {
         config: Config,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
-        let hub = Arc::new(Hub::default());
+        let events = NodeEvents::new(&config.node.name);
         let engine = Engine {
-            broker: Arc::new(MemoryBroker::new(hub.clone())),
+            broker: MemoryBroker::start(events.clone(), shutdown.clone()),
             presence: Arc::new(MemoryPresence::default()),
             control: Arc::new(MemoryControl),
         };
-        Self::with_engine(config, shutdown, hub, engine)
+        Self::with_engine(config, shutdown, events, engine)
     }
 
-    /// Builds a node over an engine delivering to `hub`.
+    /// Builds a node over an engine reporting to `events`.
     pub fn with_engine(
         config: Config,
         shutdown: CancellationToken,
-        hub: Arc<Hub>,
+        events: Arc<NodeEvents>,
         engine: Engine,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
         let skip = config.client.insecure_skip_token_signature_verify;
@@ -141,13 +179,8 @@ impl Node {
         };
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
-        let name = if config.node.name.is_empty() {
-            hostname()
-        } else {
-            config.node.name.clone()
-        };
         Ok(Arc::new(Self {
-            hub,
+            hub: events.hub.clone(),
             broker: engine.broker,
             presence: engine.presence,
             control: engine.control,
@@ -157,9 +190,7 @@ impl Node {
             shutdown,
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
-            id: uuid::Uuid::new_v4().to_string(),
-            name,
-            started: std::time::Instant::now(),
+            events,
             config,
         }))
     }
@@ -278,12 +309,4 @@ pub struct Engine {
     pub presence: Arc<dyn PresenceManager>,
     /// Node-to-node control.
     pub control: Arc<dyn ControlBus>,
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "gyre".to_owned())
 }
