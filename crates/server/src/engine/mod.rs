@@ -4,7 +4,6 @@
 pub mod memory;
 pub mod presence;
 pub mod redis;
-pub mod redis_conn;
 
 use std::time::Duration;
 

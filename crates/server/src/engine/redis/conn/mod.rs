@@ -45,6 +45,12 @@ use redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Pipeline,
     RedisConnectionInfo, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
+mod sentinel;
+mod tls;
+
+use sentinel::{Sentinel, Single, Target, follow_master};
+use tls::tls_setup;
+
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -96,162 +102,6 @@ impl Endpoint {
     fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
-}
-
-/// Reads a PEM setting: raw PEM, base64 PEM or a file path (Centrifugo v6's rules), or the
-/// explicit `_file` / `_b64` variants. `None` when none is set.
-fn load_pem(key: &str, value: &str, file: &str, b64: &str) -> Result<Option<Vec<u8>>, ConfigError> {
-    let is_pem = |b: &[u8]| b.windows(11).any(|w| w == b"-----BEGIN ");
-    if !value.is_empty() {
-        if is_pem(value.as_bytes()) {
-            return Ok(Some(value.as_bytes().to_vec()));
-        }
-        if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(value.trim())
-            && is_pem(&decoded)
-        {
-            return Ok(Some(decoded));
-        }
-        return match std::fs::read(value) {
-            Ok(bytes) if is_pem(&bytes) => Ok(Some(bytes)),
-            Ok(_) => Err(bad(key, format!("file {value:?} holds no PEM data"))),
-            Err(e) => Err(bad(
-                key,
-                format!("neither PEM, base64 PEM nor a readable file ({value:?}: {e})"),
-            )),
-        };
-    }
-    if !file.is_empty() {
-        let bytes = std::fs::read(file).map_err(|e| bad(format!("{key}_file"), e))?;
-        return Ok(Some(bytes));
-    }
-    if !b64.is_empty() {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|e| bad(format!("{key}_b64"), e))?;
-        return Ok(Some(bytes));
-    }
-    Ok(None)
-}
-
-/// Accepts any server certificate (`insecure_skip_verify`), still checking handshake
-/// signatures.
-#[derive(Debug)]
-struct SkipVerify(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for SkipVerify {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// The TLS setup of section `key` (`engine.redis.tls` or `engine.redis.sentinel_tls`).
-fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(key, e))?;
-    let builder = if c.insecure_skip_verify {
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(SkipVerify(provider)))
-    } else {
-        let mut roots = rustls::RootCertStore::empty();
-        let ca_key = format!("{key}.server_ca_pem");
-        match load_pem(
-            &ca_key,
-            &c.server_ca_pem,
-            &c.server_ca_pem_file,
-            &c.server_ca_pem_b64,
-        )? {
-            Some(pem) => {
-                for cert in CertificateDer::pem_slice_iter(&pem) {
-                    let cert = cert.map_err(|e| bad(&ca_key, e))?;
-                    roots.add(cert).map_err(|e| bad(&ca_key, e))?;
-                }
-                if roots.is_empty() {
-                    return Err(bad(&ca_key, "no certificate found"));
-                }
-            }
-            None => {
-                let found = rustls_native_certs::load_native_certs();
-                for cert in found.certs {
-                    let _ = roots.add(cert);
-                }
-                if roots.is_empty() {
-                    return Err(bad(
-                        &ca_key,
-                        "no system root certificates found: set server_ca_pem",
-                    ));
-                }
-            }
-        }
-        builder.with_root_certificates(roots)
-    };
-    let cert_key = format!("{key}.cert_pem");
-    let key_key = format!("{key}.key_pem");
-    let cert = load_pem(&cert_key, &c.cert_pem, &c.cert_pem_file, &c.cert_pem_b64)?;
-    let private = load_pem(&key_key, &c.key_pem, &c.key_pem_file, &c.key_pem_b64)?;
-    let config = match (cert, private) {
-        (Some(cert), Some(private)) => {
-            let chain = CertificateDer::pem_slice_iter(&cert)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| bad(&cert_key, e))?;
-            let private = PrivateKeyDer::from_pem_slice(&private).map_err(|e| bad(&key_key, e))?;
-            builder
-                .with_client_auth_cert(chain, private)
-                .map_err(|e| bad(&cert_key, e))?
-        }
-        (None, None) => builder.with_no_client_auth(),
-        (Some(_), None) => return Err(bad(&key_key, "required with cert_pem")),
-        (None, Some(_)) => return Err(bad(&cert_key, "required with key_pem")),
-    };
-    let server_name = (!c.server_name.is_empty()).then(|| c.server_name.clone());
-    if let Some(name) = &server_name {
-        ServerName::try_from(name.clone()).map_err(|e| bad(format!("{key}.server_name"), e))?;
-    }
-    Ok(Tls {
-        config: Arc::new(config),
-        server_name,
-    })
 }
 
 /// Parses an address (`host:port`, `redis://` or `rediss://` URL) of setting `key`, with
@@ -372,193 +222,6 @@ fn broken(e: &RedisError) -> bool {
         || e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
 }
 
-/// Sentinels and the master they watch.
-struct Sentinel {
-    sentinels: Vec<Endpoint>,
-    master_name: String,
-    /// Authentication and TLS for the master (host and port come from the Sentinels).
-    master: Endpoint,
-    timeouts: Timeouts,
-    /// A connection to the Sentinel that answered last.
-    conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
-}
-
-impl Sentinel {
-    /// The master's address as the Sentinels tell it.
-    async fn master_addr(&self) -> RedisResult<(String, u16)> {
-        let mut cached = self.conn.lock().await;
-        let mut last = None;
-        if let Some(conn) = cached.as_mut() {
-            match self.ask(conn).await {
-                Ok(addr) => return Ok(addr),
-                Err(e) => last = Some(e),
-            }
-            *cached = None;
-        }
-        for sentinel in &self.sentinels {
-            let mut conn = match connect_commands(sentinel, self.timeouts).await {
-                Ok(conn) => conn,
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            match self.ask(&mut conn).await {
-                Ok(addr) => {
-                    *cached = Some(conn);
-                    return Ok(addr);
-                }
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            RedisError::from((ErrorKind::EmptySentinelList, "no Sentinel address"))
-        }))
-    }
-
-    async fn ask(&self, conn: &mut MultiplexedConnection) -> RedisResult<(String, u16)> {
-        let addr: Option<(String, u16)> = redis::cmd("SENTINEL")
-            .arg("GET-MASTER-ADDR-BY-NAME")
-            .arg(&self.master_name)
-            .query_async(conn)
-            .await?;
-        addr.ok_or_else(|| {
-            RedisError::from((
-                ErrorKind::MasterNameNotFoundBySentinel,
-                "the Sentinel does not know this master",
-                self.master_name.clone(),
-            ))
-        })
-    }
-
-    async fn master(&self) -> RedisResult<Endpoint> {
-        let (host, port) = self.master_addr().await?;
-        let mut ep = self.master.clone();
-        ep.host = host;
-        ep.port = port;
-        Ok(ep)
-    }
-
-    /// A command connection to the current master, checked with `ROLE`, and its address.
-    async fn connect(&self) -> RedisResult<(MultiplexedConnection, String)> {
-        let ep = self.master().await?;
-        let mut conn = connect_commands(&ep, self.timeouts).await?;
-        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
-        match role.first() {
-            Some(Value::BulkString(r)) if r == b"master" => Ok((conn, ep.addr())),
-            Some(Value::SimpleString(r)) if r == "master" => Ok((conn, ep.addr())),
-            _ => Err(RedisError::from((
-                ErrorKind::Server(ServerErrorKind::ReadOnly),
-                "the address the Sentinels gave is not a master (yet)",
-                ep.addr(),
-            ))),
-        }
-    }
-
-    /// A Pub/Sub connection to the current master that ends when the Sentinels name another.
-    async fn pubsub(self: &Arc<Self>) -> RedisResult<(PubSubSink, MessageStream)> {
-        let ep = self.master().await?;
-        let (sink, stream) = connect_pubsub(&ep, self.timeouts).await?;
-        let sentinel = self.clone();
-        let moved = async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                match sentinel.master_addr().await {
-                    Ok((host, port)) if host != ep.host || port != ep.port => {
-                        tracing::info!("redis master moved from {} to {host}:{port}", ep.addr());
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::debug!("sentinel query failed: {e}"),
-                }
-            }
-        };
-        Ok((sink, Box::pin(stream.take_until(Box::pin(moved)))))
-    }
-}
-
-/// Where a non-cluster link connects.
-enum Target {
-    Direct(Endpoint),
-    Sentinel(Arc<Sentinel>),
-}
-
-/// A command connection opened on demand and dropped when it breaks.
-struct Single {
-    target: Target,
-    timeouts: Timeouts,
-    current: Mutex<Option<(u64, MultiplexedConnection)>>,
-    /// With Sentinel: the master's address the current connection goes to.
-    connected_to: Mutex<Option<String>>,
-    /// Serializes reconnections: the generation of the last connection and when the last
-    /// attempt failed (callers arriving just after a failure fail at once).
-    connecting: tokio::sync::Mutex<(u64, Option<(Instant, RedisError)>)>,
-}
-
-impl Single {
-    async fn get(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(current) = self.current.lock().clone() {
-            return Ok(current);
-        }
-        let mut state = self.connecting.lock().await;
-        if let Some(current) = self.current.lock().clone() {
-            return Ok(current);
-        }
-        if let Some((at, e)) = &state.1
-            && at.elapsed() < Duration::from_millis(200)
-        {
-            return Err(e.clone());
-        }
-        let connected = match &self.target {
-            Target::Direct(ep) => connect_commands(ep, self.timeouts).await,
-            Target::Sentinel(sentinel) => sentinel.connect().await.map(|(conn, addr)| {
-                *self.connected_to.lock() = Some(addr);
-                conn
-            }),
-        };
-        match connected {
-            Ok(conn) => {
-                state.0 += 1;
-                state.1 = None;
-                *self.current.lock() = Some((state.0, conn.clone()));
-                Ok((state.0, conn))
-            }
-            Err(e) => {
-                state.1 = Some((Instant::now(), e.clone()));
-                Err(e)
-            }
-        }
-    }
-
-    /// Drops the connection if it goes elsewhere than the Sentinels' current master (a
-    /// demoted master may keep accepting writes until the Sentinels reconfigure it).
-    async fn follow_master(&self, sentinel: &Sentinel) {
-        let Ok((host, port)) = sentinel.master_addr().await else {
-            return;
-        };
-        let addr = format!("{host}:{port}");
-        let mut connected_to = self.connected_to.lock();
-        if connected_to.as_ref().is_some_and(|at| *at != addr) {
-            tracing::info!("redis master moved to {addr}: reconnecting");
-            *self.current.lock() = None;
-            *connected_to = None;
-        }
-    }
-
-    fn check<T>(&self, generation: u64, result: RedisResult<T>) -> RedisResult<T> {
-        if let Err(e) = &result
-            && broken(e)
-        {
-            let mut current = self.current.lock();
-            if current.as_ref().map(|(g, _)| *g) == Some(generation) {
-                tracing::debug!("redis connection dropped after: {e}");
-                *current = None;
-            }
-        }
-        result
-    }
-}
-
 /// A cluster: the crate's cluster client for commands (connected on first use), seeds for
 /// Pub/Sub.
 struct Cluster {
@@ -602,8 +265,7 @@ impl Cluster {
 }
 
 /// The links of the configured topology: one per `address` (channels are sharded over them),
-/// or a single one for Sentinel or Cluster. No I/O: links connect on first use (see
-/// [`Link::ping`]); settings that cannot be used are errors naming their key. Called inside a
+/// or a single one for Sentinel or Cluster. No I/O: links connect on first use; settings that cannot be used are errors naming their key. Called inside a
 /// Tokio runtime, a Sentinel link also starts following the master.
 pub fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
     let timeouts = Timeouts {
@@ -730,22 +392,6 @@ pub fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
     Ok(links)
 }
 
-/// Every second, makes a Sentinel link's command connection follow the master, until the
-/// link is dropped.
-async fn follow_master(kind: std::sync::Weak<Kind>) {
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(kind) = kind.upgrade() else {
-            return;
-        };
-        if let Kind::Single(single) = &*kind
-            && let Target::Sentinel(sentinel) = &single.target
-        {
-            single.follow_master(sentinel).await;
-        }
-    }
-}
-
 /// `host:port` of each endpoint (no credentials).
 fn addrs(endpoints: &[Endpoint]) -> String {
     endpoints
@@ -766,12 +412,6 @@ impl Link {
     /// Whether keys need hash tags (a channel's keys must share a cluster slot).
     pub fn is_cluster(&self) -> bool {
         matches!(&*self.kind, Kind::Cluster(_))
-    }
-
-    /// Sends `PING` (connecting first when needed).
-    pub async fn ping(&self) -> RedisResult<()> {
-        let mut conn = self.clone();
-        redis::cmd("PING").query_async::<()>(&mut conn).await
     }
 
     /// Where the link goes, for messages (no credentials).
