@@ -10,6 +10,7 @@
 //! - [`raw`]: the JSON "raw bytes" convention (payloads embedded as JSON, never base64).
 
 #![warn(missing_docs)]
+#![warn(unreachable_pub)]
 
 pub mod codec;
 pub mod codes;

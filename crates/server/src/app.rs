@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::node::Node;
 
 /// The external router: the WebSocket endpoint (and the API unless it has its own port).
-pub fn router(node: &Arc<Node>, with_internal: bool) -> Router {
+pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
     let mut router = Router::new();
     if !node.config.websocket.disabled {
         let prefix = if node.config.websocket.handler_prefix.is_empty() {
@@ -56,11 +56,9 @@ fn set_nodelay(tcp: &mut tokio::net::TcpStream) {
     }
 }
 
-/// A running server: its node and the addresses it listens on.
+/// A running server: the addresses it listens on.
 #[derive(Debug)]
 pub struct Server {
-    /// The node.
-    pub node: Arc<Node>,
     /// Address of the main port.
     pub addr: std::net::SocketAddr,
     /// Address of the internal port (equal to `addr` when shared).
@@ -168,7 +166,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         }
     });
     Ok(Server {
-        node,
         addr,
         internal_addr,
         handle,

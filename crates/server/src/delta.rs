@@ -5,13 +5,13 @@ use bytes::Bytes;
 
 /// A fossil patch turning `previous` into `current`, or `None` when the patch is not smaller
 /// than the payload itself (then the full payload is sent).
-pub fn patch(previous: &[u8], current: &[u8]) -> Option<Bytes> {
+pub(crate) fn patch(previous: &[u8], current: &[u8]) -> Option<Bytes> {
     let patch = fossil_delta::delta(current, previous);
     (patch.len() < current.len()).then(|| Bytes::from(patch))
 }
 
 /// The payload as a JSON string literal (JSON text of a string holding the payload's text).
-pub fn json_string(payload: &[u8]) -> Bytes {
+pub(crate) fn json_string(payload: &[u8]) -> Bytes {
     let text = String::from_utf8_lossy(payload);
     match serde_json::to_vec(&text) {
         Ok(v) => Bytes::from(v),

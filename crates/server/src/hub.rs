@@ -224,11 +224,6 @@ impl Hub {
         self.sessions.read().get(client).cloned()
     }
 
-    /// Every connected session.
-    pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
-        self.sessions.read().values().cloned().collect()
-    }
-
     /// Adds a subscriber (usually [`Subscriber::buffering`], switched live by
     /// [`Hub::go_live`] once the subscribe reply is built).
     pub fn subscribe(&self, channel: &str, subscriber: Subscriber) {
@@ -255,15 +250,6 @@ impl Hub {
     /// Whether the channel has local subscribers.
     pub fn has_subscribers(&self, channel: &str) -> bool {
         self.shard(channel).lock().contains_key(channel)
-    }
-
-    /// Subscribers of a channel (for server API actions).
-    pub fn subscribers(&self, channel: &str) -> Vec<Arc<SessionHandle>> {
-        self.shard(channel)
-            .lock()
-            .get(channel)
-            .map(|e| e.subscribers.values().map(|s| s.handle.clone()).collect())
-            .unwrap_or_default()
     }
 
     /// Channels with their local subscriber counts.
@@ -435,14 +421,6 @@ impl Hub {
                     crate::outbound::Control::InsufficientState(channel.to_owned()),
                 )));
             }
-        }
-    }
-
-    /// Records the last payload of a channel without delivering it (used when a channel's
-    /// first subscriber arrives, so later patches have a base).
-    pub fn set_previous_data(&self, channel: &str, data: Option<Bytes>) {
-        if let Some(entry) = self.shard(channel).lock().get_mut(channel) {
-            entry.previous_data = data;
         }
     }
 

@@ -11,14 +11,21 @@
 //! - [`ws`]: the WebSocket endpoint; [`api`]: the server HTTP API.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
-pub mod api;
+#![warn(unreachable_pub)]
+
+pub(crate) mod api;
 pub mod app;
-pub mod delta;
-pub mod engine;
+pub(crate) mod delta;
+pub(crate) mod engine;
 pub mod hub;
-pub mod node;
+pub(crate) mod node;
 pub mod outbound;
-pub mod pinger;
-pub mod session;
-pub mod websocket;
-pub mod ws;
+pub(crate) mod pinger;
+// The session's items are narrowed by the change that reworks it (policy seam, in flight).
+#[allow(unreachable_pub)]
+pub(crate) mod session;
+pub(crate) mod time;
+pub(crate) mod websocket;
+pub(crate) mod ws;
+
+pub use time::unix_now;

@@ -160,7 +160,7 @@ fn main() -> anyhow::Result<()> {
             );
             let mut claims = json!({ "sub": user });
             if ttl >= 0 {
-                claims["exp"] = json!(gyre_server::node::unix_now() + ttl);
+                claims["exp"] = json!(gyre_server::unix_now() + ttl);
             }
             println!("{}", gyre_auth::sign_hs256(secret, &claims)?);
             Ok(())

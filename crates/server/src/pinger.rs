@@ -13,14 +13,14 @@ use crate::outbound::{Outbound, SessionHandle};
 
 /// The shared ping scheduler.
 #[derive(Debug)]
-pub struct Pinger {
+pub(crate) struct Pinger {
     buckets: Vec<Mutex<Vec<Weak<SessionHandle>>>>,
     pong_lag: usize,
 }
 
 impl Pinger {
     /// A scheduler for a ping interval and a pong timeout (zero interval: no pings).
-    pub fn new(interval: Duration, pong_timeout: Duration) -> Self {
+    pub(crate) fn new(interval: Duration, pong_timeout: Duration) -> Self {
         let slots = interval.as_secs() as usize;
         Self {
             buckets: (0..slots).map(|_| Mutex::default()).collect(),
@@ -29,17 +29,17 @@ impl Pinger {
     }
 
     /// Ping interval in seconds (0: disabled).
-    pub fn interval_secs(&self) -> u32 {
+    pub(crate) fn interval_secs(&self) -> u32 {
         self.buckets.len() as u32
     }
 
     /// Whether clients must answer pings.
-    pub fn expects_pong(&self) -> bool {
+    pub(crate) fn expects_pong(&self) -> bool {
         !self.buckets.is_empty() && self.pong_lag > 0
     }
 
     /// Schedules a session's pings.
-    pub fn register(&self, handle: &Arc<SessionHandle>) {
+    pub(crate) fn register(&self, handle: &Arc<SessionHandle>) {
         if self.buckets.is_empty() {
             return;
         }
@@ -48,7 +48,7 @@ impl Pinger {
     }
 
     /// Runs the scheduler until `shutdown` is cancelled.
-    pub async fn run(&self, shutdown: tokio_util::sync::CancellationToken) {
+    pub(crate) async fn run(&self, shutdown: tokio_util::sync::CancellationToken) {
         if self.buckets.is_empty() {
             return;
         }

@@ -25,13 +25,13 @@ const SCRATCH_BYTES: usize = 64 * 1024;
 const MAX_CONTROL_PAYLOAD: usize = 125;
 
 /// Close code: the peer broke the protocol.
-pub const CLOSE_PROTOCOL_ERROR: u16 = 1002;
+pub(crate) const CLOSE_PROTOCOL_ERROR: u16 = 1002;
 /// Close code: a text message (or close reason) was not UTF-8.
-pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
+pub(crate) const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 /// Close code: a message was larger than the limit.
-pub const CLOSE_TOO_BIG: u16 = 1009;
+pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
 /// Close code: normal closure.
-pub const CLOSE_NORMAL: u16 = 1000;
+pub(crate) const CLOSE_NORMAL: u16 = 1000;
 
 thread_local! {
     static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH_BYTES].into_boxed_slice());
@@ -39,31 +39,31 @@ thread_local! {
 
 /// A data message received from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
+pub(crate) struct Message {
     text: bool,
     payload: Bytes,
 }
 
 impl Message {
     /// Whether the message was sent as text (opcode 1).
-    pub fn is_text(&self) -> bool {
+    pub(crate) fn is_text(&self) -> bool {
         self.text
     }
 
     /// Whether the message was sent as binary (opcode 2).
-    pub fn is_binary(&self) -> bool {
+    pub(crate) fn is_binary(&self) -> bool {
         !self.text
     }
 
     /// The message's bytes (fragments joined, unmasked).
-    pub fn as_payload(&self) -> &[u8] {
+    pub(crate) fn as_payload(&self) -> &[u8] {
         &self.payload
     }
 }
 
 /// What can go wrong on a WebSocket connection.
 #[derive(Debug, thiserror::Error)]
-pub enum WsError {
+pub(crate) enum WsError {
     /// The transport failed.
     #[error("i/o: {0}")]
     Io(#[from] io::Error),
@@ -197,7 +197,7 @@ fn close_code_allowed(code: u16) -> bool {
 }
 
 /// A server-side WebSocket over an upgraded connection.
-pub struct WsStream<S> {
+pub(crate) struct WsStream<S> {
     io: S,
     max_payload: usize,
     /// Bytes of an incomplete frame (empty, and unallocated, between frames).
@@ -220,7 +220,7 @@ where
 {
     /// Wraps a connection whose upgrade handshake is done; messages larger than `max_payload`
     /// bytes are refused with close code 1009.
-    pub fn new(io: S, max_payload: usize) -> Self {
+    pub(crate) fn new(io: S, max_payload: usize) -> Self {
         Self {
             io,
             max_payload,
@@ -236,7 +236,7 @@ where
     /// The next data message; `None` once the client has closed (after the close reply has
     /// been written) or the transport has ended. After an error nothing more is read; call
     /// [`WsStream::close`] to send the queued close frame.
-    pub async fn next(&mut self) -> Option<Result<Message, WsError>> {
+    pub(crate) async fn next(&mut self) -> Option<Result<Message, WsError>> {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
@@ -471,7 +471,7 @@ where
     }
 
     /// Sends one data message: text when `text`, binary otherwise.
-    pub async fn send(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
+    pub(crate) async fn send(&mut self, text: bool, payload: &[u8]) -> Result<(), WsError> {
         poll_fn(|cx| self.poll_flush_control(cx)).await?;
         if self.close_sent {
             return Err(WsError::Io(io::ErrorKind::BrokenPipe.into()));
@@ -499,7 +499,7 @@ where
 
     /// Sends a close frame with `code` (1000 when `code` may not appear in a close frame) and
     /// `reason`; nothing when one was already sent.
-    pub async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), WsError> {
+    pub(crate) async fn send_close(&mut self, code: u16, reason: &str) -> Result<(), WsError> {
         let code = if close_code_allowed(code) {
             code
         } else {
@@ -512,7 +512,7 @@ where
 
     /// Ends the connection: writes any owed control frame (a normal close frame when none was
     /// sent) and shuts the transport's write side.
-    pub async fn close(&mut self) -> Result<(), WsError> {
+    pub(crate) async fn close(&mut self) -> Result<(), WsError> {
         self.queue_close(CLOSE_NORMAL, "");
         poll_fn(|cx| self.poll_flush_control(cx)).await?;
         self.io.shutdown().await?;

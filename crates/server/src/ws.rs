@@ -35,7 +35,7 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
 }
 
 /// Whether a request's `Origin` is allowed by `client.allowed_origins`.
-pub fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
+pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
     let Some(origin) = origin else {
         return true;
     };
@@ -76,7 +76,7 @@ fn select_subprotocol(headers: &HeaderMap) -> Option<(&'static str, Protocol)> {
 }
 
 /// Handles a request to the WebSocket endpoint.
-pub async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Response {
+pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Response {
     let headers = req.headers();
     let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
         && header_has_token(headers, header::UPGRADE, "websocket");

@@ -13,7 +13,7 @@ use crate::node::Node;
 
 /// Query parameters the API accepts.
 #[derive(Debug, Default, serde::Deserialize)]
-pub struct ApiQuery {
+pub(crate) struct ApiQuery {
     /// API key in the query string.
     pub api_key: Option<String>,
 }
@@ -56,7 +56,7 @@ fn transport_status(code: u32) -> StatusCode {
 }
 
 /// `POST <prefix>/<method>`.
-pub async fn handle(
+pub(crate) async fn handle(
     State(node): State<Arc<Node>>,
     Path(method): Path<String>,
     Query(query): Query<ApiQuery>,

@@ -3,8 +3,8 @@
 //! [`execute`] is transport-agnostic: it takes a method name and a JSON body and returns the
 //! result object or an API error. [`http`] adapts it to axum.
 
-pub mod http;
-pub mod types;
+pub(crate) mod http;
+pub(crate) mod types;
 
 use std::collections::HashMap;
 
@@ -20,7 +20,7 @@ use crate::node::{Node, PublishOptions};
 use types::*;
 
 /// An API error: a code and a message (the node's service error).
-pub use crate::node::ServiceError as ApiError;
+pub(crate) use crate::node::ServiceError as ApiError;
 
 /// A method's result as JSON text: payloads inside it stay byte for byte as published.
 type ApiResult = Result<Box<RawValue>, ApiError>;
@@ -36,7 +36,7 @@ fn raw<T: serde::Serialize>(value: &T) -> ApiResult {
 }
 
 /// Runs one API method.
-pub fn execute<'a>(
+pub(crate) fn execute<'a>(
     node: &'a Node,
     method: &'a str,
     body: &'a RawValue,

@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use bytes::Bytes;
 use gyre_protocol::StreamPosition;
 
-pub use crate::outbound::ServerSubscribe as SubscribeRequest;
+pub(crate) use crate::outbound::ServerSubscribe as SubscribeRequest;
 use serde::Deserialize;
 
 /// `publish` (and, with `channels`, `broadcast`).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct PublishRequest {
+pub(crate) struct PublishRequest {
     /// Channel (publish).
     pub channel: String,
     /// Channels (broadcast).
@@ -34,7 +34,7 @@ pub struct PublishRequest {
 /// Requests that name only a channel: presence, presence_stats, history_remove.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ChannelRequest {
+pub(crate) struct ChannelRequest {
     /// Channel.
     pub channel: String,
 }
@@ -42,7 +42,7 @@ pub struct ChannelRequest {
 /// `history`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct HistoryRequest {
+pub(crate) struct HistoryRequest {
     /// Channel.
     pub channel: String,
     /// Limit (0: only the position, -1: all up to the cap).
@@ -56,7 +56,7 @@ pub struct HistoryRequest {
 /// `channels`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct ChannelsRequest {
+pub(crate) struct ChannelsRequest {
     /// Glob pattern.
     pub pattern: String,
 }
@@ -64,7 +64,7 @@ pub struct ChannelsRequest {
 /// `batch`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// Commands, each an object with one method name as key (bodies kept as raw JSON so
     /// payloads pass through verbatim).
     pub commands: Vec<HashMap<String, Box<serde_json::value::RawValue>>>,

@@ -46,7 +46,7 @@ impl Stream {
 }
 
 /// A new random epoch: 8 ASCII letters.
-pub fn new_epoch() -> String {
+pub(crate) fn new_epoch() -> String {
     const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
     let mut rng = rand::rng();
     (0..8)
@@ -58,7 +58,7 @@ type Shard = HashMap<String, Stream>;
 
 /// The memory stream store.
 #[derive(Debug)]
-pub struct MemoryStreams {
+pub(crate) struct MemoryStreams {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
 }
@@ -73,7 +73,7 @@ impl Default for MemoryStreams {
 }
 
 /// The lock over one channel's stream; delivery and subscription happen while it is held.
-pub struct ChannelLock<'a> {
+pub(crate) struct ChannelLock<'a> {
     guard: MutexGuard<'a, Shard>,
     channel: &'a str,
 }
@@ -88,7 +88,7 @@ impl std::fmt::Debug for ChannelLock<'_> {
 
 impl ChannelLock<'_> {
     /// Appends a publication, assigning its offset; returns (offset, epoch).
-    pub fn append(
+    pub(crate) fn append(
         &mut self,
         mut publication: Publication,
         options: &StreamOptions,
@@ -108,7 +108,11 @@ impl ChannelLock<'_> {
     }
 
     /// Reads history. Creates the stream (and its epoch) when it does not exist.
-    pub fn read(&mut self, filter: &HistoryFilter, options: &StreamOptions) -> HistoryResult {
+    pub(crate) fn read(
+        &mut self,
+        filter: &HistoryFilter,
+        options: &StreamOptions,
+    ) -> HistoryResult {
         let now = Instant::now();
         let stream = self.stream_mut(now, options);
         stream.expire(now);
@@ -143,18 +147,10 @@ impl ChannelLock<'_> {
     }
 
     /// Forgets the channel's publications (keeps epoch and offset).
-    pub fn remove_history(&mut self) {
+    pub(crate) fn remove_history(&mut self) {
         if let Some(stream) = self.guard.get_mut(self.channel) {
             stream.items.clear();
         }
-    }
-
-    /// The payload of the newest publication still kept, if any.
-    pub fn last_data(&self) -> Option<bytes::Bytes> {
-        self.guard
-            .get(self.channel)
-            .and_then(|s| s.items.back())
-            .map(|p| p.data.clone())
     }
 
     fn stream_mut(&mut self, now: Instant, options: &StreamOptions) -> &mut Stream {
@@ -171,7 +167,7 @@ impl ChannelLock<'_> {
 
 impl MemoryStreams {
     /// Locks one channel's stream.
-    pub fn lock<'a>(&'a self, channel: &'a str) -> ChannelLock<'a> {
+    pub(crate) fn lock<'a>(&'a self, channel: &'a str) -> ChannelLock<'a> {
         let index = (self.hasher.hash_one(channel) as usize) % self.shards.len();
         ChannelLock {
             guard: self.shards[index].lock(),
@@ -180,7 +176,7 @@ impl MemoryStreams {
     }
 
     /// Drops streams whose metadata expired and publications whose TTL passed.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
@@ -262,7 +258,7 @@ mod tests {
 /// Results of publications made with an idempotency key, kept for a while so that a retried
 /// publication returns the first result instead of publishing twice.
 #[derive(Debug, Default)]
-pub struct IdempotencyCache {
+pub(crate) struct IdempotencyCache {
     entries: Mutex<HashMap<(String, String), IdempotentResult>>,
 }
 
@@ -271,17 +267,17 @@ type IdempotentResult = (u64, String, Instant);
 
 impl IdempotencyCache {
     /// How long a result is remembered (upstream's default).
-    pub const TTL: std::time::Duration = std::time::Duration::from_secs(300);
+    pub(crate) const TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
     /// The remembered (offset, epoch) of a publication with this key, if still fresh.
-    pub fn get(&self, channel: &str, key: &str) -> Option<(u64, String)> {
+    pub(crate) fn get(&self, channel: &str, key: &str) -> Option<(u64, String)> {
         let entries = self.entries.lock();
         let (offset, epoch, expires) = entries.get(&(channel.to_owned(), key.to_owned()))?;
         (Instant::now() < *expires).then(|| (*offset, epoch.clone()))
     }
 
     /// Remembers the result of a publication made with this key.
-    pub fn put(&self, channel: &str, key: &str, offset: u64, epoch: String) {
+    pub(crate) fn put(&self, channel: &str, key: &str, offset: u64, epoch: String) {
         let expires = Instant::now() + Self::TTL;
         self.entries.lock().insert(
             (channel.to_owned(), key.to_owned()),
@@ -290,7 +286,7 @@ impl IdempotencyCache {
     }
 
     /// Forgets expired results.
-    pub fn sweep(&self) {
+    pub(crate) fn sweep(&self) {
         let now = Instant::now();
         self.entries
             .lock()
@@ -303,7 +299,7 @@ const SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The memory broker: streams in this process, delivery to this node.
 #[derive(Debug)]
-pub struct MemoryBroker {
+pub(crate) struct MemoryBroker {
     streams: MemoryStreams,
     idempotency: IdempotencyCache,
     events: std::sync::Arc<dyn super::EngineEvents>,
@@ -312,7 +308,7 @@ pub struct MemoryBroker {
 impl MemoryBroker {
     /// A broker delivering to `events`, with its sweeper running until `shutdown` (or until
     /// the broker is dropped). Needs a Tokio runtime.
-    pub fn start(
+    pub(crate) fn start(
         events: std::sync::Arc<dyn super::EngineEvents>,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> std::sync::Arc<Self> {
@@ -416,7 +412,7 @@ impl super::Broker for MemoryBroker {
 
 /// Control of a single node: nothing to forward.
 #[derive(Debug, Default)]
-pub struct MemoryControl;
+pub(crate) struct MemoryControl;
 
 impl super::ControlBus for MemoryControl {
     fn send<'a>(

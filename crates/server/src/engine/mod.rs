@@ -1,15 +1,15 @@
 //! Engines: where streams (history, offsets, epochs) and presence live. The memory engine is
 //! the default and serves a single node.
 
-pub mod memory;
-pub mod presence;
-pub mod redis;
+pub(crate) mod memory;
+pub(crate) mod presence;
+pub(crate) mod redis;
 
 use std::time::Duration;
 
 /// How a channel keeps its stream.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StreamOptions {
+pub(crate) struct StreamOptions {
     /// Publications kept (0: no history).
     pub history_size: usize,
     /// How long publications are kept after the last publish.
@@ -20,14 +20,14 @@ pub struct StreamOptions {
 
 impl StreamOptions {
     /// Whether the channel keeps history.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.history_size > 0 && !self.history_ttl.is_zero()
     }
 }
 
 /// Which publications a history read returns.
 #[derive(Debug, Clone, Default)]
-pub struct HistoryFilter {
+pub(crate) struct HistoryFilter {
     /// Return publications after this position (epoch checked by the caller).
     pub since: Option<u64>,
     /// Maximum number of publications; `None` means all, `Some(0)` only the top position.
@@ -38,7 +38,7 @@ pub struct HistoryFilter {
 
 /// A history read.
 #[derive(Debug, Clone, Default)]
-pub struct HistoryResult {
+pub(crate) struct HistoryResult {
     /// Publications in the order asked for.
     pub publications: Vec<gyre_protocol::Publication>,
     /// Top offset of the stream.
@@ -51,7 +51,7 @@ pub struct HistoryResult {
 /// commands and questions from other nodes. Implemented by the node
 /// ([`crate::node::NodeEvents`]) and handed to engines when they start, so engines never
 /// reach the hub or the API themselves.
-pub trait EngineEvents: Send + Sync + std::fmt::Debug {
+pub(crate) trait EngineEvents: Send + Sync + std::fmt::Debug {
     /// This node's id (unique per start).
     fn node_id(&self) -> &str;
 
@@ -84,7 +84,8 @@ pub trait EngineEvents: Send + Sync + std::fmt::Debug {
 }
 
 /// A boxed future, so engine traits stay object-safe.
-pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// An engine failure (the backing store is unreachable or answered an error).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -99,7 +100,7 @@ impl From<EngineError> for gyre_protocol::ErrorCode {
 
 /// A publication handed to the broker.
 #[derive(Debug, Clone)]
-pub struct BrokerPublication {
+pub(crate) struct BrokerPublication {
     /// The publication (its offset is assigned by the broker).
     pub publication: gyre_protocol::Publication,
     /// The channel's stream options.
@@ -115,7 +116,7 @@ pub struct BrokerPublication {
 /// Brokers deliver publications and join/leave messages to the subscribers of every node and
 /// keep channel streams. Appending a publication and delivering it are atomic per channel, so
 /// every node sees a channel's publications in offset order.
-pub trait Broker: Send + Sync + std::fmt::Debug {
+pub(crate) trait Broker: Send + Sync + std::fmt::Debug {
     /// Appends (when asked) and delivers a publication; returns (offset, epoch).
     fn publish<'a>(
         &'a self,
@@ -150,7 +151,7 @@ pub trait Broker: Send + Sync + std::fmt::Debug {
 }
 
 /// Presence of channels across all nodes.
-pub trait PresenceManager: Send + Sync + std::fmt::Debug {
+pub(crate) trait PresenceManager: Send + Sync + std::fmt::Debug {
     /// Adds or refreshes a client's presence in a channel.
     fn add<'a>(
         &'a self,
@@ -188,7 +189,7 @@ pub trait PresenceManager: Send + Sync + std::fmt::Debug {
 /// A server API action on connections (`subscribe`, `unsubscribe`, `disconnect`, `refresh`),
 /// applied on every node: the API method and its JSON body.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct ControlCommand {
+pub(crate) struct ControlCommand {
     /// API method.
     pub method: String,
     /// Its request body.
@@ -196,7 +197,7 @@ pub struct ControlCommand {
 }
 
 /// Node-to-node control: API actions on connections and the list of live nodes.
-pub trait ControlBus: Send + Sync + std::fmt::Debug {
+pub(crate) trait ControlBus: Send + Sync + std::fmt::Debug {
     /// Sends a command to the other nodes (the caller applies it locally).
     fn send<'a>(&'a self, command: &'a ControlCommand) -> BoxFuture<'a, Result<(), EngineError>>;
 

@@ -13,7 +13,7 @@ type Shard = HashMap<String, HashMap<String, ClientInfo>>;
 
 /// Presence of every channel on this node.
 #[derive(Debug)]
-pub struct MemoryPresence {
+pub(crate) struct MemoryPresence {
     shards: Box<[Mutex<Shard>]>,
     hasher: RandomState,
 }
@@ -33,7 +33,7 @@ impl MemoryPresence {
     }
 
     /// Adds or updates a client's presence in a channel.
-    pub fn add(&self, channel: &str, info: ClientInfo) {
+    pub(crate) fn add(&self, channel: &str, info: ClientInfo) {
         self.shard(channel)
             .lock()
             .entry(channel.to_owned())
@@ -42,7 +42,7 @@ impl MemoryPresence {
     }
 
     /// Removes a client's presence from a channel.
-    pub fn remove(&self, channel: &str, client: &str) {
+    pub(crate) fn remove(&self, channel: &str, client: &str) {
         let mut shard = self.shard(channel).lock();
         if let Some(map) = shard.get_mut(channel) {
             map.remove(client);
@@ -53,7 +53,7 @@ impl MemoryPresence {
     }
 
     /// Everyone present in a channel.
-    pub fn presence(&self, channel: &str) -> HashMap<String, ClientInfo> {
+    pub(crate) fn presence(&self, channel: &str) -> HashMap<String, ClientInfo> {
         self.shard(channel)
             .lock()
             .get(channel)
@@ -62,7 +62,7 @@ impl MemoryPresence {
     }
 
     /// Every channel with its entries.
-    pub fn all(&self) -> Vec<(String, Vec<ClientInfo>)> {
+    pub(crate) fn all(&self) -> Vec<(String, Vec<ClientInfo>)> {
         let mut out = Vec::new();
         for shard in self.shards.iter() {
             for (channel, map) in shard.lock().iter() {
@@ -73,7 +73,7 @@ impl MemoryPresence {
     }
 
     /// Number of clients and distinct users present in a channel.
-    pub fn stats(&self, channel: &str) -> (u32, u32) {
+    pub(crate) fn stats(&self, channel: &str) -> (u32, u32) {
         let shard = self.shard(channel).lock();
         let Some(map) = shard.get(channel) else {
             return (0, 0);

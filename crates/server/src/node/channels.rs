@@ -7,7 +7,7 @@ use super::{Node, ServiceError};
 use crate::engine::{HistoryFilter, StreamOptions};
 
 /// Whether `data` suits a namespace's `publication_data_format`.
-pub fn data_format_ok(format: &str, data: &[u8]) -> bool {
+pub(crate) fn data_format_ok(format: &str, data: &[u8]) -> bool {
     match format {
         "json" => gyre_protocol::raw::is_json(data),
         "json_object" => {

@@ -16,7 +16,7 @@ use crate::outbound::{Control, Outbound, ServerSubscribe, SessionHandle};
 /// `unsubscribe`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct UnsubscribeRequest {
+pub(crate) struct UnsubscribeRequest {
     /// Channel.
     pub channel: String,
     /// User.
@@ -30,7 +30,7 @@ pub struct UnsubscribeRequest {
 /// Disconnect code and reason of an API disconnect.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct DisconnectSpec {
+pub(crate) struct DisconnectSpec {
     /// Close code.
     pub code: u32,
     /// Reason.
@@ -40,7 +40,7 @@ pub struct DisconnectSpec {
 /// `disconnect`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct DisconnectRequest {
+pub(crate) struct DisconnectRequest {
     /// User.
     pub user: String,
     /// Only this client.
@@ -56,7 +56,7 @@ pub struct DisconnectRequest {
 /// `refresh`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
-pub struct RefreshRequest {
+pub(crate) struct RefreshRequest {
     /// User.
     pub user: String,
     /// Only this client.

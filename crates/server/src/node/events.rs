@@ -13,7 +13,7 @@ use crate::hub::Hub;
 
 /// The node side of [`EngineEvents`]: the local hub and this node's identity.
 #[derive(Debug)]
-pub struct NodeEvents {
+pub(crate) struct NodeEvents {
     /// Local sessions and subscriptions.
     pub hub: Arc<Hub>,
     /// Node id (unique per start).
@@ -26,7 +26,7 @@ pub struct NodeEvents {
 
 impl NodeEvents {
     /// A fresh node identity over an empty hub; `name` empty means the host name.
-    pub fn new(name: &str) -> Arc<Self> {
+    pub(crate) fn new(name: &str) -> Arc<Self> {
         Arc::new(Self {
             hub: Arc::new(Hub::default()),
             id: uuid::Uuid::new_v4().to_string(),

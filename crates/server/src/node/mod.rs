@@ -2,7 +2,7 @@
 //! join/leave) over the hub and the engine, plus the server's configuration and token verifiers.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gyre_auth::{TokenVerifier, VerifierOptions};
@@ -10,11 +10,12 @@ use gyre_config::{ChannelOptions, Config, ResolvedChannel, TokenOptions};
 use gyre_protocol::{ClientInfo, ErrorCode, Publication};
 use tokio_util::sync::CancellationToken;
 
-pub mod channels;
-pub mod control;
-pub mod events;
+pub(crate) mod channels;
+pub(crate) mod control;
+pub(crate) mod events;
 
-pub use events::NodeEvents;
+pub(crate) use crate::time::unix_now;
+pub(crate) use events::NodeEvents;
 
 use crate::engine::memory::{MemoryBroker, MemoryControl};
 use crate::engine::presence::MemoryPresence;
@@ -26,11 +27,11 @@ use crate::hub::Hub;
 use crate::pinger::Pinger;
 
 /// Version string sent to clients in connect and refresh results.
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " gyre");
+pub(crate) const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " gyre");
 
 /// What to do with a publication besides delivering it.
 #[derive(Debug, Clone, Default)]
-pub struct PublishOptions {
+pub(crate) struct PublishOptions {
     /// Do not save it in history.
     pub skip_history: bool,
     /// Allow fossil patches for delta subscribers.
@@ -46,7 +47,7 @@ pub struct PublishOptions {
 
 /// Where a publication landed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PublishResult {
+pub(crate) struct PublishResult {
     /// Offset (0 without history).
     pub offset: u64,
     /// Epoch ("" without history).
@@ -55,7 +56,7 @@ pub struct PublishResult {
 
 /// The node: configuration, registry and engine.
 #[derive(Debug)]
-pub struct Node {
+pub(crate) struct Node {
     /// The loaded configuration.
     pub config: Config,
     /// Local sessions and subscriptions.
@@ -84,7 +85,7 @@ pub struct Node {
 
 /// A service error: a code and a message (the server API's error object).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceError {
+pub(crate) struct ServiceError {
     /// Error code.
     pub code: u32,
     /// Message.
@@ -102,7 +103,7 @@ impl From<ErrorCode> for ServiceError {
 
 impl ServiceError {
     /// A bad request (107) with its own message.
-    pub fn bad_request(message: &str) -> Self {
+    pub(crate) fn bad_request(message: &str) -> Self {
         Self {
             code: ErrorCode::BadRequest.code(),
             message: message.to_owned(),
@@ -110,7 +111,7 @@ impl ServiceError {
     }
 
     /// An unknown method (104).
-    pub fn method_not_found() -> Self {
+    pub(crate) fn method_not_found() -> Self {
         Self {
             code: ErrorCode::MethodNotFound.code(),
             message: "method not found".to_owned(),
@@ -137,16 +138,9 @@ fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option
     })
 }
 
-/// Current unix time in seconds.
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 impl Node {
     /// Builds a node on the memory engine from a validated configuration.
-    pub fn new(
+    pub(crate) fn new(
         config: Config,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
@@ -160,7 +154,7 @@ impl Node {
     }
 
     /// Builds a node over an engine reporting to `events`.
-    pub fn with_engine(
+    pub(crate) fn with_engine(
         config: Config,
         shutdown: CancellationToken,
         events: Arc<NodeEvents>,
@@ -197,7 +191,7 @@ impl Node {
 
     /// Resolves a channel's namespace options and checks its name: an unknown namespace is
     /// error 102; a name that is too long, not ASCII or not matching `channel_regex` is 107.
-    pub fn channel(&self, channel: &str) -> Result<ResolvedChannel<'_>, ErrorCode> {
+    pub(crate) fn channel(&self, channel: &str) -> Result<ResolvedChannel<'_>, ErrorCode> {
         self.config.check_channel(channel).map_err(|e| match e {
             gyre_config::ChannelError::UnknownNamespace(_) => ErrorCode::UnknownChannel,
             _ => ErrorCode::BadRequest,
@@ -205,7 +199,7 @@ impl Node {
     }
 
     /// The stream options of a channel.
-    pub fn stream_options(resolved: &ResolvedChannel<'_>) -> StreamOptions {
+    pub(crate) fn stream_options(resolved: &ResolvedChannel<'_>) -> StreamOptions {
         let o: &ChannelOptions = resolved.options;
         StreamOptions {
             history_size: o.history_size as usize,
@@ -216,7 +210,7 @@ impl Node {
 
     /// Publishes into a channel: appends to its stream (when it keeps history) and delivers to
     /// the subscribers of every node, atomically per channel.
-    pub async fn publish(
+    pub(crate) async fn publish(
         &self,
         channel: &str,
         stream: &StreamOptions,
@@ -244,7 +238,7 @@ impl Node {
     }
 
     /// Reads a channel's history.
-    pub async fn history(
+    pub(crate) async fn history(
         &self,
         channel: &str,
         stream: &StreamOptions,
@@ -260,7 +254,7 @@ impl Node {
     }
 
     /// Forgets a channel's history.
-    pub async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
+    pub(crate) async fn remove_history(&self, channel: &str) -> Result<(), ErrorCode> {
         self.broker
             .remove_history(channel)
             .await
@@ -268,7 +262,13 @@ impl Node {
     }
 
     /// Adds presence and, when asked, announces the join.
-    pub async fn join(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
+    pub(crate) async fn join(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        presence: bool,
+        announce: bool,
+    ) {
         if presence && let Err(err) = self.presence.add(channel, info).await {
             tracing::debug!("presence add in {channel} failed: {err}");
         }
@@ -278,7 +278,13 @@ impl Node {
     }
 
     /// Removes presence and, when asked, announces the leave.
-    pub async fn leave(&self, channel: &str, info: &ClientInfo, presence: bool, announce: bool) {
+    pub(crate) async fn leave(
+        &self,
+        channel: &str,
+        info: &ClientInfo,
+        presence: bool,
+        announce: bool,
+    ) {
         if presence && let Err(err) = self.presence.remove(channel, &info.client).await {
             tracing::debug!("presence remove in {channel} failed: {err}");
         }
@@ -288,7 +294,7 @@ impl Node {
     }
 
     /// Removes a local subscriber and stops receiving the channel when it was the last one.
-    pub async fn hub_unsubscribe(&self, channel: &str, client: &str) -> bool {
+    pub(crate) async fn hub_unsubscribe(&self, channel: &str, client: &str) -> bool {
         let removed = self.hub.unsubscribe(channel, client);
         if removed
             && !self.hub.has_subscribers(channel)
@@ -302,7 +308,7 @@ impl Node {
 
 /// The parts of an engine a node runs on.
 #[derive(Debug, Clone)]
-pub struct Engine {
+pub(crate) struct Engine {
     /// Delivery and streams.
     pub broker: Arc<dyn Broker>,
     /// Presence.

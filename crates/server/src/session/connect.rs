@@ -157,9 +157,7 @@ impl Session {
             ping: pinger.interval_secs(),
             pong: pinger.expects_pong(),
             time: if cfg.connect_include_server_time {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64)
+                crate::time::unix_now_millis()
             } else {
                 0
             },

@@ -86,7 +86,7 @@ impl std::fmt::Debug for Shard {
 }
 
 /// The Redis engine (broker, presence manager and control bus).
-pub struct RedisEngine {
+pub(crate) struct RedisEngine {
     shards: Vec<Arc<Shard>>,
     prefix: String,
     /// Redis Cluster: channel names in keys are hash tags (`{channel}`).
@@ -137,15 +137,9 @@ fn jump_hash(key: &str, buckets: usize) -> usize {
     b.max(0) as usize
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 impl RedisEngine {
     /// Connects to every configured Redis address.
-    pub async fn connect(
+    pub(crate) async fn connect(
         config: &gyre_config::RedisConfig,
         events: Arc<dyn EngineEvents>,
     ) -> anyhow::Result<Arc<Self>> {
@@ -186,7 +180,7 @@ impl RedisEngine {
     }
 
     /// Starts the Pub/Sub readers, heartbeats and presence refresh, until `shutdown`.
-    pub fn start(self: &Arc<Self>, shutdown: &CancellationToken) {
+    pub(crate) fn start(self: &Arc<Self>, shutdown: &CancellationToken) {
         for (index, shard) in self.shards.iter().enumerate() {
             let engine = self.clone();
             let shard = shard.clone();
@@ -230,7 +224,7 @@ impl RedisEngine {
 
     /// Waits until every shard's Pub/Sub connection is up, at most `bound` (a node starts
     /// serving either way; this only avoids missing control messages at start-up).
-    pub async fn wait_connected(&self, bound: Duration) -> bool {
+    pub(crate) async fn wait_connected(&self, bound: Duration) -> bool {
         let deadline = Instant::now() + bound;
         loop {
             if self.shards.iter().all(|s| s.up.load(Ordering::Acquire)) {

@@ -17,7 +17,7 @@ impl RedisEngine {
         let ttl = self.presence_ttl.as_secs();
         for (channel, infos) in self.local_presence.all() {
             let (expire_key, data_key) = self.presence_keys(&channel);
-            let expire_at = now_secs() + ttl;
+            let expire_at = crate::time::unix_secs() + ttl;
             let mut pipe = redis::pipe();
             pipe.atomic();
             for info in &infos {
@@ -48,7 +48,7 @@ impl RedisEngine {
         let mut conn = self.shard(channel).conn.clone();
         redis::pipe()
             .atomic()
-            .zadd(&expire_key, &info.client, now_secs() + ttl)
+            .zadd(&expire_key, &info.client, crate::time::unix_secs() + ttl)
             .ignore()
             .hset(&data_key, &info.client, info.encode_to_vec())
             .ignore()
@@ -106,7 +106,7 @@ impl PresenceManager for RedisEngine {
                 .presence_script
                 .key(expire_key)
                 .key(data_key)
-                .arg(now_secs())
+                .arg(crate::time::unix_secs())
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;

@@ -57,7 +57,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 /// A Redis setting that cannot be used, naming its key.
 #[derive(Debug, thiserror::Error)]
 #[error("{key}: {reason}")]
-pub struct ConfigError {
+pub(super) struct ConfigError {
     key: String,
     reason: String,
 }
@@ -71,7 +71,7 @@ fn bad(key: impl Into<String>, reason: impl std::fmt::Display) -> ConfigError {
 
 /// Pub/Sub messages of one connection; ends when the connection is lost (or, with Sentinel,
 /// when the master moved).
-pub type MessageStream = Pin<Box<dyn Stream<Item = redis::Msg> + Send>>;
+pub(super) type MessageStream = Pin<Box<dyn Stream<Item = redis::Msg> + Send>>;
 
 type BoxStream = Pin<Box<dyn AsyncStream + Send + Sync>>;
 
@@ -242,7 +242,7 @@ enum Kind {
 /// One shard's way to Redis: a cheap-to-clone command connection (reconnecting on demand)
 /// that also opens the shard's Pub/Sub connection.
 #[derive(Clone)]
-pub struct Link {
+pub(super) struct Link {
     kind: Arc<Kind>,
     db: i64,
 }
@@ -267,7 +267,7 @@ impl Cluster {
 /// The links of the configured topology: one per `address` (channels are sharded over them),
 /// or a single one for Sentinel or Cluster. No I/O: links connect on first use; settings that cannot be used are errors naming their key. Called inside a
 /// Tokio runtime, a Sentinel link also starts following the master.
-pub fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
+pub(super) fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
     let timeouts = Timeouts {
         connect: config.connect_timeout.0.max(Duration::from_millis(100)),
         io: config.io_timeout.0.max(Duration::from_millis(100)),
@@ -410,12 +410,12 @@ fn connection_info(ep: &Endpoint) -> RedisResult<redis::ConnectionInfo> {
 
 impl Link {
     /// Whether keys need hash tags (a channel's keys must share a cluster slot).
-    pub fn is_cluster(&self) -> bool {
+    pub(super) fn is_cluster(&self) -> bool {
         matches!(&*self.kind, Kind::Cluster(_))
     }
 
     /// Where the link goes, for messages (no credentials).
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match &*self.kind {
             Kind::Single(single) => match &single.target {
                 Target::Direct(ep) => ep.addr(),
@@ -431,7 +431,7 @@ impl Link {
 
     /// Opens this shard's Pub/Sub connection (to the master with Sentinel, to a seed node in
     /// a cluster).
-    pub async fn pubsub(&self) -> RedisResult<(PubSubSink, MessageStream)> {
+    pub(super) async fn pubsub(&self) -> RedisResult<(PubSubSink, MessageStream)> {
         match &*self.kind {
             Kind::Single(single) => match &single.target {
                 Target::Direct(ep) => connect_pubsub(ep, single.timeouts).await,
