@@ -6,6 +6,7 @@
 //! configuration was changed after preparing, lookups fall back to a linear scan and regexes
 //! are compiled on demand, so results are always correct.
 
+use crate::values::DataFormat;
 use std::collections::HashMap;
 
 use regex::Regex;
@@ -58,7 +59,7 @@ pub struct ResolvedChannel<'a> {
     /// Effective stream meta TTL (namespace `history_meta_ttl` or `channel.history_meta_ttl`).
     pub history_meta_ttl: Duration,
     /// Effective publication data format (namespace value or `channel.publication_data_format`).
-    pub publication_data_format: &'a str,
+    pub publication_data_format: &'a DataFormat,
     slot: Slot,
 }
 
@@ -140,10 +141,10 @@ impl Config {
                 .ok_or_else(|| ChannelError::UnknownNamespace(ns_name.to_owned()))?;
             (Some(ns.name.as_str()), &ns.options, Slot::Namespace(i))
         };
-        let publication_data_format = if options.publication_data_format.is_empty() {
-            self.channel.publication_data_format.as_str()
+        let publication_data_format = if options.publication_data_format == DataFormat::Any {
+            &self.channel.publication_data_format
         } else {
-            options.publication_data_format.as_str()
+            &options.publication_data_format
         };
         Ok(ResolvedChannel {
             namespace,
@@ -255,7 +256,7 @@ mod tests {
             options: ChannelOptions {
                 allow_user_limited_channels: true,
                 history_meta_ttl: Some(Duration::from_secs(60)),
-                publication_data_format: "json".to_owned(),
+                publication_data_format: DataFormat::Json,
                 ..ChannelOptions::default()
             },
         });
@@ -278,13 +279,13 @@ mod tests {
         assert!(r.options.presence);
         assert!(!r.private);
         assert_eq!(r.history_meta_ttl, Duration::from_secs(720 * 3600));
-        assert_eq!(r.publication_data_format, "");
+        assert_eq!(*r.publication_data_format, DataFormat::Any);
 
         let r = c.channel_options("chat:room:1").expect("chat");
         assert_eq!(r.namespace, Some("chat"));
         assert!(r.options.allow_user_limited_channels);
         assert_eq!(r.history_meta_ttl, Duration::from_secs(60));
-        assert_eq!(r.publication_data_format, "json");
+        assert_eq!(*r.publication_data_format, DataFormat::Json);
 
         let r = c.channel_options("$chat:secret").expect("private chat");
         assert_eq!(r.namespace, Some("chat"));

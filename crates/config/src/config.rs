@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::values::{EngineKind, ErrorMode};
+
 use crate::channel::ChannelIndex;
 use crate::{ChannelConfig, ClientConfig, Duration};
 
@@ -126,7 +128,7 @@ impl Default for LogConfig {
 pub struct EngineConfig {
     /// "memory" (default) or "redis".
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: EngineKind,
     /// Redis engine settings.
     pub redis: RedisConfig,
 }
@@ -134,7 +136,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            kind: "memory".to_owned(),
+            kind: EngineKind::Memory,
             redis: RedisConfig::default(),
         }
     }
@@ -288,7 +290,7 @@ pub struct HttpApiConfig {
     /// API key expected in `X-API-Key` or `Authorization: apikey <key>`.
     pub key: String,
     /// "" (errors in response body) or "transport" (errors as HTTP status codes).
-    pub error_mode: String,
+    pub error_mode: ErrorMode,
     /// Serve the API on the external port instead of the internal one.
     pub external: bool,
     /// Do not check the API key.
@@ -301,7 +303,7 @@ impl Default for HttpApiConfig {
             disabled: false,
             handler_prefix: "/api".to_owned(),
             key: String::new(),
-            error_mode: String::new(),
+            error_mode: ErrorMode::Body,
             external: false,
             insecure: false,
         }

@@ -10,6 +10,8 @@
 //! Unknown keys are reported as warnings, never errors, so configurations written for newer
 //! Centrifugo versions (or using features Gyre does not implement, such as proxies) still load.
 
+#![warn(unreachable_pub)]
+
 mod channel;
 mod client;
 mod config;
@@ -19,6 +21,7 @@ mod error;
 mod load;
 mod options;
 mod validate;
+mod values;
 
 pub use channel::ResolvedChannel;
 pub use client::{ClientConfig, PersonalChannelConfig, SubscriptionTokenOptions, TokenOptions};
@@ -30,4 +33,5 @@ pub use config::{
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
 pub use load::{Format, Loaded, known_env_vars, load, load_str};
-pub use options::{ChannelConfig, ChannelOptions, Namespace, RecoveryMode};
+pub use options::{ChannelConfig, ChannelOptions, Namespace};
+pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode};

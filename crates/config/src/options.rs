@@ -3,16 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
-
-/// How a channel recovers missed publications (`force_recovery_mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum RecoveryMode {
-    /// Replay all publications since the client's position (default).
-    #[default]
-    Stream,
-    /// Deliver only the latest publication.
-    Cache,
-}
+use crate::values::{DataFormat, DeltaType, RecoveryMode};
 
 /// Options applied to channels of one namespace (or to channels without a namespace).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,9 +30,9 @@ pub struct ChannelOptions {
     /// Let clients ask for recovery.
     pub allow_recovery: bool,
     /// Recovery mode: "stream" (default) or "cache".
-    pub force_recovery_mode: String,
+    pub force_recovery_mode: RecoveryMode,
     /// Delta compression types clients may negotiate (only "fossil" exists).
-    pub allowed_delta_types: Vec<String>,
+    pub allowed_delta_types: Vec<DeltaType>,
     /// Publish with delta compression by default.
     pub delta_publish: bool,
     /// Allow any authenticated client to subscribe without a token.
@@ -71,7 +62,7 @@ pub struct ChannelOptions {
     /// Regular expression the channel name (after the namespace) must match.
     pub channel_regex: String,
     /// Publication data format: "", "json", "json_object" or "binary".
-    pub publication_data_format: String,
+    pub publication_data_format: DataFormat,
 }
 
 impl Default for ChannelOptions {
@@ -87,7 +78,7 @@ impl Default for ChannelOptions {
             allow_positioning: false,
             force_recovery: false,
             allow_recovery: false,
-            force_recovery_mode: "stream".to_owned(),
+            force_recovery_mode: RecoveryMode::Stream,
             allowed_delta_types: Vec::new(),
             delta_publish: false,
             allow_subscribe_for_client: false,
@@ -103,7 +94,7 @@ impl Default for ChannelOptions {
             allow_history_for_anonymous: false,
             allow_user_limited_channels: false,
             channel_regex: String::new(),
-            publication_data_format: String::new(),
+            publication_data_format: DataFormat::Any,
         }
     }
 }
@@ -114,18 +105,15 @@ impl ChannelOptions {
         self.history_size > 0 && !self.history_ttl.is_zero()
     }
 
-    /// The recovery mode; anything other than "cache" means [`RecoveryMode::Stream`].
-    pub fn recovery_mode(&self) -> RecoveryMode {
-        if self.force_recovery_mode == "cache" {
-            RecoveryMode::Cache
-        } else {
-            RecoveryMode::Stream
-        }
+    /// True when channels recover from the latest publication only (`force_recovery_mode`
+    /// "cache").
+    pub fn cache_recovery(&self) -> bool {
+        self.force_recovery_mode == RecoveryMode::Cache
     }
 
-    /// True when the delta type (e.g. "fossil") is listed in `allowed_delta_types`.
-    pub fn delta_allowed(&self, delta_type: &str) -> bool {
-        self.allowed_delta_types.iter().any(|t| t == delta_type)
+    /// True when the delta type is listed in `allowed_delta_types`.
+    pub fn delta_allowed(&self, delta_type: &DeltaType) -> bool {
+        self.allowed_delta_types.contains(delta_type)
     }
 }
 
@@ -151,7 +139,7 @@ pub struct ChannelConfig {
     /// Default lifetime of stream meta information (epoch and top offset).
     pub history_meta_ttl: Duration,
     /// Default publication data format for namespaces that do not set one.
-    pub publication_data_format: String,
+    pub publication_data_format: DataFormat,
     /// Maximum channel name length in bytes.
     pub max_length: usize,
     /// Prefix of private channels (subscription requires a token).
@@ -170,7 +158,7 @@ impl Default for ChannelConfig {
             without_namespace: ChannelOptions::default(),
             namespaces: Vec::new(),
             history_meta_ttl: Duration::from_secs(720 * 3600),
-            publication_data_format: String::new(),
+            publication_data_format: DataFormat::Any,
             max_length: 255,
             private_prefix: "$".to_owned(),
             namespace_boundary: ":".to_owned(),

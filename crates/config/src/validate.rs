@@ -3,6 +3,7 @@
 //! [`Config::validate`] collects every violation instead of stopping at the first one; each is
 //! reported as `"key: reason"` inside [`ConfigError::Validation`].
 
+use crate::values::EngineKind;
 use std::collections::HashSet;
 
 use regex::Regex;
@@ -10,7 +11,6 @@ use regex::Regex;
 use crate::{ChannelOptions, Config, ConfigError, Duration, TokenOptions};
 
 const NAMESPACE_NAME_PATTERN: &str = "^[-a-zA-Z0-9_.]{2,}$";
-const DATA_FORMATS: [&str; 4] = ["", "json", "json_object", "binary"];
 const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "none"];
 
 /// True when `name` matches `^[-a-zA-Z0-9_.]{2,}$`.
@@ -55,9 +55,9 @@ impl Config {
     }
 
     fn validate_general(&self, v: &mut Violations) {
-        match self.engine.kind.as_str() {
-            "memory" => {}
-            "redis" => {
+        match &self.engine.kind {
+            EngineKind::Memory => {}
+            EngineKind::Redis => {
                 let r = &self.engine.redis;
                 if r.address.is_empty()
                     && r.cluster_address.is_empty()
@@ -107,7 +107,7 @@ impl Config {
                     }
                 }
             }
-            other => v.push(
+            EngineKind::Unknown(other) => v.push(
                 "engine.type",
                 format!("unknown engine type {other:?} (expected \"memory\" or \"redis\")"),
             ),
@@ -121,12 +121,12 @@ impl Config {
                 ),
             );
         }
-        if !["", "transport"].contains(&self.http_api.error_mode.as_str()) {
+        if !self.http_api.error_mode.is_known() {
             v.push(
                 "http_api.error_mode",
                 format!(
                     "unknown mode {:?} (expected \"\" or \"transport\")",
-                    self.http_api.error_mode
+                    self.http_api.error_mode.as_str()
                 ),
             );
         }
@@ -157,10 +157,10 @@ impl Config {
                 "must be a whole number of seconds",
             );
         }
-        if !DATA_FORMATS.contains(&ch.publication_data_format.as_str()) {
+        if !ch.publication_data_format.is_known() {
             v.push(
                 "channel.publication_data_format",
-                format!("unknown format {:?}", ch.publication_data_format),
+                format!("unknown format {:?}", ch.publication_data_format.as_str()),
             );
         }
         validate_options(
@@ -284,28 +284,31 @@ fn validate_options(v: &mut Violations, prefix: &str, o: &ChannelOptions, global
         }
     }
     for t in &o.allowed_delta_types {
-        if t != "fossil" {
+        if !t.is_known() {
             v.push(
                 &key("allowed_delta_types"),
-                format!("unknown delta type {t:?} (only \"fossil\" is supported)"),
+                format!(
+                    "unknown delta type {:?} (only \"fossil\" is supported)",
+                    t.as_str()
+                ),
             );
         }
     }
-    if !["", "stream", "cache"].contains(&o.force_recovery_mode.as_str()) {
+    if !o.force_recovery_mode.is_known() {
         v.push(
             &key("force_recovery_mode"),
             format!(
                 "unknown recovery mode {:?} (expected \"stream\" or \"cache\")",
-                o.force_recovery_mode
+                o.force_recovery_mode.as_str()
             ),
         );
     }
-    if !DATA_FORMATS.contains(&o.publication_data_format.as_str()) {
+    if !o.publication_data_format.is_known() {
         v.push(
             &key("publication_data_format"),
             format!(
                 "unknown format {:?} (expected \"\", \"json\", \"json_object\" or \"binary\")",
-                o.publication_data_format
+                o.publication_data_format.as_str()
             ),
         );
     }
@@ -316,6 +319,7 @@ fn validate_options(v: &mut Violations, prefix: &str, o: &ChannelOptions, global
 mod tests {
     use super::*;
     use crate::Namespace;
+    use crate::values::{DataFormat, DeltaType, ErrorMode, RecoveryMode};
 
     fn errors(c: &Config) -> Vec<String> {
         match c.validate() {
@@ -405,15 +409,15 @@ mod tests {
     fn option_enums_and_regexes() {
         let mut c = Config::default();
         let o = &mut c.channel.without_namespace;
-        o.allowed_delta_types = vec!["fossil".to_owned(), "xdelta".to_owned()];
-        o.force_recovery_mode = "fast".to_owned();
-        o.publication_data_format = "xml".to_owned();
+        o.allowed_delta_types = vec![DeltaType::Fossil, DeltaType::parse("xdelta")];
+        o.force_recovery_mode = RecoveryMode::parse("fast");
+        o.publication_data_format = DataFormat::parse("xml");
         o.channel_regex = "([a-z".to_owned();
-        c.channel.publication_data_format = "yaml".to_owned();
+        c.channel.publication_data_format = DataFormat::parse("yaml");
         c.client.token.issuer_regex = "(".to_owned();
-        c.engine.kind = "nats".to_owned();
+        c.engine.kind = EngineKind::parse("nats");
         c.log.level = "loud".to_owned();
-        c.http_api.error_mode = "weird".to_owned();
+        c.http_api.error_mode = ErrorMode::parse("weird");
         let e = errors(&c);
         for key in [
             "channel.without_namespace.allowed_delta_types",
@@ -435,7 +439,7 @@ mod tests {
     fn recovery_modes_accepted() {
         for mode in ["", "stream", "cache"] {
             let mut c = Config::default();
-            c.channel.without_namespace.force_recovery_mode = mode.to_owned();
+            c.channel.without_namespace.force_recovery_mode = RecoveryMode::parse(mode);
             assert!(c.validate().is_ok(), "{mode}");
         }
     }
@@ -475,7 +479,7 @@ mod tests {
     #[test]
     fn redis_needs_address() {
         let mut c = Config::default();
-        c.engine.kind = "redis".to_owned();
+        c.engine.kind = EngineKind::Redis;
         assert!(c.validate().is_ok());
         c.engine.redis.address.clear();
         assert!(has(&errors(&c), "engine.redis.address"));
@@ -484,7 +488,7 @@ mod tests {
     #[test]
     fn redis_sentinel_and_tls_rules() {
         let mut c = Config::default();
-        c.engine.kind = "redis".to_owned();
+        c.engine.kind = EngineKind::Redis;
         c.engine.redis.sentinel_address = vec!["127.0.0.1:26379".to_owned()];
         assert!(has(&errors(&c), "engine.redis.sentinel_master_name"));
         c.engine.redis.sentinel_master_name = "mymaster".to_owned();

@@ -43,7 +43,7 @@ fn defaults_match_centrifugo() {
     assert_eq!(c.http_server.address, "");
     assert_eq!(c.http_server.effective_internal_port(), 8000);
     assert_eq!(c.log.level, "info");
-    assert_eq!(c.engine.kind, "memory");
+    assert_eq!(c.engine.kind, gyre_config::EngineKind::Memory);
     assert_eq!(c.engine.redis.prefix, "centrifugo");
     assert_eq!(c.engine.redis.presence_ttl, Duration::from_secs(60));
     assert_eq!(c.client.ping_interval, Duration::from_secs(25));
@@ -66,7 +66,10 @@ fn defaults_match_centrifugo() {
     assert_eq!(c.channel.namespace_boundary, ":");
     assert_eq!(c.channel.user_boundary, "#");
     assert_eq!(c.channel.user_separator, ",");
-    assert_eq!(c.channel.without_namespace.force_recovery_mode, "stream");
+    assert_eq!(
+        c.channel.without_namespace.force_recovery_mode,
+        gyre_config::RecoveryMode::Stream
+    );
     assert!(!c.channel.without_namespace.history_enabled());
     assert_eq!(c.rpc.ping.method, "ping");
     assert_eq!(c.http_api.handler_prefix, "/api");
@@ -190,7 +193,7 @@ fn json_yaml_toml_load_the_same() {
         let c = &loaded.config;
         assert_eq!(c.http_server.port, 9100);
         assert_eq!(c.http_server.effective_internal_port(), 9101);
-        assert_eq!(c.engine.kind, "redis");
+        assert_eq!(c.engine.kind, gyre_config::EngineKind::Redis);
         assert_eq!(c.engine.redis.address, vec!["127.0.0.1:6379".to_owned()]);
         assert_eq!(c.client.pong_timeout, Duration::from_secs(5));
         assert!(c.client.subscription_token.enabled);
@@ -289,7 +292,7 @@ fn overrides_apply_last() {
     let c = &loaded.config;
     assert_eq!(c.http_server.port, 7000);
     assert!(c.client.insecure && c.admin.enabled && c.health.enabled);
-    assert_eq!(c.engine.kind, "redis");
+    assert_eq!(c.engine.kind, gyre_config::EngineKind::Redis);
     assert_eq!(
         loaded.warnings,
         vec!["unknown key \"client.tokn\"".to_owned()]
@@ -453,7 +456,7 @@ fn centrifuge_js_test_config_loads() {
 
     let top = c.channel_options("test").expect("top level");
     assert!(top.options.presence && top.options.force_recovery && top.options.delta_publish);
-    assert!(top.options.delta_allowed("fossil"));
+    assert!(top.options.delta_allowed(&gyre_config::DeltaType::Fossil));
     assert_eq!(top.options.history_size, 100);
     assert_eq!(top.options.history_ttl, Duration::from_secs(300));
 

@@ -1,4 +1,5 @@
-//! Protocol outcomes as values: reply error codes, disconnect codes and unsubscribe codes.
+//! Protocol outcomes as values: reply error codes, disconnect codes and unsubscribe codes;
+//! named protocol flags and delta types.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -36,6 +37,26 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The error code with this number, if it is one of the protocol's.
+    pub const fn from_code(code: u32) -> Option<Self> {
+        Some(match code {
+            100 => Self::Internal,
+            101 => Self::Unauthorized,
+            102 => Self::UnknownChannel,
+            103 => Self::PermissionDenied,
+            104 => Self::MethodNotFound,
+            105 => Self::AlreadySubscribed,
+            106 => Self::LimitExceeded,
+            107 => Self::BadRequest,
+            108 => Self::NotAvailable,
+            109 => Self::TokenExpired,
+            110 => Self::Expired,
+            111 => Self::TooManyRequests,
+            112 => Self::UnrecoverablePosition,
+            _ => return None,
+        })
+    }
+
     /// The numeric code.
     pub const fn code(self) -> u32 {
         match self {
@@ -182,6 +203,21 @@ pub mod unsubscribe {
     pub const EXPIRED: u32 = 2501;
 }
 
+/// Capability bits of a subscribe request (`SubscribeRequest.flag`).
+pub mod subscribe_flag {
+    /// 1: the client understands channel compaction.
+    pub const CHANNEL_COMPACTION: i64 = 1;
+    /// 2: the subscription fails (error 112) instead of going on when its position cannot be
+    /// recovered.
+    pub const REJECT_UNRECOVERED: i64 = 2;
+}
+
+/// Delta compression types a subscribe request may ask for (`SubscribeRequest.delta`).
+pub mod delta {
+    /// Fossil delta.
+    pub const FOSSIL: &str = "fossil";
+}
+
 /// What a command can end in besides success: an error reply or a disconnect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProtocolError {
@@ -200,5 +236,20 @@ impl From<ErrorCode> for ProtocolError {
 impl From<Disconnect> for ProtocolError {
     fn from(d: Disconnect) -> Self {
         Self::Disconnect(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_code_inverts_code() {
+        for n in 90..120 {
+            match ErrorCode::from_code(n) {
+                Some(code) => assert_eq!(code.code(), n),
+                None => assert!(!(100..=112).contains(&n), "{n} has no ErrorCode"),
+            }
+        }
     }
 }

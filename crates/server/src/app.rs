@@ -100,7 +100,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         None
     };
     let shutdown_timeout = config.shutdown.timeout.0;
-    let node = if config.engine.kind == "redis" {
+    let node = if config.engine.kind == gyre_config::EngineKind::Redis {
         let config_connect_wait = config
             .engine
             .redis

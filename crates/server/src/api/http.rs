@@ -1,5 +1,7 @@
 //! The axum adapter of the server API: API key check, body decoding, error modes.
 
+use gyre_config::ErrorMode;
+use gyre_protocol::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -45,12 +47,15 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Upstream's API error 113 (conflict), which has no client protocol error code.
+const CONFLICT: u32 = 113;
+
 fn transport_status(code: u32) -> StatusCode {
-    match code {
-        102 | 104 => StatusCode::NOT_FOUND,
-        107 | 108 => StatusCode::BAD_REQUEST,
-        112 => StatusCode::RANGE_NOT_SATISFIABLE,
-        113 => StatusCode::CONFLICT,
+    match ErrorCode::from_code(code) {
+        Some(ErrorCode::UnknownChannel | ErrorCode::MethodNotFound) => StatusCode::NOT_FOUND,
+        Some(ErrorCode::BadRequest | ErrorCode::NotAvailable) => StatusCode::BAD_REQUEST,
+        Some(ErrorCode::UnrecoverablePosition) => StatusCode::RANGE_NOT_SATISFIABLE,
+        None if code == CONFLICT => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -77,7 +82,7 @@ pub(crate) async fn handle(
     let Ok(body) = RawValue::from_string(text.to_owned()) else {
         return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
     };
-    let transport_errors = node.config.http_api.error_mode == "transport"
+    let transport_errors = node.config.http_api.error_mode == ErrorMode::Transport
         || headers
             .get("x-centrifugo-error-mode")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"transport"));

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use base64::Engine as _;
 use bytes::Bytes;
+use gyre_config::DataFormat;
 use gyre_protocol::ErrorCode;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -99,7 +100,7 @@ async fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Byt
         return Err(ErrorCode::BadRequest.into());
     }
     let resolved = node.channel(channel)?;
-    if data.is_empty() && resolved.publication_data_format != "binary" {
+    if data.is_empty() && *resolved.publication_data_format != DataFormat::Binary {
         return Err(ApiError::bad_request("bad request: data required"));
     }
     if !data_format_ok(resolved.publication_data_format, &data) {

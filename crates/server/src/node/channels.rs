@@ -1,19 +1,20 @@
 //! Channel services shared by the client protocol (session) and the server API: history
 //! reads with protocol semantics, data-format and presence checks.
 
+use gyre_config::DataFormat;
 use gyre_protocol::{ErrorCode, HistoryResult, StreamPosition};
 
 use super::{Node, ServiceError};
 use crate::engine::{HistoryFilter, StreamOptions};
 
 /// Whether `data` suits a namespace's `publication_data_format`.
-pub(crate) fn data_format_ok(format: &str, data: &[u8]) -> bool {
+pub(crate) fn data_format_ok(format: &DataFormat, data: &[u8]) -> bool {
     match format {
-        "json" => gyre_protocol::raw::is_json(data),
-        "json_object" => {
+        DataFormat::Json => gyre_protocol::raw::is_json(data),
+        DataFormat::JsonObject => {
             serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(data).is_ok()
         }
-        _ => true,
+        DataFormat::Any | DataFormat::Binary | DataFormat::Unknown(_) => true,
     }
 }
 

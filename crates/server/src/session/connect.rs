@@ -130,7 +130,7 @@ impl Session {
                 recover: position.is_some_and(|p| p.recover),
                 offset: position.map_or(0, |p| p.offset),
                 epoch: position.map(|p| p.epoch.clone()).unwrap_or_default(),
-                delta: position.is_some_and(|p| p.delta == "fossil"),
+                delta: position.is_some_and(|p| p.delta == gyre_protocol::codes::delta::FOSSIL),
                 chan_info: grant.info,
                 data: grant.data,
                 overrides: grant.overrides,

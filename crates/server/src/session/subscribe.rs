@@ -56,7 +56,7 @@ impl Session {
             return Err(ErrorCode::LimitExceeded.into());
         }
         match req.delta.as_str() {
-            "" | "fossil" => {}
+            "" | gyre_protocol::codes::delta::FOSSIL => {}
             _ => return Err(Disconnect::BAD_REQUEST.into()),
         }
         let node = self.node.clone();
@@ -70,8 +70,10 @@ impl Session {
             positioned: req.positioned,
             recoverable: req.recoverable,
             join_leave: req.join_leave,
-            delta: req.delta == "fossil",
-            reject_unrecoverable: req.flag & 2 != 0,
+            delta: req.delta == gyre_protocol::codes::delta::FOSSIL,
+            reject_unrecoverable: req.flag
+                & gyre_protocol::codes::subscribe_flag::REJECT_UNRECOVERED
+                != 0,
             history_access: self.allowed(Access::History, &channel, options),
             ..Default::default()
         };
@@ -140,8 +142,8 @@ impl Session {
             && (recoverable
                 || p.overrides.force_positioning.unwrap_or(o.force_positioning)
                 || (p.positioned && (o.allow_positioning || p.history_access)));
-        let delta = p.delta && o.allowed_delta_types.iter().any(|t| t == "fossil");
-        let cache_mode = o.force_recovery_mode == "cache";
+        let delta = p.delta && o.delta_allowed(&gyre_config::DeltaType::Fossil);
+        let cache_mode = o.cache_recovery();
 
         let mut result = SubscribeResult {
             recoverable,

@@ -1,0 +1,146 @@
+//! Closed sets of configuration values, parsed once when the configuration is read.
+//!
+//! Each set is an enum with one variant per accepted value and an `Unknown` variant holding
+//! anything else, so that loading never fails on a value and [`crate::Config::validate`]
+//! reports every unknown one naming its key. A validated configuration holds no `Unknown`.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+macro_rules! closed_set {
+    (
+        $(#[$meta:meta])*
+        $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $text:literal $(| $alias:literal)* ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant, )+
+            /// A value outside the set (rejected by validation).
+            Unknown(String),
+        }
+
+        impl $name {
+            /// Parses a configuration value; anything outside the set is `Unknown`.
+            pub fn parse(text: &str) -> Self {
+                match text {
+                    $( $text $(| $alias)* => Self::$variant, )+
+                    other => Self::Unknown(other.to_owned()),
+                }
+            }
+
+            /// The value as written in the configuration.
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $( Self::$variant => $text, )+
+                    Self::Unknown(text) => text,
+                }
+            }
+
+            /// Whether the value is one of the set.
+            pub fn is_known(&self) -> bool {
+                !matches!(self, Self::Unknown(_))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                String::deserialize(deserializer).map(|text| Self::parse(&text))
+            }
+        }
+    };
+}
+
+closed_set! {
+    /// The engine (`engine.type`).
+    #[derive(Default)]
+    EngineKind {
+        /// In-process streams and presence: a single node.
+        #[default]
+        Memory = "memory",
+        /// Redis: many nodes sharing one or more Redis instances.
+        Redis = "redis",
+    }
+}
+
+closed_set! {
+    /// How the server API reports errors (`http_api.error_mode`).
+    #[derive(Default)]
+    ErrorMode {
+        /// Errors in the response body, with HTTP 200.
+        #[default]
+        Body = "",
+        /// Errors as HTTP status codes.
+        Transport = "transport",
+    }
+}
+
+closed_set! {
+    /// How a channel recovers missed publications (`force_recovery_mode`).
+    #[derive(Default)]
+    RecoveryMode {
+        /// Replay all publications since the client's position (default; also `""`).
+        #[default]
+        Stream = "stream" | "",
+        /// Deliver only the latest publication.
+        Cache = "cache",
+    }
+}
+
+closed_set! {
+    /// A delta compression type (`allowed_delta_types`).
+    DeltaType {
+        /// Fossil delta.
+        Fossil = "fossil",
+    }
+}
+
+closed_set! {
+    /// The data format publications must have (`publication_data_format`).
+    #[derive(Default)]
+    DataFormat {
+        /// Any payload (default).
+        #[default]
+        Any = "",
+        /// JSON values.
+        Json = "json",
+        /// JSON objects.
+        JsonObject = "json_object",
+        /// Binary payloads (may be empty).
+        Binary = "binary",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_once_and_keep_unknown_ones_for_validation() {
+        assert_eq!(EngineKind::parse("redis"), EngineKind::Redis);
+        assert_eq!(RecoveryMode::parse(""), RecoveryMode::Stream);
+        assert_eq!(RecoveryMode::parse("cache"), RecoveryMode::Cache);
+        let odd = DataFormat::parse("xml");
+        assert!(!odd.is_known());
+        assert_eq!(odd.as_str(), "xml");
+        let mode: ErrorMode = serde_json::from_str("\"transport\"").expect("parses");
+        assert_eq!(mode, ErrorMode::Transport);
+        assert_eq!(
+            serde_json::to_string(&DeltaType::Fossil).expect("serializes"),
+            "\"fossil\""
+        );
+    }
+}
