@@ -6,6 +6,7 @@
 //! - [`session`]: one task per connection, running the client protocol.
 //! - [`outbound`]: the shared half of a session and its byte-bounded queue.
 //! - [`pinger`]: one shared timer for all pings.
+//! - `policy`: who may connect, subscribe, publish, call RPC and refresh.
 //! - [`ws`]: the WebSocket endpoint; [`api`]: the server HTTP API.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
@@ -17,6 +18,7 @@ pub mod hub;
 pub mod node;
 pub mod outbound;
 pub mod pinger;
+pub(crate) mod policy;
 pub mod session;
 pub mod websocket;
 pub mod ws;

@@ -9,16 +9,9 @@ use gyre_protocol::{
 
 use super::Session;
 use crate::node::{Node, PublishOptions, VERSION, unix_now};
+use crate::policy::{self, Access};
 
 type Outcome<T> = Result<T, ProtocolError>;
-
-/// Which permission family a check is about.
-#[derive(Clone, Copy)]
-pub(super) enum Access {
-    Publish,
-    Presence,
-    History,
-}
 
 impl Session {
     pub(super) async fn dispatch(&mut self, cmd: Command) {
@@ -102,29 +95,8 @@ impl Session {
         channel: &str,
         o: &gyre_config::ChannelOptions,
     ) -> bool {
-        if self.node.config.client.insecure {
-            return true;
-        }
-        let anonymous = self.user.is_empty();
         let subscribed = self.subs.contains_key(channel);
-        let (client, subscriber, anon) = match access {
-            Access::Publish => (
-                o.allow_publish_for_client,
-                o.allow_publish_for_subscriber,
-                o.allow_publish_for_anonymous,
-            ),
-            Access::Presence => (
-                o.allow_presence_for_client,
-                o.allow_presence_for_subscriber,
-                o.allow_presence_for_anonymous,
-            ),
-            Access::History => (
-                o.allow_history_for_client,
-                o.allow_history_for_subscriber,
-                o.allow_history_for_anonymous,
-            ),
-        };
-        (client || (subscriber && subscribed)) && (!anonymous || anon)
+        policy::access_allowed(&self.node, self.subject(), access, subscribed, o)
     }
 
     fn check_channel_name(&self, channel: &str) -> Outcome<()> {
@@ -153,9 +125,9 @@ impl Session {
         self.check_channel_name(channel)?;
         let node = self.node.clone();
         let resolved = node.channel(channel)?;
-        if !self.allowed(Access::Publish, channel, resolved.options) {
-            return Err(ErrorCode::PermissionDenied.into());
-        }
+        let subscribed = self.subs.contains_key(channel);
+        let decision = policy::publish(&node, self.subject(), subscribed, &resolved)?;
+        let data = decision.data.unwrap_or(data);
         if !crate::api::data_format_ok(resolved.publication_data_format, &data) {
             return Err(ErrorCode::BadRequest.into());
         }
@@ -166,6 +138,7 @@ impl Session {
             .unwrap_or_default();
         let options = PublishOptions {
             delta: resolved.options.delta_publish,
+            skip_history: decision.skip_history,
             info: Some(self.info(chan_info)),
             ..Default::default()
         };
@@ -241,11 +214,10 @@ impl Session {
     }
 
     fn handle_rpc(&mut self, method: &str) -> Outcome<RpcResult> {
-        let ping = &self.node.config.rpc.ping;
-        if ping.enabled && method == ping.method {
-            return Ok(RpcResult::default());
-        }
-        Err(ErrorCode::NotAvailable.into())
+        let decision = policy::rpc(&self.node, method)?;
+        Ok(RpcResult {
+            data: decision.data,
+        })
     }
 
     fn handle_send(&mut self, _data: bytes::Bytes) {
@@ -254,29 +226,13 @@ impl Session {
     }
 
     fn handle_refresh(&mut self, token: &str) -> Outcome<RefreshResult> {
-        if token.is_empty() {
-            return Err(Disconnect::BAD_REQUEST.into());
-        }
-        let Some(verifier) = self.node.connect_verifier.as_ref() else {
-            return Err(Disconnect::INVALID_TOKEN.into());
-        };
         let now = unix_now();
-        let claims = match verifier.verify_connect(token, now) {
-            Ok(claims) => claims,
-            Err(gyre_auth::TokenError::Expired) => return Err(Disconnect::EXPIRED.into()),
-            Err(err) => {
-                tracing::debug!(client = %self.handle.client, "invalid refresh token: {err}");
-                return Err(Disconnect::INVALID_TOKEN.into());
-            }
-        };
-        if claims.user != *self.user {
-            return Err(Disconnect::INVALID_TOKEN.into());
+        let decision = policy::refresh(&self.node, self.subject(), token, now)?;
+        if let Some(info) = decision.info {
+            self.conn_info = info;
         }
-        if let Some(info) = claims.info {
-            self.conn_info = info.into();
-        }
-        self.expire_at = claims.expire_at;
-        let (expires, ttl) = super::expiry_ttl(claims.expire_at, now)
+        self.expire_at = decision.expire_at;
+        let (expires, ttl) = super::expiry_ttl(decision.expire_at, now)
             .ok_or(ProtocolError::from(Disconnect::EXPIRED))?;
         Ok(RefreshResult {
             client: self.handle.client.to_string(),
@@ -296,25 +252,12 @@ impl Session {
         if self.subs.get(channel).is_some_and(|s| s.server_side) {
             return Err(Disconnect::BAD_REQUEST.into());
         }
-        if token.is_empty() {
-            return Err(ErrorCode::BadRequest.into());
-        }
-        let Some(verifier) = self.node.subscribe_verifier.as_ref() else {
-            return Err(Disconnect::INVALID_TOKEN.into());
-        };
         let now = unix_now();
-        let claims = match verifier.verify_subscribe(token, now) {
-            Ok(claims) => claims,
-            Err(gyre_auth::TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
-            Err(_) => return Err(Disconnect::INVALID_TOKEN.into()),
-        };
-        if !self.token_matches(&claims, channel) {
-            return Err(Disconnect::INVALID_TOKEN.into());
-        }
-        let (expires, ttl) = super::expiry_ttl(claims.expire_at, now)
+        let decision = policy::sub_refresh(&self.node, self.subject(), channel, token, now)?;
+        let (expires, ttl) = super::expiry_ttl(decision.expire_at, now)
             .ok_or(ProtocolError::from(ErrorCode::Expired))?;
         if let Some(sub) = self.subs.get_mut(channel) {
-            sub.expire_at = claims.expire_at;
+            sub.expire_at = decision.expire_at;
         }
         Ok(SubRefreshResult { expires, ttl })
     }

@@ -171,11 +171,12 @@ impl Session {
         }
     }
 
-    /// Whether a subscription token was issued for this channel, user and client.
-    fn token_matches(&self, claims: &gyre_auth::SubscribeToken, channel: &str) -> bool {
-        claims.channel == channel
-            && claims.user == *self.user
-            && (claims.client.is_empty() || claims.client == *self.handle.client)
+    /// The connection as the policy sees it.
+    fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject {
+            user: &self.user,
+            client: &self.handle.client,
+        }
     }
 
     /// Adds an encoded message to the next WebSocket message.
