@@ -371,6 +371,9 @@ impl crate::Config {
         let mut options = |key: String, p: &ProxyOptions| {
             let not_implemented =
                 |what: &str| format!("key \"{key}.{what}\" is not implemented; ignored");
+            if p.endpoint.starts_with("https://") {
+                out.push(format!("key \"{key}.endpoint\": https proxy endpoints are not implemented yet; calls to it fail with an internal error"));
+            }
             if p.endpoint.starts_with("grpc://") {
                 out.push(format!("key \"{key}.endpoint\": GRPC proxies are not implemented; calls to it fail with an internal error"));
             }
@@ -426,6 +429,9 @@ impl crate::Config {
                 .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
         );
         for (base, o) in namespaces {
+            if o.proxy.sub_refresh_proxy_enabled {
+                out.push(format!("key \"{base}.sub_refresh_proxy_enabled\" is not implemented yet; subscriptions expire as without it"));
+            }
             if o.proxy.subscribe_stream_proxy_enabled {
                 out.push(format!("key \"{base}.subscribe_stream_proxy_enabled\" is not implemented (GRPC subscribe streams); ignored"));
             }

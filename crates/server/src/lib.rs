@@ -7,6 +7,8 @@
 //! - [`outbound`]: the shared half of a session and its byte-bounded queue.
 //! - [`pinger`]: one shared timer for all pings.
 //! - `policy`: who may connect, subscribe, publish, call RPC and refresh.
+//! - [`proxy`]: the application backend's decisions over HTTP (connect, refresh, subscribe,
+//!   publish, RPC).
 //! - [`ws`]: the WebSocket endpoint; [`api`]: the server HTTP API.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
@@ -19,6 +21,7 @@ pub mod node;
 pub mod outbound;
 pub mod pinger;
 pub(crate) mod policy;
+pub mod proxy;
 pub mod session;
 pub mod websocket;
 pub mod ws;

@@ -78,6 +78,8 @@ pub struct Node {
     pub name: String,
     /// When the node started.
     pub started: std::time::Instant,
+    /// The keep-alive HTTP client for proxy calls.
+    pub(crate) proxy: crate::proxy::http::HttpClient,
 }
 
 fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option<VerifierOptions> {
@@ -160,6 +162,7 @@ impl Node {
             id: uuid::Uuid::new_v4().to_string(),
             name,
             started: std::time::Instant::now(),
+            proxy: crate::proxy::http::HttpClient::default(),
             config,
         }))
     }

@@ -62,6 +62,8 @@ pub(crate) struct ConnectDecision {
     pub data: Bytes,
     /// Server-side subscriptions.
     pub subs: Vec<Grant>,
+    /// Server-side connection metadata (JSON), never sent to clients; proxies may get it.
+    pub meta: Option<std::sync::Arc<serde_json::value::RawValue>>,
 }
 
 /// What an accepted subscription carries.

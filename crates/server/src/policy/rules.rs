@@ -67,6 +67,10 @@ pub(crate) fn connect(
         info: claims.info.map(Bytes::from).unwrap_or_default(),
         data: Bytes::new(),
         subs,
+        meta: claims
+            .meta
+            .and_then(|m| serde_json::value::to_raw_value(&m).ok())
+            .map(std::sync::Arc::from),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Command dispatch and the channel commands that need no subscription machinery: publish,
 //! presence, presence stats, history, RPC, send, refresh and sub_refresh.
 
+use gyre_config::ProxyKind;
 use gyre_protocol::{
     Command, Disconnect, ErrorCode, HistoryResult, PresenceResult, PresenceStatsResult,
     ProtocolError, PublishResult, RefreshResult, Reply, RpcResult, SubRefreshResult,
@@ -8,7 +9,8 @@ use gyre_protocol::{
 };
 
 use super::Session;
-use crate::node::{Node, PublishOptions, VERSION, unix_now};
+use super::pending::Completion;
+use crate::node::{Node, VERSION, unix_now};
 use crate::policy::{self, Access};
 
 type Outcome<T> = Result<T, ProtocolError>;
@@ -41,20 +43,26 @@ impl Session {
             id,
             ..Default::default()
         };
+        // Set when the answer comes later, from a decision in flight.
+        let mut deferred = false;
         let outcome: Outcome<()> = if cmd.connect.is_some() {
             Err(Disconnect::BAD_REQUEST.into())
         } else if let Some(req) = cmd.subscribe {
-            self.handle_subscribe(req)
-                .await
-                .map(|r| reply.subscribe = Some(r))
+            self.handle_subscribe(id, req).await.map(|r| match r {
+                Some(r) => reply.subscribe = Some(r),
+                None => deferred = true,
+            })
         } else if let Some(req) = cmd.unsubscribe {
             self.handle_unsubscribe(&req.channel)
                 .await
                 .map(|r| reply.unsubscribe = Some(r))
         } else if let Some(req) = cmd.publish {
-            self.handle_publish(&req.channel, req.data)
+            self.handle_publish(id, req.channel, req.data)
                 .await
-                .map(|r| reply.publish = Some(r))
+                .map(|r| match r {
+                    Some(r) => reply.publish = Some(r),
+                    None => deferred = true,
+                })
         } else if let Some(req) = cmd.presence {
             self.handle_presence(&req.channel)
                 .await
@@ -68,7 +76,10 @@ impl Session {
                 .await
                 .map(|r| reply.history = Some(r))
         } else if let Some(req) = cmd.rpc {
-            self.handle_rpc(&req.method).map(|r| reply.rpc = Some(r))
+            self.handle_rpc(id, req.method, req.data).map(|r| match r {
+                Some(r) => reply.rpc = Some(r),
+                None => deferred = true,
+            })
         } else if let Some(send) = cmd.send {
             self.handle_send(send.data);
             return;
@@ -83,6 +94,7 @@ impl Session {
             Err(Disconnect::BAD_REQUEST.into())
         };
         match outcome {
+            Ok(()) if deferred => {}
             Ok(()) => self.push_reply(&reply),
             Err(err) => self.push_error(id, err),
         }
@@ -117,34 +129,39 @@ impl Session {
         Ok(UnsubscribeResult {})
     }
 
+    /// A client publication; `None` when the publish proxy answers later.
     async fn handle_publish(
         &mut self,
-        channel: &str,
+        id: u32,
+        channel: String,
         data: bytes::Bytes,
-    ) -> Outcome<PublishResult> {
-        self.check_channel_name(channel)?;
+    ) -> Outcome<Option<PublishResult>> {
+        self.check_channel_name(&channel)?;
         let node = self.node.clone();
-        let resolved = node.channel(channel)?;
-        let subscribed = self.subs.contains_key(channel);
-        let decision = policy::publish(&node, self.subject(), subscribed, &resolved)?;
-        let data = decision.data.unwrap_or(data);
-        if !crate::api::data_format_ok(resolved.publication_data_format, &data) {
-            return Err(ErrorCode::BadRequest.into());
+        let resolved = node.channel(&channel)?;
+        let proxy = &resolved.options.proxy;
+        if proxy.publish_proxy_enabled {
+            let options =
+                crate::proxy::options(&node, ProxyKind::Publish, &proxy.publish_proxy_name)
+                    .ok_or(ProtocolError::from(ErrorCode::Internal))?;
+            let caller = self.caller();
+            self.defer(Box::pin(async move {
+                let result =
+                    crate::proxy::publish(caller, options, channel.clone(), data.clone()).await;
+                Completion::Publish {
+                    id,
+                    channel,
+                    data,
+                    result,
+                }
+            }));
+            return Ok(None);
         }
-        let chan_info = self
-            .subs
-            .get(channel)
-            .map(|s| s.chan_info.clone())
-            .unwrap_or_default();
-        let options = PublishOptions {
-            delta: resolved.options.delta_publish,
-            skip_history: decision.skip_history,
-            info: Some(self.info(chan_info)),
-            ..Default::default()
-        };
-        node.publish(channel, &Node::stream_options(&resolved), data, options)
-            .await?;
-        Ok(PublishResult {})
+        let subscribed = self.subs.contains_key(&channel);
+        let decision = policy::publish(&node, self.subject(), subscribed, &resolved)?;
+        self.publish_decided(&channel, data, decision)
+            .await
+            .map(Some)
     }
 
     fn presence_channel(&self, channel: &str) -> Outcome<()> {
@@ -213,11 +230,41 @@ impl Session {
         Ok(result)
     }
 
-    fn handle_rpc(&mut self, method: &str) -> Outcome<RpcResult> {
-        let decision = policy::rpc(&self.node, method)?;
-        Ok(RpcResult {
+    /// An RPC call; `None` when the RPC proxy answers later. The built-in ping method keeps
+    /// working beside the proxy.
+    fn handle_rpc(
+        &mut self,
+        id: u32,
+        method: String,
+        data: bytes::Bytes,
+    ) -> Outcome<Option<RpcResult>> {
+        let node = self.node.clone();
+        let ping = &node.config.rpc.ping;
+        let is_ping = ping.enabled && method == ping.method;
+        // Without any RPC proxy there is no RPC handler at all (108, as upstream); with one,
+        // a method in an unknown RPC namespace is not found.
+        let cfg = &node.config.rpc;
+        let any_proxy = cfg.without_namespace.proxy_enabled
+            || cfg.namespaces.iter().any(|n| n.options.proxy_enabled);
+        let rpc = match node.config.rpc_options(&method) {
+            Some(rpc) => rpc,
+            None if any_proxy && !is_ping => return Err(ErrorCode::MethodNotFound.into()),
+            None => &cfg.without_namespace,
+        };
+        if !is_ping && rpc.proxy_enabled {
+            let options = crate::proxy::options(&node, ProxyKind::Rpc, &rpc.proxy_name)
+                .ok_or(ProtocolError::from(ErrorCode::Internal))?;
+            let caller = self.caller();
+            self.defer(Box::pin(async move {
+                let result = crate::proxy::rpc(caller, options, method, data).await;
+                Completion::Rpc { id, result }
+            }));
+            return Ok(None);
+        }
+        let decision = policy::rpc(&node, &method)?;
+        Ok(Some(RpcResult {
             data: decision.data,
-        })
+        }))
     }
 
     fn handle_send(&mut self, _data: bytes::Bytes) {

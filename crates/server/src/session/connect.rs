@@ -3,16 +3,40 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use gyre_config::ProxyKind;
 use gyre_protocol::{ConnectRequest, ConnectResult, Disconnect, ErrorCode, ProtocolError, Reply};
 
 use super::Session;
+use super::pending::Completion;
 use super::subscribe::SubscribeParams;
 use crate::node::{VERSION, unix_now};
 use crate::policy::{self, ConnectDecision, Grant};
 
 impl Session {
     pub(super) async fn handle_connect(&mut self, id: u32, req: ConnectRequest) {
-        match self.connect(req).await {
+        let node = self.node.clone();
+        if req.token.is_empty()
+            && let Some(options) = crate::proxy::options(&node, ProxyKind::Connect, "")
+        {
+            self.connecting = true;
+            let caller = self.caller();
+            let req = Box::new(req);
+            self.defer(Box::pin(async move {
+                let result = crate::proxy::connect(caller, options, &req).await;
+                Completion::Connect { id, req, result }
+            }));
+            return;
+        }
+        let result = match policy::connect(&node, &self.handle.client, &req.token, unix_now()) {
+            Ok(decision) => self.apply_connect(&req, decision).await,
+            Err(err) => Err(err),
+        };
+        self.answer_connect(id, result);
+    }
+
+    /// Answers the connect command.
+    pub(super) fn answer_connect(&mut self, id: u32, result: Result<ConnectResult, ProtocolError>) {
+        match result {
             Ok(result) => {
                 self.push_reply(&Reply {
                     id,
@@ -32,20 +56,33 @@ impl Session {
         }
     }
 
-    async fn connect(&mut self, req: ConnectRequest) -> Result<ConnectResult, ProtocolError> {
+    /// Applies the policy's connect decision: limits, registration and server-side
+    /// subscriptions.
+    pub(super) async fn apply_connect(
+        &mut self,
+        req: &ConnectRequest,
+        decision: ConnectDecision,
+    ) -> Result<ConnectResult, ProtocolError> {
         let node = self.node.clone();
         let cfg = &node.config.client;
         let now = unix_now();
-        let decision = policy::connect(&node, &self.handle.client, &req.token, now)?;
         let ConnectDecision {
             user,
             expire_at,
             info,
             data,
             subs: mut grants,
+            meta,
         } = decision;
+        self.meta = meta;
         let (expires, ttl) = super::expiry_ttl(expire_at, now)
             .ok_or(ProtocolError::from(ErrorCode::TokenExpired))?;
+        // With a refresh proxy, the server refreshes proxy-authenticated connections itself.
+        let (expires, ttl) = if self.server_refresh() {
+            (false, 0)
+        } else {
+            (expires, ttl)
+        };
         if cfg.user_connection_limit > 0
             && !user.is_empty()
             && node.hub.user_connection_count(&user) >= cfg.user_connection_limit

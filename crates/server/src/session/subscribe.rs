@@ -3,11 +3,13 @@
 
 use bytes::Bytes;
 use gyre_auth::ChannelOverride;
+use gyre_config::ProxyKind;
 use gyre_protocol::{
     Disconnect, ErrorCode, ProtocolError, Publication, Push, Reply, Subscribe, SubscribeRequest,
     SubscribeResult, Unsubscribe,
 };
 
+use super::pending::Completion;
 use super::{Session, SubState};
 use crate::engine::HistoryFilter;
 use crate::hub::{self, Subscriber};
@@ -38,10 +40,12 @@ type Outcome<T> = Result<T, ProtocolError>;
 
 impl Session {
     /// The client's subscribe command.
+    /// `None` when the subscribe proxy answers later.
     pub(super) async fn handle_subscribe(
         &mut self,
+        id: u32,
         req: SubscribeRequest,
-    ) -> Outcome<SubscribeResult> {
+    ) -> Outcome<Option<SubscribeResult>> {
         let channel = req.channel.clone();
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
@@ -74,6 +78,28 @@ impl Session {
             history_access: self.allowed(Access::History, &channel, resolved.options),
             ..Default::default()
         };
+        let proxy = &resolved.options.proxy;
+        let user_limited = resolved.options.allow_user_limited_channels
+            && node.config.user_allowed_in_channel(&channel, &self.user);
+        if req.token.is_empty() && !user_limited && proxy.subscribe_proxy_enabled {
+            let options =
+                crate::proxy::options(&node, ProxyKind::Subscribe, &proxy.subscribe_proxy_name)
+                    .ok_or(ProtocolError::from(ErrorCode::Internal))?;
+            let caller = self.caller();
+            let params = Box::new(params);
+            self.defer(Box::pin(async move {
+                let result = crate::proxy::subscribe(
+                    caller,
+                    options,
+                    params.channel.clone(),
+                    req.token,
+                    req.data,
+                )
+                .await;
+                Completion::Subscribe { id, params, result }
+            }));
+            return Ok(None);
+        }
         let who = Subject {
             user: &self.user,
             client: &self.handle.client,
@@ -83,7 +109,7 @@ impl Session {
         params.data = decision.data;
         params.expire_at = decision.expire_at;
         params.overrides = decision.overrides;
-        self.subscribe_channel(params).await
+        self.subscribe_channel(params).await.map(Some)
     }
 
     /// The subscribe algorithm shared by client-side and server-side subscriptions.
