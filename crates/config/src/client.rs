@@ -65,6 +65,8 @@ pub struct ClientConfig {
     pub allowed_origins: Vec<String>,
     /// Connection token verification.
     pub token: TokenOptions,
+    /// Connect and refresh proxies.
+    pub proxy: crate::ClientProxyConfig,
     /// Subscription token verification.
     pub subscription_token: SubscriptionTokenOptions,
     /// Allow connecting without a token as anonymous user "".
@@ -114,6 +116,7 @@ impl Default for ClientConfig {
         ClientConfig {
             allowed_origins: Vec::new(),
             token: TokenOptions::default(),
+            proxy: crate::ClientProxyConfig::default(),
             subscription_token: SubscriptionTokenOptions::default(),
             allow_anonymous_connect_without_token: false,
             disallow_anonymous_connection_tokens: false,

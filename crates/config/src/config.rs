@@ -46,6 +46,8 @@ pub struct Config {
     pub sse: SseConfig,
     /// HTTP streaming (bidirectional emulation) transport.
     pub http_stream: HttpStreamConfig,
+    /// Named proxies, referred to by `*_proxy_name`.
+    pub proxies: Vec<crate::NamedProxy>,
     /// Runtime lookup tables built by [`Config::prepare`].
     #[serde(skip)]
     pub(crate) index: ChannelIndex,
@@ -240,8 +242,7 @@ pub struct RedisTlsConfig {
     pub server_name: String,
 }
 
-/// `rpc` section. RPC proxies (`rpc.proxy`, `rpc.without_namespace`, `rpc.namespaces`) are not
-/// implemented yet; setting them produces a warning.
+/// `rpc` section: the built-in ping method and RPC proxies.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct RpcConfig {
@@ -249,6 +250,12 @@ pub struct RpcConfig {
     pub ping: RpcPingConfig,
     /// Separator between RPC namespace and method.
     pub namespace_boundary: String,
+    /// Default RPC proxy.
+    pub proxy: crate::ProxyOptions,
+    /// Options of methods without a namespace.
+    pub without_namespace: crate::RpcOptions,
+    /// RPC namespaces.
+    pub namespaces: Vec<crate::RpcNamespace>,
 }
 
 impl Default for RpcConfig {
@@ -256,6 +263,9 @@ impl Default for RpcConfig {
         RpcConfig {
             ping: RpcPingConfig::default(),
             namespace_boundary: ":".to_owned(),
+            proxy: crate::ProxyOptions::default(),
+            without_namespace: crate::RpcOptions::default(),
+            namespaces: Vec::new(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! [`Config::user_allowed_in_channel`], [`Config::personal_channel`]).
 //!
 //! Unknown keys are reported as warnings, never errors, so configurations written for newer
-//! Centrifugo versions (or using features Gyre does not implement, such as proxies) still load.
+//! Centrifugo versions (or using features Gyre does not implement, such as GRPC proxies) still load.
 
 #![warn(unreachable_pub)]
 
@@ -20,6 +20,7 @@ mod duration;
 mod error;
 mod load;
 mod options;
+mod proxy;
 mod validate;
 mod values;
 
@@ -35,3 +36,8 @@ pub use error::{ChannelError, ConfigError};
 pub use load::{Format, Loaded, known_env_vars, load, load_str};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
 pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode};
+pub use proxy::{
+    ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
+    NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
+    is_default_name,
+};

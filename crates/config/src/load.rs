@@ -153,6 +153,7 @@ fn load_tree(
             reason: e.inner().to_string(),
         })?;
     config.validate()?;
+    warnings.extend(config.proxy_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }
@@ -328,16 +329,6 @@ fn apply_overrides(
     }
 }
 
-/// True for keys that configure proxies, which Gyre does not implement yet.
-fn is_proxy_key(parent: &str, key: &str) -> bool {
-    key == "proxy"
-        || (parent.is_empty() && key == "proxies")
-        || (parent == "rpc" && (key == "without_namespace" || key == "namespaces"))
-        || key.ends_with("proxy_enabled")
-        || key.ends_with("proxy_name")
-        || key == "subscribe_stream_proxy_bidirectional"
-}
-
 /// Where a Centrifugo v5 top-level key lives in v6, for a friendlier warning.
 fn v5_hint(key: &str) -> Option<String> {
     let v6 = match key {
@@ -376,12 +367,6 @@ fn unknown_key(parent: &str, key: &str, warnings: &mut Vec<String>) {
     } else {
         format!("{parent}.{key}")
     };
-    if is_proxy_key(parent, key) {
-        warnings.push(format!(
-            "key \"{full}\" is not supported yet (proxies are not implemented); ignored"
-        ));
-        return;
-    }
     let hint = if parent.is_empty() {
         v5_hint(key)
     } else {

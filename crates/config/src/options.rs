@@ -63,6 +63,9 @@ pub struct ChannelOptions {
     pub channel_regex: String,
     /// Publication data format: "", "json", "json_object" or "binary".
     pub publication_data_format: DataFormat,
+    /// Proxy switches (`subscribe_proxy_enabled`, `publish_proxy_name`, ...).
+    #[serde(flatten)]
+    pub proxy: crate::NamespaceProxyOptions,
 }
 
 impl Default for ChannelOptions {
@@ -95,6 +98,7 @@ impl Default for ChannelOptions {
             allow_user_limited_channels: false,
             channel_regex: String::new(),
             publication_data_format: DataFormat::Any,
+            proxy: crate::NamespaceProxyOptions::default(),
         }
     }
 }
@@ -132,6 +136,8 @@ pub struct Namespace {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ChannelConfig {
+    /// Default channel proxies (`channel.proxy.subscribe`, ...).
+    pub proxy: crate::ChannelProxyConfig,
     /// Options for channels without a namespace.
     pub without_namespace: ChannelOptions,
     /// Configured namespaces.
@@ -155,6 +161,7 @@ pub struct ChannelConfig {
 impl Default for ChannelConfig {
     fn default() -> Self {
         ChannelConfig {
+            proxy: crate::ChannelProxyConfig::default(),
             without_namespace: ChannelOptions::default(),
             namespaces: Vec::new(),
             history_meta_ttl: Duration::from_secs(720 * 3600),

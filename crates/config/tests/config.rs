@@ -311,7 +311,7 @@ fn unknown_keys_are_warnings_with_paths() {
         "grpc_api": {"enabled": true},
         "token_hmac_secret_key": "old",
         "presence": true,
-        "rpc": {"without_namespace": {"proxy_enabled": true}}
+        "rpc": {"without_namespace": {"proxy_enabled": true}, "proxy": {"endpoint": "http://x"}}
     }"#;
     let loaded = load_str(text, Format::Json, &[], &[]).expect("load");
     let w = &loaded.warnings;
@@ -327,14 +327,8 @@ fn unknown_keys_are_warnings_with_paths() {
             "missing {expected} in {w:?}"
         );
     }
-    assert!(
-        w.iter()
-            .any(|m| m.contains("\"channel.proxy\"") && m.contains("not supported"))
-    );
-    assert!(
-        w.iter()
-            .any(|m| m.contains("\"rpc.without_namespace\"") && m.contains("not supported"))
-    );
+    // Proxy keys are implemented now: no warning for them.
+    assert!(!w.iter().any(|m| m.contains("proxy")), "{w:?}");
     assert!(
         w.iter().any(|m| m.contains("\"token_hmac_secret_key\"")
             && m.contains("client.token.hmac_secret_key"))
@@ -343,7 +337,7 @@ fn unknown_keys_are_warnings_with_paths() {
         w.iter()
             .any(|m| m.contains("\"presence\"") && m.contains("channel.without_namespace.presence"))
     );
-    assert_eq!(w.len(), 9, "{w:?}");
+    assert_eq!(w.len(), 7, "{w:?}");
 }
 
 fn invalid_key(text: &str) -> String {

@@ -8,6 +8,9 @@
 //! - [`session`]: one task per connection, running the client protocol.
 //! - [`outbound`]: the shared half of a session and its byte-bounded queue.
 //! - [`pinger`]: one shared timer for all pings.
+//! - `policy`: who may connect, subscribe, publish, call RPC and refresh.
+//! - [`proxy`]: the application backend's decisions over HTTP (connect, refresh, subscribe,
+//!   publish, RPC).
 //! - [`ws`]: the WebSocket endpoint; [`api`]: the server HTTP API.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
@@ -21,6 +24,8 @@ pub mod hub;
 pub(crate) mod node;
 pub mod outbound;
 pub(crate) mod pinger;
+pub(crate) mod policy;
+pub(crate) mod proxy;
 // The session's items are narrowed by the change that reworks it (policy seam, in flight).
 #[allow(unreachable_pub)]
 pub(crate) mod session;

@@ -121,6 +121,9 @@ pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>
         .or(subprotocol.map(|(_, p)| p))
         .unwrap_or(Protocol::Json);
 
+    let conn = crate::proxy::ConnMeta {
+        headers: req.headers().clone(),
+    };
     let upgrade = hyper::upgrade::on(&mut req);
     let limit = node.config.websocket.message_size_limit;
     let tracker = node.tasks.clone();
@@ -138,7 +141,7 @@ pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>
         // 0 means no limit, as in Centrifugo (and as before the framing was ours).
         let max_payload = if limit > 0 { limit } else { usize::MAX };
         let ws = WsStream::new(TokioIo::new(upgraded), max_payload);
-        crate::session::run(node, ws, protocol).await;
+        crate::session::run(node, ws, protocol, conn).await;
     });
 
     let mut response = Response::new(Body::empty());

@@ -3,25 +3,40 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use gyre_auth::{ChannelOverride, TokenError};
+use gyre_config::ProxyKind;
 use gyre_protocol::{ConnectRequest, ConnectResult, Disconnect, ErrorCode, ProtocolError, Reply};
 
 use super::Session;
+use super::pending::Completion;
 use super::subscribe::SubscribeParams;
 use crate::node::{VERSION, unix_now};
-
-/// A server-side subscription granted at connect time.
-struct Grant {
-    channel: String,
-    info: Bytes,
-    data: Bytes,
-    overrides: ChannelOverride,
-}
+use crate::policy::{self, ConnectDecision, Grant};
 
 impl Session {
     pub(super) async fn handle_connect(&mut self, id: u32, req: ConnectRequest) {
-        match self.connect(req).await {
+        let node = self.node.clone();
+        if req.token.is_empty()
+            && let Some(options) = crate::proxy::options(&node, ProxyKind::Connect, "")
+        {
+            self.connecting = true;
+            let caller = self.caller();
+            let req = Box::new(req);
+            self.defer(Box::pin(async move {
+                let result = crate::proxy::connect(caller, options, &req).await;
+                Completion::Connect { id, req, result }
+            }));
+            return;
+        }
+        let result = match policy::connect(&node, &self.handle.client, &req.token, unix_now()) {
+            Ok(decision) => self.apply_connect(&req, decision).await,
+            Err(err) => Err(err),
+        };
+        self.answer_connect(id, result);
+    }
+
+    /// Answers the connect command.
+    pub(super) fn answer_connect(&mut self, id: u32, result: Result<ConnectResult, ProtocolError>) {
+        match result {
             Ok(result) => {
                 self.push_reply(&Reply {
                     id,
@@ -41,56 +56,33 @@ impl Session {
         }
     }
 
-    async fn connect(&mut self, req: ConnectRequest) -> Result<ConnectResult, ProtocolError> {
+    /// Applies the policy's connect decision: limits, registration and server-side
+    /// subscriptions.
+    pub(super) async fn apply_connect(
+        &mut self,
+        req: &ConnectRequest,
+        decision: ConnectDecision,
+    ) -> Result<ConnectResult, ProtocolError> {
         let node = self.node.clone();
         let cfg = &node.config.client;
         let now = unix_now();
-        let mut grants: Vec<Grant> = Vec::new();
-        let (user, expire_at, info) = if !req.token.is_empty() {
-            let Some(verifier) = node.connect_verifier.as_ref() else {
-                tracing::debug!(client = %self.handle.client, "connection token given but no key is configured");
-                return Err(Disconnect::INVALID_TOKEN.into());
-            };
-            let claims = match verifier.verify_connect(&req.token, now) {
-                Ok(claims) => claims,
-                Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
-                Err(err) => {
-                    tracing::debug!(client = %self.handle.client, "invalid connection token: {err}");
-                    return Err(Disconnect::INVALID_TOKEN.into());
-                }
-            };
-            if claims.user.is_empty() && cfg.disallow_anonymous_connection_tokens {
-                return Err(Disconnect::PERMISSION_DENIED.into());
-            }
-            if claims.subs.is_empty() {
-                grants.extend(claims.channels.iter().map(|c| Grant {
-                    channel: c.clone(),
-                    info: Bytes::new(),
-                    data: Bytes::new(),
-                    overrides: ChannelOverride::default(),
-                }));
-            } else {
-                grants.extend(claims.subs.iter().map(|(c, o)| Grant {
-                    channel: c.clone(),
-                    info: o.info.clone().map(Bytes::from).unwrap_or_default(),
-                    data: o.data.clone().map(Bytes::from).unwrap_or_default(),
-                    overrides: o.override_,
-                }));
-            }
-            (
-                claims.user,
-                claims.expire_at,
-                claims.info.map(Bytes::from).unwrap_or_default(),
-            )
-        } else if cfg.insecure || cfg.allow_anonymous_connect_without_token {
-            (String::new(), None, Bytes::new())
-        } else {
-            tracing::debug!(client = %self.handle.client, "connect without credentials");
-            return Err(Disconnect::BAD_REQUEST.into());
-        };
-        let expire_at = if cfg.insecure { None } else { expire_at };
+        let ConnectDecision {
+            user,
+            expire_at,
+            info,
+            data,
+            subs: mut grants,
+            meta,
+        } = decision;
+        self.meta = meta;
         let (expires, ttl) = super::expiry_ttl(expire_at, now)
             .ok_or(ProtocolError::from(ErrorCode::TokenExpired))?;
+        // With a refresh proxy, the server refreshes proxy-authenticated connections itself.
+        let (expires, ttl) = if self.server_refresh() {
+            (false, 0)
+        } else {
+            (expires, ttl)
+        };
         if cfg.user_connection_limit > 0
             && !user.is_empty()
             && node.hub.user_connection_count(&user) >= cfg.user_connection_limit
@@ -109,9 +101,7 @@ impl Session {
             }
             grants.push(Grant {
                 channel: node.config.personal_channel(&user),
-                info: Bytes::new(),
-                data: Bytes::new(),
-                overrides: ChannelOverride::default(),
+                ..Default::default()
             });
         }
         self.user = Arc::from(user.as_str());
@@ -161,6 +151,7 @@ impl Session {
             } else {
                 0
             },
+            data,
             ..Default::default()
         })
     }

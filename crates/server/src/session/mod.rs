@@ -7,12 +7,15 @@
 
 mod commands;
 mod connect;
+mod pending;
 mod subscribe;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use gyre_protocol::codec::{self, decode_all, join_units};
 use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Reply};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,6 +23,7 @@ use tokio::time::Instant;
 
 use crate::node::{Node, unix_now};
 use crate::outbound::{Control, Outbound, OutboundReceiver, SessionHandle};
+use crate::proxy::ConnMeta;
 use crate::websocket::{Message, WsError, WsStream};
 
 /// A frame is written once this many bytes are pending, even if more is queued.
@@ -62,10 +66,24 @@ struct Session {
     out_queued: usize,
     closing: Option<Disconnect>,
     stale_at: Option<Instant>,
+    /// The upgrade request's metadata, for proxy requests.
+    conn: Arc<ConnMeta>,
+    /// Connection meta from the token or the connect proxy.
+    meta: Option<Arc<serde_json::value::RawValue>>,
+    /// Authenticated by the connect proxy (expiry is refreshed server-side when a refresh
+    /// proxy is configured).
+    proxied: bool,
+    /// The connect command waits for the connect proxy.
+    connecting: bool,
+    /// The refresh proxy is being asked.
+    refreshing: bool,
+    /// Decisions in flight. The mutex only makes the session `Sync` (the futures are only
+    /// `Send`): it is never contended, polled through `get_mut` and locked to read the length.
+    pending: parking_lot::Mutex<FuturesUnordered<pending::Pending>>,
 }
 
 /// Runs a session over an upgraded WebSocket until it closes.
-pub async fn run<S>(node: Arc<Node>, mut ws: WsStream<S>, protocol: Protocol)
+pub async fn run<S>(node: Arc<Node>, mut ws: WsStream<S>, protocol: Protocol, conn: ConnMeta)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -88,6 +106,12 @@ where
         out_queued: 0,
         closing: None,
         stale_at: (!stale.is_zero()).then(|| Instant::now() + stale),
+        conn: Arc::new(conn),
+        meta: None,
+        proxied: false,
+        connecting: false,
+        refreshing: false,
+        pending: parking_lot::Mutex::new(FuturesUnordered::new()),
     };
     let shutdown = node.shutdown.clone();
     let shutdown = shutdown.cancelled();
@@ -110,7 +134,11 @@ where
             biased;
             () = &mut shutdown, if session.closing.is_none() => session.close(Disconnect::SHUTDOWN),
             message = rx.recv() => recompute = session.on_outbound(message).await,
-            frame = ws.next() => match frame {
+            Some(done) = session.pending.get_mut().next(), if session.in_flight() > 0 => {
+                recompute = true;
+                Box::pin(session.on_completion(done)).await;
+            }
+            frame = ws.next(), if session.reading() => match frame {
                 Some(Ok(message)) => {
                     recompute = true;
                     Box::pin(session.on_message(&message)).await;
@@ -162,6 +190,27 @@ fn expiry_ttl(expire_at: Option<i64>, now: i64) -> Option<(bool, u32)> {
 }
 
 impl Session {
+    /// Whether the next frame may be read: not while the connect command or too many other
+    /// commands wait for a decision.
+    fn reading(&self) -> bool {
+        !self.connecting && self.in_flight() < pending::MAX_PENDING
+    }
+
+    /// How many decisions are in flight.
+    fn in_flight(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// Whether the connection's expiry is refreshed server-side through the refresh proxy.
+    fn server_refresh(&self) -> bool {
+        self.proxied
+            && self
+                .node
+                .config
+                .proxy(gyre_config::ProxyKind::Refresh, "")
+                .is_some()
+    }
+
     fn info(&self, chan_info: Bytes) -> ClientInfo {
         ClientInfo {
             user: self.user.to_string(),
@@ -171,11 +220,12 @@ impl Session {
         }
     }
 
-    /// Whether a subscription token was issued for this channel, user and client.
-    fn token_matches(&self, claims: &gyre_auth::SubscribeToken, channel: &str) -> bool {
-        claims.channel == channel
-            && claims.user == *self.user
-            && (claims.client.is_empty() || claims.client == *self.handle.client)
+    /// The connection as the policy sees it.
+    fn subject(&self) -> crate::policy::Subject<'_> {
+        crate::policy::Subject {
+            user: &self.user,
+            client: &self.handle.client,
+        }
     }
 
     /// Adds an encoded message to the next WebSocket message.
@@ -349,7 +399,13 @@ impl Session {
         }
         let grace = self.node.config.client.expired_close_delay.0.as_secs() as i64;
         let sub_grace = self.node.config.client.expired_sub_close_delay.0.as_secs() as i64;
-        let conn = self.expire_at.map(|at| at + grace);
+        let conn = if self.refreshing {
+            None
+        } else if self.server_refresh() {
+            self.expire_at
+        } else {
+            self.expire_at.map(|at| at + grace)
+        };
         let sub = self
             .subs
             .values()
@@ -377,7 +433,19 @@ impl Session {
         }
         let now = unix_now();
         let grace = self.node.config.client.expired_close_delay.0.as_secs() as i64;
-        if self
+        if self.server_refresh() {
+            if !self.refreshing
+                && self.expire_at.is_some_and(|at| expired_after(at, now))
+                && let Some(options) =
+                    crate::proxy::options(&self.node, gyre_config::ProxyKind::Refresh, "")
+            {
+                self.refreshing = true;
+                let caller = self.caller();
+                self.defer(Box::pin(async move {
+                    pending::Completion::Refresh(crate::proxy::refresh(caller, options).await)
+                }));
+            }
+        } else if self
             .expire_at
             .is_some_and(|at| expired_after(at + grace, now))
         {
@@ -438,7 +506,7 @@ mod tests {
         .expect("node");
         let (io, _peer) = tokio::io::duplex(64);
         let ws = WsStream::new(io, 1 << 16);
-        let future = run(node, ws, Protocol::Json);
+        let future = run(node, ws, Protocol::Json, ConnMeta::default());
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1536, "session future is {size} bytes");
     }

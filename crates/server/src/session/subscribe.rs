@@ -2,17 +2,19 @@
 //! fossil delta negotiation, join/leave and presence, and unsubscribing.
 
 use bytes::Bytes;
-use gyre_auth::{ChannelOverride, TokenError};
+use gyre_auth::ChannelOverride;
+use gyre_config::ProxyKind;
 use gyre_protocol::{
     Disconnect, ErrorCode, ProtocolError, Publication, Push, Reply, Subscribe, SubscribeRequest,
     SubscribeResult, Unsubscribe,
 };
 
-use super::commands::Access;
+use super::pending::Completion;
 use super::{Session, SubState};
 use crate::engine::HistoryFilter;
 use crate::hub::{self, Subscriber};
 use crate::node::{Node, unix_now};
+use crate::policy::{self, Access, Subject};
 
 /// Everything the subscribe algorithm needs, whoever asked for the subscription.
 #[derive(Debug, Default)]
@@ -38,10 +40,12 @@ type Outcome<T> = Result<T, ProtocolError>;
 
 impl Session {
     /// The client's subscribe command.
+    /// `None` when the subscribe proxy answers later.
     pub(super) async fn handle_subscribe(
         &mut self,
+        id: u32,
         req: SubscribeRequest,
-    ) -> Outcome<SubscribeResult> {
+    ) -> Outcome<Option<SubscribeResult>> {
         let channel = req.channel.clone();
         if channel.is_empty() {
             return Err(Disconnect::BAD_REQUEST.into());
@@ -61,7 +65,6 @@ impl Session {
         }
         let node = self.node.clone();
         let resolved = node.channel(&channel)?;
-        let options = resolved.options;
         let mut params = SubscribeParams {
             channel: channel.clone(),
             recover: req.recover,
@@ -74,43 +77,41 @@ impl Session {
             reject_unrecoverable: req.flag
                 & gyre_protocol::codes::subscribe_flag::REJECT_UNRECOVERED
                 != 0,
-            history_access: self.allowed(Access::History, &channel, options),
+            history_access: self.allowed(Access::History, &channel, resolved.options),
             ..Default::default()
         };
-        if !req.token.is_empty() {
-            let Some(verifier) = node.subscribe_verifier.as_ref() else {
-                return Err(ErrorCode::PermissionDenied.into());
-            };
-            let claims = match verifier.verify_subscribe(&req.token, unix_now()) {
-                Ok(claims) => claims,
-                Err(TokenError::Expired) => return Err(ErrorCode::TokenExpired.into()),
-                Err(err) => {
-                    tracing::debug!(client = %self.handle.client, "invalid subscription token: {err}");
-                    return Err(ErrorCode::PermissionDenied.into());
-                }
-            };
-            if !self.token_matches(&claims, &channel) {
-                return Err(Disconnect::INVALID_TOKEN.into());
-            }
-            if claims.expire_at.is_some_and(|at| at <= unix_now()) {
-                return Err(ErrorCode::TokenExpired.into());
-            }
-            params.chan_info = claims.info.map(Bytes::from).unwrap_or_default();
-            params.data = claims.data.map(Bytes::from).unwrap_or_default();
-            params.expire_at = claims.expire_at;
-            params.overrides = claims.override_;
-        } else if resolved.private {
-            return Err(ErrorCode::PermissionDenied.into());
-        } else {
-            let user_limited = options.allow_user_limited_channels
-                && node.config.user_allowed_in_channel(&channel, &self.user);
-            let by_namespace = options.allow_subscribe_for_client
-                && (!self.user.is_empty() || options.allow_subscribe_for_anonymous);
-            if !(user_limited || by_namespace || node.config.client.insecure) {
-                return Err(ErrorCode::PermissionDenied.into());
-            }
+        let proxy = &resolved.options.proxy;
+        let user_limited = resolved.options.allow_user_limited_channels
+            && node.config.user_allowed_in_channel(&channel, &self.user);
+        if req.token.is_empty() && !user_limited && proxy.subscribe_proxy_enabled {
+            let options =
+                crate::proxy::options(&node, ProxyKind::Subscribe, &proxy.subscribe_proxy_name)
+                    .ok_or(ProtocolError::from(ErrorCode::Internal))?;
+            let caller = self.caller();
+            let params = Box::new(params);
+            self.defer(Box::pin(async move {
+                let result = crate::proxy::subscribe(
+                    caller,
+                    options,
+                    params.channel.clone(),
+                    req.token,
+                    req.data,
+                )
+                .await;
+                Completion::Subscribe { id, params, result }
+            }));
+            return Ok(None);
         }
-        self.subscribe_channel(params).await
+        let who = Subject {
+            user: &self.user,
+            client: &self.handle.client,
+        };
+        let decision = policy::subscribe(&node, who, &channel, &resolved, &req.token, unix_now())?;
+        params.chan_info = decision.info;
+        params.data = decision.data;
+        params.expire_at = decision.expire_at;
+        params.overrides = decision.overrides;
+        self.subscribe_channel(params).await.map(Some)
     }
 
     /// The subscribe algorithm shared by client-side and server-side subscriptions.

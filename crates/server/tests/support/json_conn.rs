@@ -24,6 +24,14 @@ impl Conn {
         }
     }
 
+    /// Opens a WebSocket to `url` with extra upgrade request headers.
+    pub async fn open_with(url: &str, headers: &[(&'static str, &str)]) -> Self {
+        Self {
+            ws: RawWs::connect_with(url, None, headers).await,
+            pending: VecDeque::new(),
+        }
+    }
+
     /// The next JSON message (answering server pings on the way), or the close code and
     /// reason.
     pub async fn next(&mut self) -> Result<Value, (u16, String)> {

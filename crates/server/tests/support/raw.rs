@@ -26,7 +26,24 @@ pub struct RawWs {
 impl RawWs {
     /// Connects to `url`, optionally offering a subprotocol.
     pub async fn connect(url: &str, subprotocol: Option<&str>) -> Self {
+        Self::connect_with(url, subprotocol, &[]).await
+    }
+
+    /// Connects to `url` with extra upgrade request headers.
+    pub async fn connect_with(
+        url: &str,
+        subprotocol: Option<&str>,
+        headers: &[(&'static str, &str)],
+    ) -> Self {
         let mut builder = ClientBuilder::new().uri(url).expect("uri");
+        for (name, value) in headers {
+            builder = builder
+                .add_header(
+                    http::HeaderName::from_static(name),
+                    http::HeaderValue::from_str(value).expect("header"),
+                )
+                .expect("add header");
+        }
         if let Some(p) = subprotocol {
             builder = builder
                 .add_header(

@@ -1,0 +1,108 @@
+//! The node's one HTTP client for proxy calls: a keep-alive connection pool shared by every
+//! session, and the POST of one JSON request with the proxy's timeout and headers.
+
+use bytes::Bytes;
+use gyre_config::ProxyOptions;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// Why a proxy call produced no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The endpoint is not an `http://` URL Gyre can call.
+    #[error("unsupported endpoint {0:?}")]
+    Endpoint(String),
+    /// No answer within the proxy's timeout.
+    #[error("timed out")]
+    Timeout,
+    /// Connecting or the HTTP exchange failed.
+    #[error("request failed: {0}")]
+    Http(String),
+    /// The backend answered with a status other than 200.
+    #[error("unexpected HTTP status {0}")]
+    Status(u16),
+    /// The reply is not a valid proxy reply.
+    #[error("bad reply: {0}")]
+    Reply(String),
+}
+
+/// One keep-alive HTTP/1.1 client pool per node.
+#[derive(Debug, Clone)]
+pub(crate) struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .build(connector);
+        HttpClient { client }
+    }
+}
+
+impl HttpClient {
+    /// POSTs `body` to the proxy's endpoint with the forwarded and static headers and returns
+    /// the reply body.
+    pub(crate) async fn post(
+        &self,
+        options: &ProxyOptions,
+        forwarded: &HeaderMap,
+        body: Vec<u8>,
+    ) -> Result<Bytes, CallError> {
+        if !options.endpoint.starts_with("http://") {
+            return Err(CallError::Endpoint(options.endpoint.clone()));
+        }
+        let mut request = Request::post(options.endpoint.as_str())
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|err| CallError::Endpoint(format!("{}: {err}", options.endpoint)))?;
+        let headers = request.headers_mut();
+        for name in &options.http_headers {
+            let Ok(name) = HeaderName::try_from(name.to_ascii_lowercase()) else {
+                continue;
+            };
+            for value in forwarded.get_all(&name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        for (name, value) in &options.http.static_headers {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(name.to_ascii_lowercase()),
+                HeaderValue::try_from(value.as_str()),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| CallError::Http(err.to_string()))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|err| CallError::Http(err.to_string()))?
+                .to_bytes();
+            if status != http::StatusCode::OK {
+                return Err(CallError::Status(status.as_u16()));
+            }
+            Ok(body)
+        };
+        let timeout = options.timeout.0;
+        if timeout.is_zero() {
+            return exchange.await;
+        }
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+}

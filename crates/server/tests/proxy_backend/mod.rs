@@ -1,0 +1,146 @@
+//! An application backend for proxy tests: an axum app on a free loopback port answering
+//! Centrifugo proxy requests (`/connect`, `/refresh`, `/subscribe`, `/publish`, `/rpc`,
+//! `/slow`) with results, errors, disconnects and unusable replies chosen by the request.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::support::{Gyre, config, now};
+
+/// The backend's counters.
+#[derive(Default)]
+pub struct Backend {
+    /// Refresh proxy calls so far.
+    pub refreshes: AtomicUsize,
+    /// Notified on each refresh call.
+    pub refreshed: tokio::sync::Notify,
+}
+
+fn result(v: Value) -> Response {
+    Json(json!({ "result": v })).into_response()
+}
+
+async fn handle(
+    State(backend): State<Arc<Backend>>,
+    Path(kind): Path<String>,
+    headers: HeaderMap,
+    Json(req): Json<Value>,
+) -> Response {
+    let header_user = headers
+        .get("x-user")
+        .and_then(|v| v.to_str().ok())
+        .or(req["data"]["user"].as_str())
+        .unwrap_or("")
+        .to_owned();
+    match kind.as_str() {
+        "connect" => match header_user.as_str() {
+            "" => Json(json!({"error": {"code": 1001, "message": "who are you"}})).into_response(),
+            "banned" => {
+                Json(json!({"disconnect": {"code": 4501, "reason": "banned"}})).into_response()
+            }
+            "refresher" => result(json!({"user": "refresher", "expire_at": now() + 1})),
+            user => result(json!({
+                "user": user,
+                "data": {"hello": user},
+                "meta": {"team": "blue"},
+                "info": {"name": user},
+            })),
+        },
+        "refresh" => {
+            backend.refreshes.fetch_add(1, Ordering::SeqCst);
+            backend.refreshed.notify_waiters();
+            result(json!({"expire_at": now() + 1, "info": {"refreshed": true}}))
+        }
+        "subscribe" => match req["channel"].as_str() {
+            Some("sp:deny") => {
+                Json(json!({"error": {"code": 1403, "message": "not in this room"}}))
+                    .into_response()
+            }
+            _ => result(json!({"data": {"welcome": req["channel"]}, "info": {"seat": 7}})),
+        },
+        "publish" => result(json!({"data": {"rewritten": req["data"]}})),
+        "slow" => {
+            std::future::pending::<()>().await;
+            StatusCode::OK.into_response()
+        }
+        "rpc" => match req["method"].as_str().unwrap_or("") {
+            "echo" => result(json!({"data": {
+                "user": req["user"], "meta": req["meta"], "data": req["data"],
+                "encoding": req["encoding"], "protocol": req["protocol"],
+                "transport": req["transport"], "client_set": req["client"].is_string(),
+                "header": header_user, "static": headers.get("x-static").and_then(|v| v.to_str().ok()),
+            }})),
+            "fail" => Json(json!({"error": {"code": 1000, "message": "custom"}})).into_response(),
+            "bye" => Json(json!({"disconnect": {"code": 4001, "reason": "bye"}})).into_response(),
+            "bye_terminal" => {
+                Json(json!({"disconnect": {"code": 4502, "reason": "bye"}})).into_response()
+            }
+            "garbage" => "not json".into_response(),
+            "nothing" => Json(json!({})).into_response(),
+            "b64bad" => result(json!({"b64data": "!!!"})),
+            "status" => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+            "slow" => {
+                tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+                result(json!({}))
+            }
+            _ => {
+                Json(json!({"error": {"code": 104, "message": "method not found"}})).into_response()
+            }
+        },
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// Starts the backend on a free loopback port; its base URL.
+pub async fn backend() -> (String, Arc<Backend>) {
+    let state = Arc::new(Backend::default());
+    let app = axum::Router::new()
+        .route("/{kind}", axum::routing::post(handle))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (format!("http://{addr}"), state)
+}
+
+/// A node whose proxies all point at the backend at `base`.
+pub fn gyre(base: &str) -> Gyre {
+    let endpoint = |kind: &str| format!("{base}/{kind}");
+    Gyre::start(&config(json!({
+        "client": {
+            "proxy": {
+                "connect": {"enabled": true, "endpoint": endpoint("connect"), "http_headers": ["X-User"]},
+                "refresh": {"enabled": true, "endpoint": endpoint("refresh")},
+            },
+        },
+        "channel": {
+            "without_namespace": {"allow_subscribe_for_client": true},
+            "proxy": {
+                "subscribe": {"endpoint": endpoint("subscribe")},
+                "publish": {"endpoint": endpoint("publish")},
+            },
+            "namespaces": [{"name": "sp", "subscribe_proxy_enabled": true, "publish_proxy_enabled": true}],
+        },
+        "proxies": [{"name": "stuck", "endpoint": endpoint("slow"), "timeout": "60s"}],
+        "rpc": {
+            "ping": {"enabled": true},
+            "proxy": {
+                "endpoint": endpoint("rpc"), "timeout": "1s", "include_connection_meta": true,
+                "http_headers": ["x-user"], "http": {"static_headers": {"X-Static": "s1"}},
+            },
+            "without_namespace": {"proxy_enabled": true},
+            "namespaces": [{"name": "stuck", "proxy_enabled": true, "proxy_name": "stuck"}],
+        },
+    })))
+}
