@@ -830,3 +830,40 @@ fn svg(runs: &[&Value]) -> String {
     s.push_str("</svg>\n");
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The report and plot for a stored run are byte-identical to the golden files, which were
+    /// written by the report writer before it was split into sections (testdata/gen_fixture.py
+    /// made the synthetic results; `20260103` has earlier runs of its commit beside it, one of
+    /// them without S3, a dirty and an `--only` run that must be left out; `20260104` is a dirty
+    /// `--full` run with no earlier run, another payload size and no floor Protobuf run).
+    #[test]
+    fn report_matches_golden_files() {
+        let data = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata");
+        for run_name in ["20260103-100000-quick", "20260104-100000-quick"] {
+            let out_dir = std::env::temp_dir()
+                .join(format!("gyre-loadgen-{}-{run_name}", std::process::id()));
+            std::fs::create_dir_all(&out_dir).expect("temp dir");
+            let args = ReportArgs {
+                dir: format!("{data}/runs/{run_name}"),
+                out: out_dir.join("BENCHMARKS.md").display().to_string(),
+                svg: out_dir.join("latency-vs-rate.svg").display().to_string(),
+                notes: format!("{data}/notes.md"),
+            };
+            run(&args).expect("report");
+            for (written, golden) in [(&args.out, "md"), (&args.svg, "svg")] {
+                let got = std::fs::read_to_string(written).expect("written");
+                let want = std::fs::read_to_string(format!("{data}/golden/{run_name}.{golden}"))
+                    .expect("golden");
+                assert!(
+                    got == want,
+                    "{run_name}.{golden} differs from the golden file"
+                );
+            }
+            std::fs::remove_dir_all(&out_dir).expect("clean up");
+        }
+    }
+}
