@@ -17,7 +17,7 @@ use crate::stats::{Hist, unix_us};
 
 /// What the worker's connections do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Connect and hold, answering pings (S1).
     Idle,
     /// Subscribe to one channel and record every payload (S2, S7).
@@ -30,7 +30,7 @@ pub enum Mode {
 
 /// Worker settings (from the command line).
 #[derive(Debug, Clone, clap::Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// System under test.
     #[arg(long, value_enum)]
     pub target: Target,
@@ -337,7 +337,7 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
 }
 
 /// Runs a worker until its coordinator says `stop` (or closes stdin).
-pub async fn run(args: WorkerArgs) -> Result<()> {
+pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Run);
     let protocol = if args.protobuf {
         Protocol::Protobuf

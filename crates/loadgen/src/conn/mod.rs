@@ -28,7 +28,7 @@ pub(crate) use nats::{nats_inbox, nats_stream_name};
 
 /// The system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-pub enum Target {
+pub(crate) enum Target {
     /// Gyre (Centrifugo protocol).
     Gyre,
     /// The floor server (Centrifugo protocol subset, pre-encoded frames).
@@ -41,7 +41,7 @@ pub enum Target {
 
 impl Target {
     /// Name used in reports.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Gyre => "gyre",
             Self::Floor => "floor",
@@ -53,7 +53,7 @@ impl Target {
 
 /// Something received on a connection.
 #[derive(Debug)]
-pub enum Event {
+pub(crate) enum Event {
     /// A benchmark payload.
     Publication(Fields),
     /// A reply to a command (Centrifugo protocol only).
@@ -66,7 +66,7 @@ pub enum Event {
 
 /// Where a client stands in a channel's stream, in its system's terms (S5).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Position {
+pub(crate) struct Position {
     /// Gyre and the floor: the stream offset; NATS: the last JetStream stream sequence seen.
     pub offset: u64,
     /// Gyre and the floor: the stream epoch; Socket.IO: the session id (`pid`).
@@ -77,7 +77,7 @@ pub struct Position {
 
 /// A subscription to make, optionally recovering from a position.
 #[derive(Debug, Clone, Default)]
-pub struct Sub {
+pub(crate) struct Sub {
     /// Channel name.
     pub channel: String,
     /// Recover from this position.
@@ -89,7 +89,7 @@ pub struct Sub {
 
 /// What a reconnect recovered (S5), the same for every system.
 #[derive(Debug, Default)]
-pub struct Recovery {
+pub(crate) struct Recovery {
     /// The system says it resumed the stream and every missed publication arrived.
     pub recovered: bool,
     /// The publications that arrived while recovering.
@@ -97,7 +97,7 @@ pub struct Recovery {
 }
 
 /// An open client connection.
-pub struct Conn {
+pub(crate) struct Conn {
     ws: WebSocketStream<TcpStream>,
     target: Target,
     protocol: Protocol,
@@ -128,7 +128,7 @@ fn ws_url(target: Target, base: &str, protocol: Protocol) -> String {
 
 impl Conn {
     /// Opens the WebSocket (no protocol handshake yet).
-    pub async fn open(target: Target, url: &str, protocol: Protocol) -> Result<Self> {
+    pub(crate) async fn open(target: Target, url: &str, protocol: Protocol) -> Result<Self> {
         let url = ws_url(target, url, protocol);
         let uri: http::Uri = url.parse().context("bad url")?;
         let host = uri.host().ok_or_else(|| anyhow!("url has no host"))?;
@@ -160,7 +160,7 @@ impl Conn {
 
     /// Opens the connection, performs the protocol handshake and subscribes to `subs`.
     /// Returns the subscribe results (Centrifugo protocol) or empty ones.
-    pub async fn connect(
+    pub(crate) async fn connect(
         target: Target,
         url: &str,
         protocol: Protocol,
@@ -186,7 +186,7 @@ impl Conn {
     /// `recovered` flag and publications. NATS: the consumers started from the next sequence and
     /// delivered every message they had pending when created. Socket.IO: the same session came
     /// back and `missed` events arrived.
-    pub async fn recover(
+    pub(crate) async fn recover(
         &mut self,
         results: &[SubscribeResult],
         missed: u64,
@@ -232,12 +232,12 @@ impl Conn {
     }
 
     /// The system this connection talks to.
-    pub fn target(&self) -> Target {
+    pub(crate) fn target(&self) -> Target {
         self.target
     }
 
     /// Where the connection stands in its first channel's stream.
-    pub fn position(&self) -> &Position {
+    pub(crate) fn position(&self) -> &Position {
         &self.position
     }
 
@@ -265,7 +265,7 @@ impl Conn {
 
     /// Receives one WebSocket message and appends what it carried to `out`; answers pings.
     /// Returns false when the connection is closed.
-    pub async fn recv(&mut self, out: &mut Vec<Event>) -> Result<bool> {
+    pub(crate) async fn recv(&mut self, out: &mut Vec<Event>) -> Result<bool> {
         if !self.backlog.is_empty() {
             out.append(&mut self.backlog);
             return Ok(true);
@@ -304,7 +304,7 @@ impl Conn {
     }
 
     /// Closes the connection politely (bounded in time).
-    pub async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = tokio::time::timeout(Duration::from_secs(1), self.ws.close()).await;
     }
 }
