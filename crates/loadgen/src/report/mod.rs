@@ -33,6 +33,7 @@ mod s5;
 mod s7;
 mod spread;
 mod svg;
+mod targets;
 mod values;
 
 use values::{Named, by};
@@ -57,7 +58,7 @@ fn render(
 ) -> Result<(String, String)> {
     let mut md = String::new();
     head::write_title(&mut md, machine, results)?;
-    head::write_targets(&mut md, results)?;
+    targets::write_targets(&mut md, results)?;
     spread::write_spread(&mut md, results, earlier)?;
     s1::write(&mut md, results)?;
     s2::write(&mut md, results, &values::svg_link(&args.out, &args.svg))?;
