@@ -99,7 +99,7 @@ impl Floor {
 
 /// Runs the floor server: WebSocket on `ws_port`, HTTP publish on `http_port`; `history` is
 /// the ring size per channel outside namespaces (0: no history).
-pub async fn run(ws_port: u16, http_port: u16, history: usize) -> Result<()> {
+pub(crate) async fn run(ws_port: u16, http_port: u16, history: usize) -> Result<()> {
     let floor = Arc::new(Floor {
         channels: Mutex::default(),
         next_id: AtomicU64::new(0),

@@ -5,6 +5,8 @@
 //! - `floor`: the floor server (the machine's cost of the same fan-out).
 //! - `report`: BENCHMARKS.md and the latency-versus-rate plot from result files.
 
+#![warn(unreachable_pub)]
+
 mod conn;
 mod coord;
 mod floor;

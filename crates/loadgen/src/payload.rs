@@ -2,7 +2,7 @@
 //! step it belongs to, padded to a fixed size. It is valid JSON so every server carries it as is.
 
 /// Builds `{"t":<unix µs>,"s":<seq>,"k":<step>,"p":"xxx…"}` padded to about `size` bytes.
-pub fn build(t_us: u64, seq: u64, step: u32, size: usize) -> String {
+pub(crate) fn build(t_us: u64, seq: u64, step: u32, size: usize) -> String {
     let mut s = format!(r#"{{"t":{t_us},"s":{seq},"k":{step},"p":""#);
     let pad = size.saturating_sub(s.len() + 2);
     s.extend(std::iter::repeat_n('x', pad));
@@ -12,7 +12,7 @@ pub fn build(t_us: u64, seq: u64, step: u32, size: usize) -> String {
 
 /// The payload fields found in `bytes` (a payload, or a frame that embeds one verbatim).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fields {
+pub(crate) struct Fields {
     /// Scheduled send time, unix µs.
     pub t: u64,
     /// Sequence number.
@@ -34,7 +34,7 @@ fn number_after(bytes: &[u8], key: &[u8]) -> Option<(u64, usize)> {
 
 /// Finds the payload fields in `bytes` (a payload, or a frame that embeds one). Keys are
 /// looked up independently: a server may re-order the object's keys.
-pub fn parse(bytes: &[u8]) -> Option<Fields> {
+pub(crate) fn parse(bytes: &[u8]) -> Option<Fields> {
     let (t, _) = number_after(bytes, br#""t":"#)?;
     let (seq, _) = number_after(bytes, br#""s":"#)?;
     let (step, _) = number_after(bytes, br#""k":"#)?;

@@ -26,7 +26,7 @@ use crate::stats::{Hist, unix_us};
 
 /// How the NATS publisher publishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NatsMode {
+pub(crate) enum NatsMode {
     /// Core `PUB`, no responses.
     Fire,
     /// Core `PUB` on a `verbose` connection: the server answers `+OK` (or `-ERR`) to each.
@@ -76,7 +76,7 @@ async fn nats_payload<R: tokio::io::AsyncBufRead + Unpin>(
 /// Creates the JetStream stream that holds `channel` (memory storage, at most 100 messages
 /// per subject, 300 s maximum age: Gyre's history settings in the benchmarks), over the NATS
 /// protocol on `addr` (host:port). A stream of that name that already exists is fine.
-pub async fn nats_create_stream(addr: &str, channel: &str) -> Result<()> {
+pub(crate) async fn nats_create_stream(addr: &str, channel: &str) -> Result<()> {
     let tcp = TcpStream::connect(addr).await?;
     let (r, mut w) = tcp.into_split();
     let mut r = BufReader::new(r);
@@ -131,7 +131,7 @@ pub async fn nats_create_stream(addr: &str, channel: &str) -> Result<()> {
 
 /// Responses to publishes.
 #[derive(Debug, Default)]
-pub struct PubStats {
+pub(crate) struct PubStats {
     /// Time from the scheduled send to the response, µs.
     pub hist: Hist,
     /// Successful responses.
@@ -142,7 +142,7 @@ pub struct PubStats {
 
 impl PubStats {
     /// Counts one response to a publish scheduled at `sched` (unix µs).
-    pub fn record(&mut self, sched: u64, ok: bool) {
+    pub(crate) fn record(&mut self, sched: u64, ok: bool) {
         self.hist.record(unix_us().saturating_sub(sched));
         if ok {
             self.ok += 1;
@@ -153,7 +153,7 @@ impl PubStats {
 }
 
 /// Where publishes go.
-pub enum Publisher {
+pub(crate) enum Publisher {
     /// Pipelined HTTP POSTs, round-robin over connections.
     Http {
         /// Write halves and the scheduled times of their requests in flight.
@@ -262,7 +262,7 @@ fn on_responses(
 
 impl Publisher {
     /// `n` pipelined HTTP connections to `url` (http://host:port/path).
-    pub async fn http(url: &str, key: &str, n: usize) -> Result<Self> {
+    pub(crate) async fn http(url: &str, key: &str, n: usize) -> Result<Self> {
         let uri: http::Uri = url.parse().context("bad publish url")?;
         let host = uri.host().context("no host")?.to_owned();
         let port = uri.port_u16().unwrap_or(80);
@@ -292,7 +292,7 @@ impl Publisher {
     }
 
     /// A NATS publisher on its TCP port.
-    pub async fn nats(addr: &str, mode: NatsMode) -> Result<Self> {
+    pub(crate) async fn nats(addr: &str, mode: NatsMode) -> Result<Self> {
         let tcp = TcpStream::connect(addr).await?;
         tcp.set_nodelay(true)?;
         let (r, mut w) = tcp.into_split();
@@ -372,7 +372,7 @@ impl Publisher {
 
     /// A client publisher: Centrifugo `publish` commands (Gyre, the floor) or Socket.IO `pub`
     /// events with an ack.
-    pub async fn client(target: Target, url: &str, protocol: Protocol) -> Result<Self> {
+    pub(crate) async fn client(target: Target, url: &str, protocol: Protocol) -> Result<Self> {
         let (conn, _) = Conn::connect(target, url, protocol, &[]).await?;
         Ok(Self::Client {
             conn: Box::new(conn),
@@ -382,7 +382,7 @@ impl Publisher {
     }
 
     /// Response statistics (none for fire-and-forget NATS).
-    pub fn stats(&self) -> Option<Rc<RefCell<PubStats>>> {
+    pub(crate) fn stats(&self) -> Option<Rc<RefCell<PubStats>>> {
         match self {
             Self::Http { stats, .. } | Self::Client { stats, .. } => Some(stats.clone()),
             Self::Nats { mode, stats, .. } => (*mode != NatsMode::Fire).then(|| stats.clone()),
@@ -480,7 +480,7 @@ impl Publisher {
     /// Publishes `rate`/s for `secs` to `channels` (round-robin) with step index `step`;
     /// `seq` is the running sequence number. Returns how many were published.
     #[allow(clippy::too_many_arguments)]
-    pub async fn run(
+    pub(crate) async fn run(
         &mut self,
         rate: f64,
         secs: f64,
@@ -545,7 +545,7 @@ impl Publisher {
 
     /// Waits up to `max` for replies still in flight (client publisher only reads while
     /// publishing, so this drains its replies).
-    pub async fn drain(&mut self, max: Duration) {
+    pub(crate) async fn drain(&mut self, max: Duration) {
         if let Self::Client {
             conn,
             inflight,

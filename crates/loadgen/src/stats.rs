@@ -8,7 +8,7 @@ const MAX_US: u64 = 120_000_000;
 
 /// A latency histogram in microseconds.
 #[derive(Debug, Clone)]
-pub struct Hist(Histogram<u64>);
+pub(crate) struct Hist(Histogram<u64>);
 
 impl Default for Hist {
     fn default() -> Self {
@@ -18,7 +18,7 @@ impl Default for Hist {
 
 /// Percentiles of one histogram, in microseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct Summary {
+pub(crate) struct Summary {
     /// Values recorded.
     pub count: u64,
     /// Median.
@@ -37,17 +37,17 @@ pub struct Summary {
 
 impl Hist {
     /// Records one latency (clamped to the histogram's range).
-    pub fn record(&mut self, us: u64) {
+    pub(crate) fn record(&mut self, us: u64) {
         let _ = self.0.record(us.clamp(1, MAX_US));
     }
 
     /// Adds another histogram's values.
-    pub fn merge(&mut self, other: &Self) {
+    pub(crate) fn merge(&mut self, other: &Self) {
         let _ = self.0.add(&other.0);
     }
 
     /// The recorded values as (value, count) pairs, the form sent between processes.
-    pub fn to_pairs(&self) -> Vec<(u64, u64)> {
+    pub(crate) fn to_pairs(&self) -> Vec<(u64, u64)> {
         self.0
             .iter_recorded()
             .map(|v| (v.value_iterated_to(), v.count_at_value()))
@@ -55,7 +55,7 @@ impl Hist {
     }
 
     /// Rebuilds a histogram from [`Hist::to_pairs`].
-    pub fn from_pairs(pairs: &[(u64, u64)]) -> Self {
+    pub(crate) fn from_pairs(pairs: &[(u64, u64)]) -> Self {
         let mut h = Self::default();
         for &(v, c) in pairs {
             let _ = h.0.record_n(v.clamp(1, MAX_US), c);
@@ -64,7 +64,7 @@ impl Hist {
     }
 
     /// Percentiles.
-    pub fn summary(&self) -> Summary {
+    pub(crate) fn summary(&self) -> Summary {
         let h = &self.0;
         if h.is_empty() {
             return Summary::default();
@@ -82,11 +82,11 @@ impl Hist {
 }
 
 /// Clock ticks per second of /proc CPU times (USER_HZ, 100 on Linux).
-pub const TICKS: f64 = 100.0;
+pub(crate) const TICKS: f64 = 100.0;
 
 /// CPU time and memory of one process.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct ProcSample {
+pub(crate) struct ProcSample {
     /// User plus system CPU seconds.
     pub cpu_s: f64,
     /// Resident set size in KiB.
@@ -96,7 +96,7 @@ pub struct ProcSample {
 }
 
 /// The summed CPU time and memory of several processes (one system made of several nodes).
-pub fn sample_all(pids: &[u32]) -> ProcSample {
+pub(crate) fn sample_all(pids: &[u32]) -> ProcSample {
     pids.iter()
         .map(|&pid| sample(pid))
         .fold(ProcSample::default(), |sum, s| ProcSample {
@@ -108,7 +108,7 @@ pub fn sample_all(pids: &[u32]) -> ProcSample {
 
 /// Reads `/proc/<pid>/stat`, `/proc/<pid>/status` and `/proc/<pid>/io` (zeroes when the process
 /// is gone or unreadable).
-pub fn sample(pid: u32) -> ProcSample {
+pub(crate) fn sample(pid: u32) -> ProcSample {
     let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -135,7 +135,7 @@ fn proc_number(pid: u32, file: &str, key: &str) -> Option<u64> {
 }
 
 /// Busy CPU seconds of the whole machine (all cores), from `/proc/stat`.
-pub fn machine_busy_s() -> f64 {
+pub(crate) fn machine_busy_s() -> f64 {
     std::fs::read_to_string("/proc/stat")
         .ok()
         .and_then(|s| {
@@ -153,14 +153,14 @@ pub fn machine_busy_s() -> f64 {
 }
 
 /// The 1-, 5- and 15-minute load averages as written in `/proc/loadavg`.
-pub fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
 /// Kernel TCP memory in KiB (`/proc/net/sockstat`, `TCP: ... mem N` in pages).
-pub fn tcp_mem_kb() -> u64 {
+pub(crate) fn tcp_mem_kb() -> u64 {
     std::fs::read_to_string("/proc/net/sockstat")
         .ok()
         .and_then(|s| {
@@ -174,7 +174,7 @@ pub fn tcp_mem_kb() -> u64 {
 }
 
 /// Microseconds since the Unix epoch (one clock for every process on the machine).
-pub fn unix_us() -> u64 {
+pub(crate) fn unix_us() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_micros() as u64)

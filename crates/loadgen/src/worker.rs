@@ -17,7 +17,7 @@ use crate::stats::{Hist, unix_us};
 
 /// What the worker's connections do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Connect and hold, answering pings (S1).
     Idle,
     /// Subscribe to one channel and record every payload (S2, S7).
@@ -30,7 +30,7 @@ pub enum Mode {
 
 /// Worker settings (from the command line).
 #[derive(Debug, Clone, clap::Args)]
-pub struct WorkerArgs {
+pub(crate) struct WorkerArgs {
     /// System under test.
     #[arg(long, value_enum)]
     pub target: Target,
@@ -212,6 +212,8 @@ fn recover_failed(ctx: &Ctx, i: usize, e: &anyhow::Error) {
     s.recovered_failed += 1;
 }
 
+/// One connection's life: connect, then read (or, for a slow subscriber, never read) until the
+/// run stops, reconnecting on churn and recovering after a drop.
 async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
     let subs = ctx.subs(i);
     let (mut conn, _) = match ctx.connect(&subs).await {
@@ -226,27 +228,8 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
     };
     ctx.done_connecting(true);
     let slow = ctx.args.slow_every > 0 && i.is_multiple_of(ctx.args.slow_every);
-    let mut phase = ctx.phase.clone();
     if slow {
-        // Never read until the run stops; then see whether the server closed us.
-        while *phase.borrow_and_update() != Phase::Stop {
-            if phase.changed().await.is_err() {
-                break;
-            }
-        }
-        let mut events = Vec::new();
-        let end = Instant::now() + Duration::from_secs(3);
-        loop {
-            match tokio::time::timeout_at(end.into(), conn.recv(&mut events)).await {
-                Ok(Ok(true)) => events.clear(),
-                Ok(_) => {
-                    ctx.state.borrow_mut().slow_closed += 1;
-                    return;
-                }
-                Err(_) => break,
-            }
-        }
-        conn.close().await;
+        slow_until_stop(&ctx, conn).await;
         return;
     }
     loop {
@@ -256,88 +239,122 @@ async fn conn_task(ctx: Rc<Ctx>, i: usize, churn: Option<Rc<Notify>>) {
             ctx.state.borrow_mut().unexpected_closes += 1;
             return;
         }
-        match p {
+        let next = match p {
             Phase::Stop => {
                 conn.close().await;
                 return;
             }
-            Phase::Run if alive => {
-                // Churn: reconnect and resubscribe, timed.
-                conn.close().await;
-                let t0 = Instant::now();
-                match ctx.connect(&subs).await {
-                    Ok((c, _)) => {
-                        conn = c;
-                        let mut s = ctx.state.borrow_mut();
-                        s.churns += 1;
-                        s.churn_hist.record(t0.elapsed().as_micros() as u64);
-                    }
-                    Err(_) => {
-                        ctx.state.borrow_mut().unexpected_closes += 1;
-                        return;
-                    }
-                }
+            Phase::Run if alive => churn_reconnect(&ctx, conn, &subs).await,
+            Phase::Drop | Phase::Run => drop_and_recover(&ctx, i, conn).await,
+            Phase::Reconnect(..) => Some(conn),
+        };
+        let Some(next) = next else {
+            return;
+        };
+        conn = next;
+    }
+}
+
+/// A slow subscriber: never reads until the run stops; then sees whether the server closed it.
+async fn slow_until_stop(ctx: &Ctx, mut conn: Conn) {
+    let mut phase = ctx.phase.clone();
+    while *phase.borrow_and_update() != Phase::Stop {
+        if phase.changed().await.is_err() {
+            break;
+        }
+    }
+    let mut events = Vec::new();
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        match tokio::time::timeout_at(end.into(), conn.recv(&mut events)).await {
+            Ok(Ok(true)) => events.clear(),
+            Ok(_) => {
+                ctx.state.borrow_mut().slow_closed += 1;
+                return;
             }
-            Phase::Drop | Phase::Run => {
-                let pos = conn.position().clone();
-                conn.close().await;
-                // Wait for the storm.
-                let mut phase = ctx.phase.clone();
-                let (start, missed) = loop {
-                    match *phase.borrow_and_update() {
-                        Phase::Reconnect(at, missed) => break (at, missed),
-                        Phase::Stop => return,
-                        _ => {}
-                    }
-                    if phase.changed().await.is_err() {
-                        return;
-                    }
-                };
-                let sub = vec![Sub {
-                    channel: ctx.args.channel.clone(),
-                    recover: Some(pos),
-                    history: true,
-                }];
-                let recovered = match ctx.connect(&sub).await {
-                    Ok((c, results)) => {
-                        conn = c;
-                        conn.recover(&results, missed, Duration::from_secs(30))
-                            .await
-                    }
-                    Err(e) => {
-                        recover_failed(&ctx, i, &e);
-                        return;
-                    }
-                };
-                match recovered {
-                    Ok(r) => {
-                        let took = start.elapsed().as_micros() as u64;
-                        let mut s = ctx.state.borrow_mut();
-                        if r.recovered {
-                            s.recovered_ok += 1;
-                        } else {
-                            s.recovered_failed += 1;
-                        }
-                        s.recover_hist.record(took);
-                        let now = unix_us();
-                        for f in &r.publications {
-                            s.recovered_pubs += 1;
-                            s.record(f.step, f.t, now);
-                        }
-                    }
-                    Err(e) => {
-                        recover_failed(&ctx, i, &e);
-                        return;
-                    }
-                }
+            Err(_) => break,
+        }
+    }
+    conn.close().await;
+}
+
+/// Churn: closes the connection, reconnects and resubscribes, timed; `None` when the reconnect
+/// failed (counted as an unexpected close).
+async fn churn_reconnect(ctx: &Ctx, conn: Conn, subs: &[Sub]) -> Option<Conn> {
+    conn.close().await;
+    let t0 = Instant::now();
+    match ctx.connect(subs).await {
+        Ok((c, _)) => {
+            let mut s = ctx.state.borrow_mut();
+            s.churns += 1;
+            s.churn_hist.record(t0.elapsed().as_micros() as u64);
+            Some(c)
+        }
+        Err(_) => {
+            ctx.state.borrow_mut().unexpected_closes += 1;
+            None
+        }
+    }
+}
+
+/// S5: closes the connection keeping its position, waits for the storm, reconnects with
+/// recovery and counts the outcome; `None` when the run stops or the reconnect failed.
+async fn drop_and_recover(ctx: &Ctx, i: usize, conn: Conn) -> Option<Conn> {
+    let pos = conn.position().clone();
+    conn.close().await;
+    // Wait for the storm.
+    let mut phase = ctx.phase.clone();
+    let (start, missed) = loop {
+        match *phase.borrow_and_update() {
+            Phase::Reconnect(at, missed) => break (at, missed),
+            Phase::Stop => return None,
+            _ => {}
+        }
+        if phase.changed().await.is_err() {
+            return None;
+        }
+    };
+    let sub = vec![Sub {
+        channel: ctx.args.channel.clone(),
+        recover: Some(pos),
+        history: true,
+    }];
+    let (mut conn, results) = match ctx.connect(&sub).await {
+        Ok(c) => c,
+        Err(e) => {
+            recover_failed(ctx, i, &e);
+            return None;
+        }
+    };
+    match conn
+        .recover(&results, missed, Duration::from_secs(30))
+        .await
+    {
+        Ok(r) => {
+            let took = start.elapsed().as_micros() as u64;
+            let mut s = ctx.state.borrow_mut();
+            if r.recovered {
+                s.recovered_ok += 1;
+            } else {
+                s.recovered_failed += 1;
             }
-            Phase::Reconnect(..) => {}
+            s.recover_hist.record(took);
+            let now = unix_us();
+            for f in &r.publications {
+                s.recovered_pubs += 1;
+                s.record(f.step, f.t, now);
+            }
+            Some(conn)
+        }
+        Err(e) => {
+            recover_failed(ctx, i, &e);
+            None
         }
     }
 }
 
 /// Runs a worker until its coordinator says `stop` (or closes stdin).
-pub async fn run(args: WorkerArgs) -> Result<()> {
+pub(crate) async fn run(args: WorkerArgs) -> Result<()> {
     let (phase_tx, phase_rx) = watch::channel(Phase::Run);
     let protocol = if args.protobuf {
         Protocol::Protobuf
@@ -370,17 +387,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
         );
     }
     if ctx.args.mode == Mode::Group && ctx.args.churn_pct_per_min > 0.0 && n > 0 {
-        let per_s = ctx.args.churn_pct_per_min / 100.0 * n as f64 / 60.0;
-        let every = Duration::from_secs_f64(1.0 / per_s.max(0.01));
-        let churners = churners.clone();
-        tokio::task::spawn_local(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            for k in 0.. {
-                tick.tick().await;
-                churners[(k * 7919) % churners.len()].notify_one();
-            }
-        });
+        spawn_churn(&ctx.args, churners.clone());
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(line)) = lines.next_line().await {
@@ -410,28 +417,7 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
             }
             Some("reconnect") => {
                 let missed: u64 = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-                let start = Instant::now();
-                let _ = phase_tx.send(Phase::Reconnect(start, missed));
-                let target = ctx.state.borrow().connected as u64;
-                let end = start + Duration::from_secs(60);
-                loop {
-                    let done = {
-                        let s = ctx.state.borrow();
-                        s.recovered_ok + s.recovered_failed
-                    };
-                    if done >= target || Instant::now() > end {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                let _ = phase_tx.send(Phase::Run);
-                let s = ctx.state.borrow();
-                say(
-                    "recovered",
-                    json!({"ok": s.recovered_ok, "failed": s.recovered_failed,
-                           "pubs": s.recovered_pubs, "all_ms": start.elapsed().as_millis() as u64,
-                           "hist": s.recover_hist.to_pairs()}),
-                );
+                reconnect_storm(&ctx, &phase_tx, missed).await;
             }
             Some("stop") | None => break,
             Some(_) => {}
@@ -451,4 +437,46 @@ pub async fn run(args: WorkerArgs) -> Result<()> {
                "churns": s.churns, "churn_hist": s.churn_hist.to_pairs()}),
     );
     Ok(())
+}
+
+/// Wakes one connection's churn about every `60 / (churn% × conns)` seconds, spreading the
+/// wake-ups over the connections.
+fn spawn_churn(args: &WorkerArgs, churners: Vec<Rc<Notify>>) {
+    let per_s = args.churn_pct_per_min / 100.0 * churners.len() as f64 / 60.0;
+    let every = Duration::from_secs_f64(1.0 / per_s.max(0.01));
+    tokio::task::spawn_local(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        for k in 0.. {
+            tick.tick().await;
+            churners[(k * 7919) % churners.len()].notify_one();
+        }
+    });
+}
+
+/// S5: lets every dropped connection reconnect at once, waits (up to 60 s) until each has
+/// recovered or failed, and answers `recovered` with the figures.
+async fn reconnect_storm(ctx: &Ctx, phase_tx: &watch::Sender<Phase>, missed: u64) {
+    let start = Instant::now();
+    let _ = phase_tx.send(Phase::Reconnect(start, missed));
+    let target = ctx.state.borrow().connected as u64;
+    let end = start + Duration::from_secs(60);
+    loop {
+        let done = {
+            let s = ctx.state.borrow();
+            s.recovered_ok + s.recovered_failed
+        };
+        if done >= target || Instant::now() > end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = phase_tx.send(Phase::Run);
+    let s = ctx.state.borrow();
+    say(
+        "recovered",
+        json!({"ok": s.recovered_ok, "failed": s.recovered_failed,
+               "pubs": s.recovered_pubs, "all_ms": start.elapsed().as_millis() as u64,
+               "hist": s.recover_hist.to_pairs()}),
+    );
 }
