@@ -35,9 +35,9 @@ pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
 pub use load::{Format, Loaded, known_env_vars, load, load_str};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
-pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode};
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
     is_default_name,
 };
+pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode};

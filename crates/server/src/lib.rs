@@ -20,6 +20,7 @@ pub(crate) mod api;
 pub mod app;
 pub(crate) mod delta;
 pub(crate) mod engine;
+pub(crate) mod http_client;
 pub mod hub;
 pub(crate) mod node;
 pub mod outbound;

@@ -82,7 +82,7 @@ pub(crate) struct Node {
     /// This node's identity, as the engines report to it.
     pub events: Arc<NodeEvents>,
     /// The keep-alive HTTP client for proxy calls.
-    pub(crate) proxy: crate::proxy::http::HttpClient,
+    pub(crate) proxy: crate::http_client::HttpClient,
 }
 
 /// A service error: a code and a message (the server API's error object).
@@ -187,7 +187,7 @@ impl Node {
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
             events,
-            proxy: crate::proxy::http::HttpClient::default(),
+            proxy: crate::http_client::HttpClient::default(),
             config,
         }))
     }

@@ -3,7 +3,7 @@
 //! ([`http`]). Each call returns the same plain decisions as the default policy; a backend
 //! that fails gives the client error 100 and a warning naming the proxy, never a panic.
 
-pub(crate) mod http;
+use crate::http_client as http;
 mod wire;
 
 use std::sync::Arc;
