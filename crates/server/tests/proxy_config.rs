@@ -65,13 +65,13 @@ fn unimplemented_proxy_keys_warn_naming_the_key() {
     let path = write_temp(
         "grpc.json",
         r#"{"proxies":[{"name":"g","endpoint":"grpc://127.0.0.1:1"}],
-            "channel":{"namespaces":[{"name":"chat","sub_refresh_proxy_enabled":true,"sub_refresh_proxy_name":"g"}]}}"#,
+            "channel":{"namespaces":[{"name":"chat","subscribe_stream_proxy_enabled":true}]}}"#,
     );
     let (ok, output) = gyre("checkconfig", &path);
     assert!(ok, "{output}");
     assert!(output.contains("proxies[0].endpoint"), "{output}");
     assert!(
-        output.contains("channel.namespaces[0].sub_refresh_proxy_enabled"),
+        output.contains("channel.namespaces[0].subscribe_stream_proxy_enabled"),
         "{output}"
     );
 }
