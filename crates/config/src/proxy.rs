@@ -429,9 +429,6 @@ impl crate::Config {
                 .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
         );
         for (base, o) in namespaces {
-            if o.proxy.sub_refresh_proxy_enabled {
-                out.push(format!("key \"{base}.sub_refresh_proxy_enabled\" is not implemented yet; subscriptions expire as without it"));
-            }
             if o.proxy.subscribe_stream_proxy_enabled {
                 out.push(format!("key \"{base}.subscribe_stream_proxy_enabled\" is not implemented (GRPC subscribe streams); ignored"));
             }

@@ -29,10 +29,14 @@ pub(crate) enum CallError {
     Reply(String),
 }
 
+/// How many proxy calls one node makes at once; more wait for a slot (within their timeout).
+const MAX_IN_FLIGHT: usize = 1024;
+
 /// One keep-alive HTTP/1.1 client pool per node.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
     client: Client<HttpConnector, Full<Bytes>>,
+    slots: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl Default for HttpClient {
@@ -42,7 +46,10 @@ impl Default for HttpClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build(connector);
-        HttpClient { client }
+        HttpClient {
+            client,
+            slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+        }
     }
 }
 
@@ -80,6 +87,11 @@ impl HttpClient {
             }
         }
         let exchange = async {
+            let _slot = self
+                .slots
+                .acquire()
+                .await
+                .map_err(|err| CallError::Http(err.to_string()))?;
             let response = self
                 .client
                 .request(request)

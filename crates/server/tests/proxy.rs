@@ -242,3 +242,37 @@ async fn a_stuck_backend_stalls_only_the_commands_waiting_for_it() {
         assert!(first["rpc"].is_object(), "{first}");
     }
 }
+
+#[tokio::test]
+async fn sub_refresh_proxy_keeps_or_ends_subscriptions() {
+    let (base, backend) = backend().await;
+    let node = gyre(&base);
+    let (mut conn, _) = connect_as(&node, "erin").await;
+    let sub = subscribe(&mut conn, 2, json!({"channel": "sr:room"})).await;
+    assert!(
+        sub.get("expires").is_none(),
+        "server-side sub refresh: {sub}"
+    );
+    // The subscription expires every second; the sub_refresh proxy prolongs it each time.
+    while backend.sub_refreshes.load(Ordering::SeqCst) < 2 {
+        let notified = backend.sub_refreshed.notified();
+        if backend.sub_refreshes.load(Ordering::SeqCst) >= 2 {
+            break;
+        }
+        notified.await;
+    }
+    node.api(
+        "publish",
+        json!({"channel": "sr:room", "data": {"still": "here"}}),
+    );
+    let publication = next_pub(&mut conn, "sr:room").await;
+    assert_eq!(publication["data"], json!({"still": "here"}));
+    // An `expired` answer ends the subscription with an unsubscribe push.
+    subscribe(&mut conn, 3, json!({"channel": "sr:end"})).await;
+    let code = wait_for(&mut conn, |v| {
+        (v["push"]["channel"] == "sr:end" && v["push"]["unsubscribe"].is_object())
+            .then(|| v["push"]["unsubscribe"]["code"].clone())
+    })
+    .await;
+    assert_eq!(code, 2501, "unsubscribe code");
+}

@@ -217,6 +217,26 @@ pub(crate) async fn refresh(
     }))
 }
 
+/// Asks the sub_refresh proxy whether an expiring subscription goes on.
+pub(crate) async fn sub_refresh(
+    caller: Caller,
+    options: Arc<ProxyOptions>,
+    channel: &str,
+) -> Outcome<Option<RefreshDecision>> {
+    let label = "sub_refresh";
+    let mut request = caller.request(&options, wire::Payload::default());
+    request.channel = Some(channel);
+    let r: wire::RefreshResult = caller.call(label, &options, &request).await?;
+    if r.expired {
+        return Ok(None);
+    }
+    let info = caller.decode(label, &options, r.info.as_deref(), &r.b64info)?;
+    Ok(Some(RefreshDecision {
+        expire_at: expiry(r.expire_at),
+        info,
+    }))
+}
+
 /// Asks the subscribe proxy about a subscription without a token.
 pub(crate) async fn subscribe(
     caller: Caller,

@@ -46,6 +46,10 @@ struct SubState {
     expire_at: Option<i64>,
     /// Subscribed by the server (token channels, personal channel, API).
     server_side: bool,
+    /// Refreshed by the server through the sub_refresh proxy when it expires.
+    server_refresh: bool,
+    /// The sub_refresh proxy is being asked.
+    refreshing: bool,
 }
 
 /// The per-connection state machine.
@@ -409,9 +413,12 @@ impl Session {
         let sub = self
             .subs
             .values()
-            .filter_map(|s| s.expire_at)
-            .min()
-            .map(|at| at + sub_grace);
+            .filter(|s| !s.refreshing)
+            .filter_map(|s| {
+                let grace = if s.server_refresh { 0 } else { sub_grace };
+                s.expire_at.map(|at| at + grace)
+            })
+            .min();
         let at = match (conn, sub) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
@@ -453,12 +460,26 @@ impl Session {
             return;
         }
         let sub_grace = self.node.config.client.expired_sub_close_delay.0.as_secs() as i64;
+        let refresh: Vec<String> = self
+            .subs
+            .iter()
+            .filter(|(_, s)| {
+                s.server_refresh
+                    && !s.refreshing
+                    && s.expire_at.is_some_and(|at| expired_after(at, now))
+            })
+            .map(|(c, _)| c.clone())
+            .collect();
+        for channel in refresh {
+            self.sub_refresh(channel);
+        }
         let expired: Vec<(String, bool)> = self
             .subs
             .iter()
             .filter(|(_, s)| {
-                s.expire_at
-                    .is_some_and(|at| expired_after(at + sub_grace, now))
+                !s.server_refresh
+                    && s.expire_at
+                        .is_some_and(|at| expired_after(at + sub_grace, now))
             })
             .map(|(c, s)| (c.clone(), s.server_side))
             .collect();

@@ -43,6 +43,10 @@ pub(super) enum Completion {
         id: u32,
         result: Outcome<RpcDecision>,
     },
+    SubRefresh {
+        channel: String,
+        result: Outcome<Option<RefreshDecision>>,
+    },
 }
 
 /// A decision in flight.
@@ -131,6 +135,29 @@ impl Session {
                     Err(err) => self.push_error(id, err),
                 }
             }
+            Completion::SubRefresh { channel, result } => {
+                let Some(sub) = self.subs.get_mut(&channel) else {
+                    return;
+                };
+                sub.refreshing = false;
+                match result {
+                    Ok(Some(decision)) => {
+                        sub.expire_at = decision.expire_at;
+                        if let Some(info) = decision.info {
+                            sub.chan_info = info;
+                        }
+                    }
+                    Ok(None) => {
+                        self.unsubscribe_with_push(
+                            &channel,
+                            gyre_protocol::codes::unsubscribe::EXPIRED,
+                            "subscription expired",
+                        )
+                        .await;
+                    }
+                    Err(_) => sub.expire_at = Some(unix_now() + REFRESH_RETRY_SECS),
+                }
+            }
             Completion::Rpc { id, result } => match result {
                 Ok(decision) => self.push_reply(&Reply {
                     id,
@@ -142,6 +169,28 @@ impl Session {
                 Err(err) => self.push_error(id, err),
             },
         }
+    }
+
+    /// Asks the sub_refresh proxy whether an expiring subscription goes on.
+    pub(super) fn sub_refresh(&mut self, channel: String) {
+        let node = self.node.clone();
+        let Ok(resolved) = node.channel(&channel) else {
+            return;
+        };
+        let name = &resolved.options.proxy.sub_refresh_proxy_name;
+        let Some(options) = crate::proxy::options(&node, gyre_config::ProxyKind::SubRefresh, name)
+        else {
+            return;
+        };
+        let Some(sub) = self.subs.get_mut(&channel) else {
+            return;
+        };
+        sub.refreshing = true;
+        let caller = self.caller();
+        self.defer(Box::pin(async move {
+            let result = crate::proxy::sub_refresh(caller, options, &channel).await;
+            Completion::SubRefresh { channel, result }
+        }));
     }
 
     /// Publishes a client publication the policy accepted.

@@ -153,7 +153,9 @@ impl Session {
             data: p.data.clone(),
             ..Default::default()
         };
-        if let Some(at) = p.expire_at {
+        // With a sub_refresh proxy the server refreshes the subscription; the client is not told.
+        let server_refresh = !p.server_side && o.proxy.sub_refresh_proxy_enabled;
+        if let Some(at) = p.expire_at.filter(|_| !server_refresh) {
             result.expires = true;
             result.ttl = at.saturating_sub(unix_now()).max(0) as u32;
         }
@@ -205,6 +207,8 @@ impl Session {
                 chan_info: p.chan_info,
                 expire_at: p.expire_at,
                 server_side: p.server_side,
+                server_refresh,
+                refreshing: false,
             },
         );
         node.join(&p.channel, &info, presence, emit_join_leave)

@@ -21,6 +21,10 @@ pub struct Backend {
     pub refreshes: AtomicUsize,
     /// Notified on each refresh call.
     pub refreshed: tokio::sync::Notify,
+    /// Sub_refresh proxy calls so far.
+    pub sub_refreshes: AtomicUsize,
+    /// Notified on each sub_refresh call.
+    pub sub_refreshed: tokio::sync::Notify,
 }
 
 fn result(v: Value) -> Response {
@@ -63,8 +67,17 @@ async fn handle(
                 Json(json!({"error": {"code": 1403, "message": "not in this room"}}))
                     .into_response()
             }
+            Some(c) if c.starts_with("sr:") => result(json!({"expire_at": now() + 1})),
             _ => result(json!({"data": {"welcome": req["channel"]}, "info": {"seat": 7}})),
         },
+        "sub_refresh" => {
+            backend.sub_refreshes.fetch_add(1, Ordering::SeqCst);
+            backend.sub_refreshed.notify_waiters();
+            if req["channel"] == "sr:end" {
+                return result(json!({"expired": true}));
+            }
+            result(json!({"expire_at": now() + 1}))
+        }
         "publish" => result(json!({"data": {"rewritten": req["data"]}})),
         "slow" => {
             std::future::pending::<()>().await;
@@ -129,8 +142,12 @@ pub fn gyre(base: &str) -> Gyre {
             "proxy": {
                 "subscribe": {"endpoint": endpoint("subscribe")},
                 "publish": {"endpoint": endpoint("publish")},
+                "sub_refresh": {"endpoint": endpoint("sub_refresh")},
             },
-            "namespaces": [{"name": "sp", "subscribe_proxy_enabled": true, "publish_proxy_enabled": true}],
+            "namespaces": [
+                {"name": "sp", "subscribe_proxy_enabled": true, "publish_proxy_enabled": true},
+                {"name": "sr", "subscribe_proxy_enabled": true, "sub_refresh_proxy_enabled": true},
+            ],
         },
         "proxies": [{"name": "stuck", "endpoint": endpoint("slow"), "timeout": "60s"}],
         "rpc": {
