@@ -78,6 +78,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod codes;
 pub mod core;
 mod error;
 pub mod event;
