@@ -40,7 +40,15 @@
 //!   before `connect`/`subscribe` to see every state change. Handle states are also
 //!   readable at any time with [`Client::state`] and [`Subscription::state`].
 //! - Dropping every `Client` and `Subscription` handle closes the client and ends the task.
-//! - `wss://` needs a TLS feature of tokio-websockets, which this crate does not enable.
+//! - `wss://` runs over rustls (ring): the system roots are trusted, or only the CA given with
+//!   [`ClientOptions::tls_ca_pem`]; [`ClientOptions::tls_client_cert_pem`] adds a client
+//!   certificate; the server name (SNI) is the URL's host. A `wss://` URL is never sent in
+//!   plaintext: a TLS failure is a [`ClientEvent::Error`] with [`Error::Transport`].
+//! - Every transport failure (DNS, TCP, TLS, upgrade status, a lost socket) is reported as
+//!   [`ClientEvent::Error`] with [`Error::Transport`], and its text is the `reason` of the
+//!   `Connecting` event that follows (`"transport closed: ..."`). [`ClientOptions::build`]
+//!   refuses a URL that does not parse, a scheme other than `ws`/`wss`, bad header names or
+//!   values and unusable certificates. The [`codes`] module names the state-change codes.
 //!
 //! # The Centrifugo client API, point by point
 //!
@@ -83,6 +91,7 @@ pub mod core;
 mod error;
 pub mod event;
 mod options;
+mod tls;
 mod transport;
 
 pub use client::{Client, EventStream, Subscription};

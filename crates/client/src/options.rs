@@ -11,7 +11,9 @@ pub use gyre_protocol::Protocol;
 
 use crate::core::{Config, SubConfig};
 use crate::event::StreamPosition;
+use crate::tls::{self, TlsOptions};
 use crate::{Client, Error};
+use tokio_websockets::Connector;
 
 /// Error type token callbacks may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -62,6 +64,9 @@ pub struct ClientOptions {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) event_capacity: usize,
     pub(crate) seed: Option<u64>,
+    pub(crate) tls: TlsOptions,
+    /// Set by `build()` for `wss://` URLs.
+    pub(crate) connector: Option<Arc<Connector>>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -87,6 +92,8 @@ impl ClientOptions {
             headers: Vec::new(),
             event_capacity: 1024,
             seed: None,
+            tls: TlsOptions::default(),
+            connector: None,
         }
     }
 
@@ -160,6 +167,23 @@ impl ClientOptions {
         self
     }
 
+    /// Trusts the CA certificate(s) in this PEM for `wss://` instead of the system roots.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate chain (PEM) with its private key (PEM) to a `wss://`
+    /// server that asks for one.
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_cert = Some((cert_chain.into(), key.into()));
+        self
+    }
+
     /// Capacity of each event stream; a stream that falls further behind loses events and
     /// gets a `Lagged` event instead (default 1024).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
@@ -175,12 +199,39 @@ impl ClientOptions {
 
     /// Validates the options and starts the client task (needs a tokio runtime). The client
     /// starts `Disconnected`; call [`Client::connect`].
-    pub fn build(self) -> Result<Client, Error> {
-        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Configuration`] for a URL that does not parse, has no host or a scheme other
+    /// than `ws`/`wss`, a header name or value HTTP does not allow, or unusable TLS
+    /// certificates; [`Error::InvalidData`] for connect data that is not JSON with the JSON
+    /// protocol.
+    pub fn build(mut self) -> Result<Client, Error> {
+        let uri: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| Error::Configuration(format!("bad URL {:?}: {e}", self.url)))?;
+        if uri.host().is_none_or(str::is_empty) {
             return Err(Error::Configuration(format!(
-                "URL must start with ws:// or wss://: {}",
+                "URL has no host: {:?}",
                 self.url
             )));
+        }
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some("wss") => self.connector = Some(tls::connector(&self.tls)?),
+            _ => {
+                return Err(Error::Configuration(format!(
+                    "URL must start with ws:// or wss://: {:?}",
+                    self.url
+                )));
+            }
+        }
+        for (name, value) in &self.headers {
+            http::HeaderName::try_from(name.as_str())
+                .map_err(|e| Error::Configuration(format!("bad header name {name:?}: {e}")))?;
+            http::HeaderValue::try_from(value.as_str())
+                .map_err(|e| Error::Configuration(format!("bad value of header {name}: {e}")))?;
         }
         if self.core.protocol == Protocol::Json
             && !self.core.data.is_empty()

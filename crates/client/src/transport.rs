@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_websockets::{CloseCode, Limits, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{CloseCode, Connector, Limits, MaybeTlsStream, Message, WebSocketStream};
 
 use crate::Error;
 use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, TransportId};
@@ -104,6 +105,7 @@ struct Driver {
     core: Core,
     start: Instant,
     url: String,
+    connector: Option<Arc<Connector>>,
     headers: Vec<(String, String)>,
     get_token: Option<GetToken>,
     state: watch::Sender<State>,
@@ -131,6 +133,7 @@ pub(crate) fn spawn(
         core: Core::new(options.core, seed),
         start: Instant::now(),
         url: options.url,
+        connector: options.connector,
         headers: options.headers,
         get_token: options.get_token,
         state,
@@ -150,6 +153,7 @@ async fn open(
     url: String,
     headers: Vec<(String, String)>,
     protocol: Protocol,
+    connector: Option<Arc<Connector>>,
 ) -> Result<Ws, Error> {
     let t = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
     let mut builder = tokio_websockets::ClientBuilder::new()
@@ -167,6 +171,11 @@ async fn open(
         let name = http::HeaderName::try_from(k.as_str()).map_err(|e| t(&e))?;
         let value = http::HeaderValue::try_from(v.as_str()).map_err(|e| t(&e))?;
         builder = builder.add_header(name, value).map_err(|e| t(&e))?;
+    }
+    // `wss://` always brings its rustls connector (see `ClientOptions::build`), so the
+    // library never picks its plaintext default for it.
+    if let Some(c) = connector.as_deref() {
+        builder = builder.connector(c);
     }
     let (ws, _resp) = builder.connect().await.map_err(|e| t(&e))?;
     Ok(ws)
@@ -354,7 +363,12 @@ impl Driver {
                     if let Some((_, h)) = self.opening.take() {
                         h.abort();
                     }
-                    let fut = open(self.url.clone(), self.headers.clone(), self.core.protocol());
+                    let fut = open(
+                        self.url.clone(),
+                        self.headers.clone(),
+                        self.core.protocol(),
+                        self.connector.clone(),
+                    );
                     self.opening = Some((id, tokio::spawn(fut)));
                 }
                 Output::Close {

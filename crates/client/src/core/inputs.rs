@@ -224,12 +224,17 @@ impl Core {
                 let reconnect = gyre_protocol::Disconnect::reconnect(code);
                 self.connection_lost(now, code, reason.to_owned(), reconnect);
             }
-            _ => self.connection_lost(
-                now,
-                codes::connecting::TRANSPORT_CLOSED,
-                "transport closed".into(),
-                true,
-            ),
+            _ => {
+                // Every transport failure (DNS, TCP, TLS, upgrade status, a lost socket)
+                // reaches the user with its cause, as an error and as the connecting reason.
+                let reason = if reason.is_empty() {
+                    "transport closed".to_owned()
+                } else {
+                    format!("transport closed: {reason}")
+                };
+                self.emit(ClientEvent::Error(Error::Transport(reason.clone())));
+                self.connection_lost(now, codes::connecting::TRANSPORT_CLOSED, reason, true);
+            }
         }
         self.flush();
     }
