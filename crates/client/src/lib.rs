@@ -38,7 +38,12 @@
 //!   [`ClientOptions::event_capacity`]) and never blocking the client. A stream that falls
 //!   behind loses the newest events and receives `Lagged { missed }` first. Register streams
 //!   before `connect`/`subscribe` to see every state change. Handle states are also
-//!   readable at any time with [`Client::state`] and [`Subscription::state`].
+//!   readable at any time with [`Client::state`] and [`Subscription::state`]: a call that
+//!   changes the state (`connect`, `disconnect`, `subscribe`, `unsubscribe`) sets it before
+//!   returning, and the task then keeps it equal to the core's state.
+//! - A [`Subscription`] handle refers to its own subscription: after
+//!   [`Client::remove_subscription`] it is inert (calls fail with
+//!   [`Error::SubscriptionNotFound`]) even when the channel is subscribed again.
 //! - Dropping every `Client` and `Subscription` handle closes the client and ends the task.
 //! - `wss://` runs over rustls (ring): the system roots are trusted, or only the CA given with
 //!   [`ClientOptions::tls_ca_pem`]; [`ClientOptions::tls_client_cert_pem`] adds a client
@@ -91,6 +96,7 @@ pub mod core;
 mod error;
 pub mod event;
 mod options;
+mod state_cell;
 mod tls;
 mod transport;
 

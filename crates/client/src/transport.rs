@@ -15,7 +15,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use gyre_protocol::Protocol;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_websockets::{CloseCode, Connector, Limits, MaybeTlsStream, Message, WebSocketStream};
@@ -24,6 +24,7 @@ use crate::Error;
 use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, TransportId};
 use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
 use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
+use crate::state_cell::StateCell;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<CallResult, Error>>;
@@ -38,11 +39,7 @@ pub(crate) enum Cmd {
     Connect,
     Disconnect,
     Close(oneshot::Sender<()>),
-    NewSubscription(
-        String,
-        SubscriptionOptions,
-        watch::Sender<SubscriptionState>,
-    ),
+    NewSubscription(String, SubscriptionOptions, StateCell<SubscriptionState>),
     RemoveSubscription(String),
     Subscribe(String),
     Unsubscribe(String),
@@ -97,7 +94,9 @@ fn deliver<T: Clone + Lag>(listeners: &mut Vec<Listener<T>>, ev: &T) {
 
 struct SubEntry {
     get_token: Option<GetToken>,
-    state: watch::Sender<SubscriptionState>,
+    state: StateCell<SubscriptionState>,
+    /// Subscribe/unsubscribe commands applied, for [`StateCell::settle`].
+    applied: u64,
     listeners: Vec<Listener<SubscriptionEvent>>,
 }
 
@@ -108,7 +107,9 @@ struct Driver {
     connector: Option<Arc<Connector>>,
     headers: Vec<(String, String)>,
     get_token: Option<GetToken>,
-    state: watch::Sender<State>,
+    state: StateCell<State>,
+    /// Connect/disconnect commands applied, for [`StateCell::settle`].
+    applied: u64,
     listeners: Vec<Listener<ClientEvent>>,
     subs: HashMap<String, SubEntry>,
     calls: BTreeMap<CallId, Reply>,
@@ -123,7 +124,7 @@ struct Driver {
 pub(crate) fn spawn(
     options: ClientOptions,
     rx: mpsc::UnboundedReceiver<Cmd>,
-    state: watch::Sender<State>,
+    state: StateCell<State>,
 ) -> Result<(), Error> {
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::Configuration("a tokio runtime is required".into()))?;
@@ -137,6 +138,7 @@ pub(crate) fn spawn(
         headers: options.headers,
         get_token: options.get_token,
         state,
+        applied: 0,
         listeners: Vec::new(),
         subs: HashMap::new(),
         calls: BTreeMap::new(),
@@ -280,8 +282,14 @@ impl Driver {
     fn command(&mut self, cmd: Cmd) {
         let now = self.now();
         match cmd {
-            Cmd::Connect => self.core.connect(now),
-            Cmd::Disconnect => self.core.disconnect(now),
+            Cmd::Connect => {
+                self.applied += 1;
+                self.core.connect(now);
+            }
+            Cmd::Disconnect => {
+                self.applied += 1;
+                self.core.disconnect(now);
+            }
             Cmd::Close(_) => {}
             Cmd::NewSubscription(ch, options, state) => {
                 if self.core.new_subscription(&ch, options.core).is_ok() {
@@ -290,6 +298,7 @@ impl Driver {
                         SubEntry {
                             get_token: options.get_token,
                             state,
+                            applied: 0,
                             listeners: Vec::new(),
                         },
                     );
@@ -301,10 +310,18 @@ impl Driver {
                 self.pending_removals.push(ch);
             }
             Cmd::Subscribe(ch) => {
+                if let Some(e) = self.subs.get_mut(&ch) {
+                    e.applied += 1;
+                }
                 let _ = self.core.subscribe(now, &ch);
+                self.settle_sub(&ch);
             }
             Cmd::Unsubscribe(ch) => {
+                if let Some(e) = self.subs.get_mut(&ch) {
+                    e.applied += 1;
+                }
                 let _ = self.core.unsubscribe(now, &ch);
+                self.settle_sub(&ch);
             }
             Cmd::Call(scope, request, reply) => {
                 let id = self.core.call(now, scope, request);
@@ -404,8 +421,10 @@ impl Driver {
                         ClientEvent::Closed => Some(State::Closed),
                         _ => None,
                     };
-                    if let Some(s) = state {
-                        self.state.send_replace(s);
+                    match state {
+                        Some(State::Closed) => self.state.force(State::Closed),
+                        Some(s) => self.state.settle(self.applied, s),
+                        None => {}
                     }
                     deliver(&mut self.listeners, &ev);
                 }
@@ -422,7 +441,7 @@ impl Driver {
                             _ => None,
                         };
                         if let Some(s) = state {
-                            e.state.send_replace(s);
+                            e.state.settle(e.applied, s);
                         }
                         deliver(&mut e.listeners, &event);
                     }
@@ -462,6 +481,16 @@ impl Driver {
             if self.core.subscription_state(&ch).is_none() {
                 self.subs.remove(&ch);
             }
+        }
+    }
+
+    /// Writes the core's state of `channel` unless a later call is still in flight.
+    fn settle_sub(&self, channel: &str) {
+        if let (Some(e), Some(s)) = (
+            self.subs.get(channel),
+            self.core.subscription_state(channel),
+        ) {
+            e.state.settle(e.applied, s);
         }
     }
 

@@ -170,7 +170,7 @@ impl Core {
         Ok(())
     }
 
-    /// User: make a call. The outcome comes later as [`Output::Resolve`] (possibly already
+    /// User: make a call. The outcome comes later as [`Output::Resolve`](super::Output::Resolve) (possibly already
     /// queued when this returns).
     pub fn call(&mut self, now: Millis, scope: Scope, request: Request) -> CallId {
         self.next_call += 1;
