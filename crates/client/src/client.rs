@@ -108,13 +108,13 @@ impl Client {
         })
     }
 
-    fn send(&self, cmd: Cmd) -> Result<(), Error> {
+    fn cmd(&self, cmd: Cmd) -> Result<(), Error> {
         self.shared.tx.send(cmd).map_err(closed)
     }
 
     async fn call(&self, scope: Scope, request: Request) -> Result<CallResult, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Cmd::Call(scope, request, tx))?;
+        self.cmd(Cmd::Call(scope, request, tx))?;
         rx.await.map_err(closed)?
     }
 
@@ -130,7 +130,7 @@ impl Client {
             State::Disconnected => State::Connecting,
             s => s,
         });
-        let _ = self.send(Cmd::Connect);
+        let _ = self.cmd(Cmd::Connect);
     }
 
     /// Disconnects; subscriptions stay in the registry and resubscribe on the next connect.
@@ -140,14 +140,14 @@ impl Client {
             State::Connecting | State::Connected => State::Disconnected,
             s => s,
         });
-        let _ = self.send(Cmd::Disconnect);
+        let _ = self.cmd(Cmd::Disconnect);
     }
 
     /// Closes the client for good: subscriptions end `Unsubscribed`, pending calls fail with
     /// [`Error::Closed`], and the background task has exited when this returns.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Close(tx)).is_ok() {
+        if self.cmd(Cmd::Close(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -157,7 +157,7 @@ impl Client {
     pub async fn ready(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let t = timeout.unwrap_or(self.shared.timeout);
         let (tx, rx) = oneshot::channel();
-        self.send(Cmd::Ready(None, tx))?;
+        self.cmd(Cmd::Ready(None, tx))?;
         match tokio::time::timeout(t, rx).await {
             Ok(r) => r.map_err(closed)?.map(|_| ()),
             Err(_) => Err(Error::Timeout),
@@ -167,7 +167,7 @@ impl Client {
     /// A new stream of client events (register it before `connect` to see everything).
     pub fn events(&self) -> EventStream<ClientEvent> {
         let (tx, rx) = mpsc::channel(self.shared.event_capacity);
-        let _ = self.send(Cmd::ClientEvents(tx));
+        let _ = self.cmd(Cmd::ClientEvents(tx));
         EventStream { rx }
     }
 
@@ -188,7 +188,7 @@ impl Client {
             return Err(Error::DuplicateSubscription(channel));
         }
         let state = StateCell::new(SubscriptionState::Unsubscribed);
-        self.send(Cmd::NewSubscription(
+        self.cmd(Cmd::NewSubscription(
             channel.clone(),
             options,
             state.clone(),
@@ -250,7 +250,7 @@ impl Client {
         reg.subs.remove(&*sub.channel);
         // Sent under the registry lock, so it is ordered before any command for a new
         // subscription to the same channel.
-        self.send(Cmd::RemoveSubscription(sub.channel.to_string()))
+        self.cmd(Cmd::RemoveSubscription(sub.channel.to_string()))
     }
 
     /// Publishes into a channel (server-side subscriptions or any channel the server allows).
@@ -275,10 +275,17 @@ impl Client {
         }
     }
 
-    /// Sends an asynchronous message to the server (no reply).
-    pub async fn send_message(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+    /// Sends an asynchronous message to the server (no reply; the server hands it to its
+    /// message handler or proxy). Waits for the connection while connecting.
+    pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let req = Request::Send { data: data.into() };
         self.call(Scope::Client, req).await.map(|_| ())
+    }
+
+    /// Old name of [`Client::send`].
+    #[deprecated(note = "use `Client::send`")]
+    pub async fn send_message(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send(data).await
     }
 
     /// History of a channel.
@@ -377,7 +384,7 @@ impl Subscription {
         if reg.subs.get(&*self.channel).map(|e| e.generation) != Some(self.generation) {
             return Err(Error::SubscriptionNotFound(self.channel.to_string()));
         }
-        self.client.send(cmd())
+        self.client.cmd(cmd())
     }
 
     /// Starts subscribing (returns at once; works before `connect` too). No-op unless

@@ -66,9 +66,9 @@
 //! | `error` event | [`ClientEvent::Error`], [`SubscriptionEvent::Error`] |
 //! | `disconnect()`, `close()` (subscriptions → `unsubscribed`, unusable after) | [`Client::disconnect`], [`Client::close`] |
 //! | options: token, connect data, timeout, backoff, max server ping delay, headers, name/version | [`ClientOptions::token`], [`data`](ClientOptions::data), [`timeout`](ClientOptions::timeout), [`reconnect_delay`](ClientOptions::reconnect_delay), [`max_server_ping_delay`](ClientOptions::max_server_ping_delay), [`header`](ClientOptions::header), [`name`](ClientOptions::name)/[`version`](ClientOptions::version), [`protocol`](ClientOptions::protocol) |
-//! | methods `send(data)`, `rpc(method, data)` | [`Client::send_message`], [`Client::rpc`] |
+//! | methods `send(data)`, `rpc(method, data)` | [`Client::send`] (`send_message` is its deprecated old name), [`Client::rpc`] |
 //! | connection token refresh via callback; empty → `disconnected`; error → retry after jittered delay | [`ClientOptions::get_token`]: refreshed after the `ttl` of an expiring connection; `Ok("")` → `Disconnected { code: 1 }`; error 109 on connect → new token and reconnect |
-//! | PING/PONG; no ping for ping interval + delay → reconnect | pongs sent when the server asks (`pong: true`); `Connecting { code: 2, "no ping" }` |
+//! | PING/PONG; no ping for ping interval + delay → reconnect | pongs sent when the server asks (`pong: true`); `Connecting { code: 2, "no ping" }`; `max_server_ping_delay(Duration::ZERO)` disables the check |
 //! | subscription states `unsubscribed`/`subscribing`/`subscribed` | [`SubscriptionState`], [`Subscription::state`], [`SubscriptionEvent`] |
 //! | `newSubscription` (duplicate → error), `getSubscription`, `removeSubscription`, `subscriptions` | [`Client::new_subscription`] ([`Error::DuplicateSubscription`]), [`Client::get_subscription`], [`Client::remove_subscription`], [`Client::subscriptions`] |
 //! | subscribe errors: temporary → resubscribe with backoff, otherwise `unsubscribed` | [`SubscriptionOptions::resubscribe_delay`]; 109 → new token and resubscribe |
@@ -80,6 +80,7 @@
 //! | recovery state; `wasRecovering`/`recovered` in `subscribed` | [`SubscriptionOptions::recoverable`]/[`positioned`](SubscriptionOptions::positioned)/[`since`](SubscriptionOptions::since); [`SubscribedContext`] |
 //! | subscription options: token, data, resubscribe backoff | [`SubscriptionOptions::token`], [`get_token`](SubscriptionOptions::get_token), [`data`](SubscriptionOptions::data), [`resubscribe_delay`](SubscriptionOptions::resubscribe_delay), [`delta`](SubscriptionOptions::delta), [`join_leave`](SubscriptionOptions::join_leave) |
 //! | subscription methods `publish`, `history`, `presence`, `presenceStats` | [`Subscription::publish`], [`history`](Subscription::history), [`presence`](Subscription::presence), [`presence_stats`](Subscription::presence_stats) (wait until subscribed) |
+//! | client-wide `getSubscriptionToken` | [`ClientOptions::get_subscription_token`], used by subscriptions without a callback of their own |
 //! | subscription token refresh; empty → `unsubscribed` | [`SubscriptionOptions::get_token`]; `sub_refresh` after `ttl`; `Unsubscribed { code: 1 }` |
 //! | join/leave (v2 API) | [`SubscriptionEvent::Join`]/[`Leave`](SubscriptionEvent::Leave) |
 //! | server-side subscriptions: `subscribed`/`subscribing`/`unsubscribed`/`publication` on the client | [`ClientEvent::Subscribed`], [`Subscribing`](ClientEvent::Subscribing), [`Unsubscribed`](ClientEvent::Unsubscribed), [`Publication`](ClientEvent::Publication), [`Join`](ClientEvent::Join)/[`Leave`](ClientEvent::Leave); positions sent back in the connect command for recovery |

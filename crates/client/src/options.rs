@@ -61,6 +61,7 @@ pub struct ClientOptions {
     pub(crate) url: String,
     pub(crate) core: Config,
     pub(crate) get_token: Option<GetToken>,
+    pub(crate) get_subscription_token: Option<GetToken>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) event_capacity: usize,
     pub(crate) seed: Option<u64>,
@@ -75,6 +76,10 @@ impl fmt::Debug for ClientOptions {
             .field("url", &self.url)
             .field("core", &self.core)
             .field("get_token", &self.get_token.is_some())
+            .field(
+                "get_subscription_token",
+                &self.get_subscription_token.is_some(),
+            )
             .field("headers", &self.headers)
             .field("event_capacity", &self.event_capacity)
             .finish()
@@ -91,6 +96,7 @@ impl ClientOptions {
             get_token: None,
             headers: Vec::new(),
             event_capacity: 1024,
+            get_subscription_token: None,
             seed: None,
             tls: TlsOptions::default(),
             connector: None,
@@ -149,7 +155,7 @@ impl ClientOptions {
     }
 
     /// Extra time after the server's ping interval before the connection counts as broken
-    /// (default 10 s).
+    /// (default 10 s); [`Duration::ZERO`] disables the check, as in centrifuge-js.
     pub fn max_server_ping_delay(mut self, delay: Duration) -> Self {
         self.core.max_server_ping_delay = millis(delay);
         self
@@ -164,6 +170,19 @@ impl ClientOptions {
     /// JSON (default) or Protobuf (subprotocol `centrifuge-protobuf`).
     pub fn protocol(mut self, protocol: Protocol) -> Self {
         self.core.protocol = protocol;
+        self
+    }
+
+    /// Client-wide async callback returning subscription tokens, used for every
+    /// subscription without a callback of its own (centrifuge-js `getSubscriptionToken`);
+    /// [`TokenContext::channel`] names the channel. `Ok("")` unsubscribes (code 1,
+    /// unauthorized); errors are retried after a jittered delay.
+    pub fn get_subscription_token<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TokenContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+    {
+        self.get_subscription_token = Some(boxed(f));
         self
     }
 

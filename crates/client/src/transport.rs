@@ -107,6 +107,7 @@ struct Driver {
     connector: Option<Arc<Connector>>,
     headers: Vec<(String, String)>,
     get_token: Option<GetToken>,
+    get_subscription_token: Option<GetToken>,
     state: StateCell<State>,
     /// Connect/disconnect commands applied, for [`StateCell::settle`].
     applied: u64,
@@ -137,6 +138,7 @@ pub(crate) fn spawn(
         connector: options.connector,
         headers: options.headers,
         get_token: options.get_token,
+        get_subscription_token: options.get_subscription_token,
         state,
         applied: 0,
         listeners: Vec::new(),
@@ -292,11 +294,16 @@ impl Driver {
             }
             Cmd::Close(_) => {}
             Cmd::NewSubscription(ch, options, state) => {
-                if self.core.new_subscription(&ch, options.core).is_ok() {
+                let get_token = options
+                    .get_token
+                    .or_else(|| self.get_subscription_token.clone());
+                let mut cfg = options.core;
+                cfg.has_get_token = get_token.is_some();
+                if self.core.new_subscription(&ch, cfg).is_ok() {
                     self.subs.insert(
                         ch,
                         SubEntry {
-                            get_token: options.get_token,
+                            get_token,
                             state,
                             applied: 0,
                             listeners: Vec::new(),

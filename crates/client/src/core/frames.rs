@@ -73,7 +73,7 @@ impl Core {
         if self.state != State::Connected {
             return;
         }
-        if self.ping_interval > 0 {
+        if self.ping_interval > 0 && self.cfg.max_server_ping_delay > 0 {
             self.ping_deadline = Some(now + self.ping_interval + self.cfg.max_server_ping_delay);
         }
         if self.send_pong {
@@ -118,7 +118,7 @@ impl Core {
         }));
         self.ping_interval = u64::from(res.ping) * 1000;
         self.send_pong = res.pong;
-        if res.ping > 0 {
+        if res.ping > 0 && self.cfg.max_server_ping_delay > 0 {
             self.ping_deadline = Some(now + self.ping_interval + self.cfg.max_server_ping_delay);
         }
         if res.expires && self.cfg.has_get_token {
