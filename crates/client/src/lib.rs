@@ -50,10 +50,11 @@
 //!   certificate; the server name (SNI) is the URL's host. A `wss://` URL is never sent in
 //!   plaintext: a TLS failure is a [`ClientEvent::Error`] with [`Error::Transport`].
 //! - Every transport failure (DNS, TCP, TLS, upgrade status, a lost socket) is reported as
-//!   [`ClientEvent::Error`] with [`Error::Transport`], and its text is the `reason` of the
-//!   `Connecting` event that follows (`"transport closed: ..."`). [`ClientOptions::build`]
-//!   refuses a URL that does not parse, a scheme other than `ws`/`wss`, bad header names or
-//!   values and unusable certificates. The [`codes`] module names the state-change codes.
+//!   [`ClientEvent::Error`] of kind [`ErrorKind::Transport`] with [`Error::Transport`]; when
+//!   it ends a connection, its text is also the `reason` of the `Connecting` event
+//!   (`"transport closed: ..."`). [`ClientOptions::build`] refuses a URL that does not parse,
+//!   a scheme other than `ws`/`wss`, bad header names or values and unusable certificates.
+//!   The [`codes`] module names the state-change codes.
 //!
 //! # The Centrifugo client API, point by point
 //!
@@ -63,7 +64,7 @@
 //! | new client starts `disconnected`; `connect()` → `connecting` → `connected` | [`ClientOptions::build`], [`Client::connect`], [`Client::ready`] |
 //! | reconnect with exponential backoff and jitter | [`ClientOptions::reconnect_delay`] (500 ms – 20 s), [`core::backoff`] |
 //! | lost connection → `connecting`; terminal condition → `disconnected` | disconnect codes: reconnect iff `code < 3500 \|\| code >= 5000 \|\| 4000..4500` |
-//! | `error` event | [`ClientEvent::Error`], [`SubscriptionEvent::Error`] |
+//! | `error` event with its `type` | [`ClientEvent::Error`], [`SubscriptionEvent::Error`]: `{ kind: ErrorKind, error: Error }` ([`ErrorKind`]: transport, connect, connect token, refresh, refresh token, subscribe, subscribe token, subscribe refresh, protocol, configuration) |
 //! | `disconnect()`, `close()` (subscriptions → `unsubscribed`, unusable after) | [`Client::disconnect`], [`Client::close`] |
 //! | options: token, connect data, timeout, backoff, max server ping delay, headers, name/version | [`ClientOptions::token`], [`data`](ClientOptions::data), [`timeout`](ClientOptions::timeout), [`reconnect_delay`](ClientOptions::reconnect_delay), [`max_server_ping_delay`](ClientOptions::max_server_ping_delay), [`header`](ClientOptions::header), [`name`](ClientOptions::name)/[`version`](ClientOptions::version), [`protocol`](ClientOptions::protocol) |
 //! | methods `send(data)`, `rpc(method, data)` | [`Client::send`] (`send_message` is its deprecated old name), [`Client::rpc`] |

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{Server, insecure_config, wait_client};
-use gyre_client::{Client, ClientEvent, ClientOptions, Error, State};
+use gyre_client::{Client, ClientEvent, ClientOptions, Error, ErrorKind, State};
 
 fn build_error(options: ClientOptions) -> Error {
     match options.build() {
@@ -38,16 +38,16 @@ async fn bad_options_fail_at_build() {
 }
 
 /// Connects and returns the first error event, which must come before any `Connected`.
-async fn first_error(client: &Client) -> Error {
+async fn first_error(client: &Client) -> (ErrorKind, Error) {
     let mut events = client.events();
     client.connect();
     let e = wait_client(&mut events, "error or connected", |e| {
-        matches!(e, ClientEvent::Error(_) | ClientEvent::Connected(_))
+        matches!(e, ClientEvent::Error { .. } | ClientEvent::Connected(_))
     })
     .await;
     assert_eq!(client.state(), State::Connecting);
     match e {
-        ClientEvent::Error(e) => e,
+        ClientEvent::Error { kind, error } => (kind, error),
         other => panic!("reached {other:?} instead of failing"),
     }
 }
@@ -62,7 +62,8 @@ async fn refused_tcp_connection_is_a_transport_error() {
     let client = ClientOptions::new(format!("ws://127.0.0.1:{port}/connection/websocket"))
         .build()
         .expect("build");
-    let e = first_error(&client).await;
+    let (kind, e) = first_error(&client).await;
+    assert_eq!(kind, ErrorKind::Transport);
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
     client.close().await;
 }
@@ -72,7 +73,8 @@ async fn unknown_host_is_a_transport_error() {
     let client = ClientOptions::new("ws://no-such-host.invalid:8000/connection/websocket")
         .build()
         .expect("build");
-    let e = first_error(&client).await;
+    let (kind, e) = first_error(&client).await;
+    assert_eq!(kind, ErrorKind::Transport);
     assert!(matches!(e, Error::Transport(_)), "{e:?}");
     client.close().await;
 }
@@ -83,7 +85,8 @@ async fn refused_upgrade_is_a_transport_error_with_the_status() {
     let client = ClientOptions::new(format!("ws://127.0.0.1:{}/no/such/path", server.port))
         .build()
         .expect("build");
-    let e = first_error(&client).await;
+    let (kind, e) = first_error(&client).await;
+    assert_eq!(kind, ErrorKind::Transport);
     assert!(
         matches!(&e, Error::Transport(m) if m.contains("404")),
         "{e:?}"
@@ -98,7 +101,8 @@ async fn failing_token_callback_is_a_token_error() {
         .get_token(|_| async { Err("token service down".into()) })
         .build()
         .expect("build");
-    let e = first_error(&client).await;
+    let (kind, e) = first_error(&client).await;
+    assert_eq!(kind, ErrorKind::ConnectToken);
     assert!(
         matches!(&e, Error::Token(m) if m.contains("token service down")),
         "{e:?}"

@@ -390,7 +390,13 @@ async fn operations_time_out_while_connecting() {
             Err(Error::Timeout)
         );
         wait_client(&mut events, "handshake timeout error", |e| {
-            matches!(e, ClientEvent::Error(Error::Timeout))
+            matches!(
+                e,
+                ClientEvent::Error {
+                    kind: gyre_client::ErrorKind::Connect,
+                    error: Error::Timeout
+                }
+            )
         })
         .await;
         assert_eq!(client.state(), State::Connecting);

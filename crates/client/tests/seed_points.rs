@@ -141,11 +141,17 @@ async fn successful_rpc_and_subscription_error_events() {
     let mut events = sub.events();
     sub.subscribe();
     let e = wait_sub(&mut events, "error", |e| {
-        matches!(e, SubscriptionEvent::Error(_))
+        matches!(e, SubscriptionEvent::Error { .. })
     })
     .await;
     assert!(
-        matches!(e, SubscriptionEvent::Error(Error::Server { code: 102, .. })),
+        matches!(
+            e,
+            SubscriptionEvent::Error {
+                kind: gyre_client::ErrorKind::Subscribe,
+                error: Error::Server { code: 102, .. }
+            }
+        ),
         "{e:?}"
     );
     let u = wait_sub(&mut events, "unsubscribed", |e| {

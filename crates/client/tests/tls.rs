@@ -105,11 +105,14 @@ async fn first_error(client: &gyre_client::Client) -> Error {
     let mut events = client.events();
     client.connect();
     match wait_client(&mut events, "error or connected", |e| {
-        matches!(e, ClientEvent::Error(_) | ClientEvent::Connected(_))
+        matches!(e, ClientEvent::Error { .. } | ClientEvent::Connected(_))
     })
     .await
     {
-        ClientEvent::Error(e) => e,
+        ClientEvent::Error { kind, error } => {
+            assert_eq!(kind, gyre_client::ErrorKind::Transport);
+            error
+        }
         other => panic!("reached {other:?} instead of failing"),
     }
 }

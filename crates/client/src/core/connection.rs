@@ -7,7 +7,7 @@ use super::{
 };
 use crate::Error;
 use crate::codes;
-use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
+use crate::event::{ClientEvent, ErrorKind, State, SubscriptionEvent, SubscriptionState};
 
 impl Core {
     pub(super) fn set_connecting(&mut self, code: u32, reason: &str) {
@@ -115,7 +115,10 @@ impl Core {
                 );
             }
             Err(e) => {
-                self.emit(ClientEvent::Error(e));
+                self.emit(ClientEvent::Error {
+                    kind: ErrorKind::Configuration,
+                    error: e,
+                });
                 self.drop_connection(
                     now,
                     codes::disconnected::BAD_PROTOCOL,

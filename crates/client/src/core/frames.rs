@@ -7,7 +7,8 @@ use super::{Core, Inflight, Millis, Pending, Scope, TokenPurpose};
 use crate::Error;
 use crate::codes;
 use crate::event::{
-    ClientEvent, ConnectedContext, State, StreamPosition, SubscribedContext, SubscriptionState,
+    ClientEvent, ConnectedContext, ErrorKind, State, StreamPosition, SubscribedContext,
+    SubscriptionState,
 };
 
 fn sorted<V>(map: std::collections::HashMap<String, V>) -> Vec<(String, V)> {
@@ -21,7 +22,10 @@ impl Core {
         let replies: Vec<proto::Reply> = match codec::decode_all(self.cfg.protocol, frame) {
             Ok(r) => r,
             Err(e) => {
-                self.emit(ClientEvent::Error(Error::Protocol(e.to_string())));
+                self.emit(ClientEvent::Error {
+                    kind: ErrorKind::Protocol,
+                    error: Error::Protocol(e.to_string()),
+                });
                 self.drop_connection(
                     now,
                     codes::disconnected::BAD_PROTOCOL,
@@ -85,7 +89,10 @@ impl Core {
     pub(super) fn on_connect_reply(&mut self, now: Millis, reply: proto::Reply) {
         self.handshake_deadline = None;
         if let Some(err) = reply.error {
-            self.emit(ClientEvent::Error(Error::server(&err)));
+            self.emit(ClientEvent::Error {
+                kind: ErrorKind::Connect,
+                error: Error::server(&err),
+            });
             if err.code == 109 {
                 self.token_stale = true;
                 let again = self.cfg.has_get_token;
@@ -96,9 +103,10 @@ impl Core {
             return;
         }
         let Some(res) = reply.connect else {
-            self.emit(ClientEvent::Error(Error::Protocol(
-                "connect reply without result".into(),
-            )));
+            self.emit(ClientEvent::Error {
+                kind: ErrorKind::Connect,
+                error: Error::Protocol("connect reply without result".into()),
+            });
             self.drop_connection(
                 now,
                 codes::disconnected::BAD_PROTOCOL,
@@ -186,7 +194,10 @@ impl Core {
 
     pub(super) fn on_refresh_reply(&mut self, now: Millis, reply: proto::Reply) {
         if let Some(err) = reply.error {
-            self.emit(ClientEvent::Error(Error::server(&err)));
+            self.emit(ClientEvent::Error {
+                kind: ErrorKind::Refresh,
+                error: Error::server(&err),
+            });
             if err.temporary {
                 self.schedule_refresh_retry(now);
             } else {
@@ -227,7 +238,10 @@ impl Core {
         self.conn_token = None;
         match (purpose, result) {
             (_, Ok(t)) if t.is_empty() => {
-                self.emit(ClientEvent::Error(Error::Unauthorized));
+                self.emit(ClientEvent::Error {
+                    kind: ErrorKind::ConnectToken,
+                    error: Error::Unauthorized,
+                });
                 self.drop_connection(
                     now,
                     codes::disconnected::UNAUTHORIZED,
@@ -266,7 +280,10 @@ impl Core {
                 }
             }
             (TokenPurpose::Connect, Err(e)) => {
-                self.emit(ClientEvent::Error(Error::Token(e)));
+                self.emit(ClientEvent::Error {
+                    kind: ErrorKind::ConnectToken,
+                    error: Error::Token(e),
+                });
                 if self.state == State::Connecting {
                     let d = self.delay(
                         self.reconnect_attempts,
@@ -278,7 +295,10 @@ impl Core {
                 }
             }
             (TokenPurpose::Refresh, Err(e)) => {
-                self.emit(ClientEvent::Error(Error::Token(e)));
+                self.emit(ClientEvent::Error {
+                    kind: ErrorKind::RefreshToken,
+                    error: Error::Token(e),
+                });
                 if self.state == State::Connected {
                     self.schedule_refresh_retry(now);
                 }

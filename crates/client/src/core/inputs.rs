@@ -3,7 +3,7 @@
 use super::{CallId, Core, Inflight, Millis, Request, Scope, Sub, SubConfig, TransportId};
 use crate::Error;
 use crate::codes;
-use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
+use crate::event::{ClientEvent, ErrorKind, State, SubscriptionEvent, SubscriptionState};
 
 impl Core {
     /// User: start connecting (no-op unless `Disconnected`).
@@ -232,7 +232,10 @@ impl Core {
                 } else {
                     format!("transport closed: {reason}")
                 };
-                self.emit(ClientEvent::Error(Error::Transport(reason.clone())));
+                self.emit(ClientEvent::Error {
+                    kind: ErrorKind::Transport,
+                    error: Error::Transport(reason.clone()),
+                });
                 self.connection_lost(now, codes::connecting::TRANSPORT_CLOSED, reason, true);
             }
         }

@@ -7,7 +7,7 @@ use super::{Core, Millis, apply_patch, decode_json_string};
 use crate::Error;
 use crate::codes;
 use crate::event::{
-    ClientEvent, Publication, StreamPosition, SubscribedContext, SubscriptionEvent,
+    ClientEvent, ErrorKind, Publication, StreamPosition, SubscribedContext, SubscriptionEvent,
     SubscriptionState,
 };
 
@@ -160,7 +160,13 @@ impl Core {
                     b
                 }
                 Err(e) => {
-                    self.emit_sub(channel, SubscriptionEvent::Error(Error::Protocol(e)));
+                    self.emit_sub(
+                        channel,
+                        SubscriptionEvent::Error {
+                            kind: ErrorKind::Protocol,
+                            error: Error::Protocol(e),
+                        },
+                    );
                     self.resubscribe(
                         now,
                         channel,

@@ -6,7 +6,7 @@ use super::{Core, Inflight, Millis, Output, Pending, Scope, TokenPurpose, TokenR
 use crate::Error;
 use crate::codes;
 use crate::event::{
-    State, StreamPosition, SubscribedContext, SubscriptionEvent, SubscriptionState,
+    ErrorKind, State, StreamPosition, SubscribedContext, SubscriptionEvent, SubscriptionState,
 };
 
 impl Core {
@@ -76,7 +76,13 @@ impl Core {
                 );
             }
             Err(e) => {
-                self.emit_sub(channel, SubscriptionEvent::Error(e));
+                self.emit_sub(
+                    channel,
+                    SubscriptionEvent::Error {
+                        kind: ErrorKind::Configuration,
+                        error: e,
+                    },
+                );
                 self.set_unsubscribed(
                     now,
                     channel,
@@ -223,7 +229,13 @@ impl Core {
             if err.code == 109 && has_get_token {
                 sub.token.clear();
             }
-            self.emit_sub(channel, SubscriptionEvent::Error(Error::server(&err)));
+            self.emit_sub(
+                channel,
+                SubscriptionEvent::Error {
+                    kind: ErrorKind::Subscribe,
+                    error: Error::server(&err),
+                },
+            );
             if (err.code == 109 && has_get_token)
                 || err.temporary
                 || err.code == 100
@@ -238,7 +250,10 @@ impl Core {
         let Some(res) = reply.subscribe else {
             self.emit_sub(
                 channel,
-                SubscriptionEvent::Error(Error::Protocol("subscribe reply without result".into())),
+                SubscriptionEvent::Error {
+                    kind: ErrorKind::Subscribe,
+                    error: Error::Protocol("subscribe reply without result".into()),
+                },
             );
             self.schedule_resubscribe(now, channel);
             return;
@@ -308,7 +323,13 @@ impl Core {
         }
         sub.refresh_cmd = None;
         if let Some(err) = reply.error {
-            self.emit_sub(channel, SubscriptionEvent::Error(Error::server(&err)));
+            self.emit_sub(
+                channel,
+                SubscriptionEvent::Error {
+                    kind: ErrorKind::SubscribeRefresh,
+                    error: Error::server(&err),
+                },
+            );
             if err.temporary {
                 self.schedule_sub_refresh_retry(now, channel);
             } else {
@@ -349,7 +370,13 @@ impl Core {
         sub.token_req = None;
         match result {
             Ok(t) if t.is_empty() => {
-                self.emit_sub(channel, SubscriptionEvent::Error(Error::Unauthorized));
+                self.emit_sub(
+                    channel,
+                    SubscriptionEvent::Error {
+                        kind: ErrorKind::SubscribeToken,
+                        error: Error::Unauthorized,
+                    },
+                );
                 let send = purpose == TokenPurpose::Refresh;
                 self.set_unsubscribed(
                     now,
@@ -395,7 +422,13 @@ impl Core {
             }
             Err(e) => {
                 let state = sub.state;
-                self.emit_sub(channel, SubscriptionEvent::Error(Error::Token(e)));
+                self.emit_sub(
+                    channel,
+                    SubscriptionEvent::Error {
+                        kind: ErrorKind::SubscribeToken,
+                        error: Error::Token(e),
+                    },
+                );
                 match purpose {
                     TokenPurpose::Connect if state == SubscriptionState::Subscribing => {
                         self.schedule_resubscribe(now, channel);

@@ -3,14 +3,17 @@
 use super::{Core, Inflight, Millis, Output, Queued, TokenPurpose, TokenRequest};
 use crate::Error;
 use crate::codes;
-use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
+use crate::event::{ClientEvent, ErrorKind, State, SubscriptionEvent, SubscriptionState};
 
 impl Core {
     pub(super) fn run_timers(&mut self, now: Millis) {
         let due = |t: Option<Millis>| t.is_some_and(|t| t <= now);
         if due(self.handshake_deadline) {
             self.handshake_deadline = None;
-            self.emit(ClientEvent::Error(Error::Timeout));
+            self.emit(ClientEvent::Error {
+                kind: ErrorKind::Connect,
+                error: Error::Timeout,
+            });
             self.drop_connection(
                 now,
                 codes::connecting::CONNECT_TIMEOUT,
@@ -52,7 +55,13 @@ impl Core {
                         .get(&ch)
                         .is_some_and(|s| s.subscribe_cmd == Some(id))
                     {
-                        self.emit_sub(&ch, SubscriptionEvent::Error(Error::Timeout));
+                        self.emit_sub(
+                            &ch,
+                            SubscriptionEvent::Error {
+                                kind: ErrorKind::Subscribe,
+                                error: Error::Timeout,
+                            },
+                        );
                         self.drop_connection(
                             now,
                             codes::connecting::SUBSCRIBE_TIMEOUT,
@@ -70,7 +79,10 @@ impl Core {
                     );
                 }
                 Inflight::Refresh => {
-                    self.emit(ClientEvent::Error(Error::Timeout));
+                    self.emit(ClientEvent::Error {
+                        kind: ErrorKind::Refresh,
+                        error: Error::Timeout,
+                    });
                     self.schedule_refresh_retry(now);
                 }
                 Inflight::SubRefresh(ch) => {
@@ -78,7 +90,13 @@ impl Core {
                         && sub.refresh_cmd == Some(id)
                     {
                         sub.refresh_cmd = None;
-                        self.emit_sub(&ch, SubscriptionEvent::Error(Error::Timeout));
+                        self.emit_sub(
+                            &ch,
+                            SubscriptionEvent::Error {
+                                kind: ErrorKind::SubscribeRefresh,
+                                error: Error::Timeout,
+                            },
+                        );
                         self.schedule_sub_refresh_retry(now, &ch);
                     }
                 }
