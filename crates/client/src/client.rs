@@ -23,9 +23,9 @@ use crate::transport::{self, Cmd};
 /// A stream of events, in order. Implements [`futures_util::Stream`]; [`EventStream::recv`]
 /// is the same without the trait.
 ///
-/// Bounded: when the stream falls more than the configured capacity behind, the newest
-/// events are dropped and a `Lagged { missed }` event is delivered before the next one, so
-/// a slow consumer never blocks the client or grows its memory.
+/// Bounded: when the stream falls the configured capacity behind, the client waits for it
+/// (see [`ClientOptions::backpressure`]); in the lossy mode the newest events are dropped
+/// instead and a `Lagged { missed }` event is delivered before the next one.
 #[derive(Debug)]
 pub struct EventStream<T> {
     rx: mpsc::Receiver<T>,

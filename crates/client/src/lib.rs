@@ -35,8 +35,10 @@
 //!   events. [`Client`] and [`Subscription`] are cheap clonable handles talking to it.
 //! - **Events** are delivered through [`EventStream`]s ([`Client::events`],
 //!   [`Subscription::events`]): ordered, bounded (capacity set with
-//!   [`ClientOptions::event_capacity`]) and never blocking the client. A stream that falls
-//!   behind loses the newest events and receives `Lagged { missed }` first. Register streams
+//!   [`ClientOptions::event_capacity`]) and lossless: when a stream is full the client waits
+//!   for its consumer and reads nothing from the socket meanwhile, so the server's
+//!   slow-client limit decides ([`ClientOptions::backpressure`]`(false)` is the lossy mode,
+//!   where a full stream loses the newest events and receives `Lagged { missed }` first). Register streams
 //!   before `connect`/`subscribe` to see every state change. Handle states are also
 //!   readable at any time with [`Client::state`] and [`Subscription::state`]: a call that
 //!   changes the state (`connect`, `disconnect`, `subscribe`, `unsubscribe`) sets it before
@@ -88,7 +90,7 @@
 //! | client-level `publish`/`history`/`presence`/`presenceStats` by channel | [`Client::publish`], [`Client::history`], [`Client::presence`], [`Client::presence_stats`] |
 //! | async server messages | [`ClientEvent::Message`] |
 //! | calls while connecting wait or time out; don't rely on state | calls queue while `Connecting`, fail [`Error::Timeout`] after the operation timeout, [`Error::Disconnected`] when disconnected, [`Error::ConnectionClosed`] when the connection drops in flight |
-//! | callbacks must be fast | event streams are bounded and never block the client |
+//! | callbacks must be fast | event streams are bounded; a full one makes the client wait (backpressure) unless `backpressure(false)` |
 
 #![warn(missing_docs)]
 

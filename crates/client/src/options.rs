@@ -64,6 +64,7 @@ pub struct ClientOptions {
     pub(crate) get_subscription_token: Option<GetToken>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) event_capacity: usize,
+    pub(crate) backpressure: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) tls: TlsOptions,
     /// Set by `build()` for `wss://` URLs.
@@ -98,6 +99,7 @@ impl ClientOptions {
             event_capacity: 1024,
             get_subscription_token: None,
             seed: None,
+            backpressure: true,
             tls: TlsOptions::default(),
             connector: None,
         }
@@ -203,10 +205,22 @@ impl ClientOptions {
         self
     }
 
-    /// Capacity of each event stream; a stream that falls further behind loses events and
-    /// gets a `Lagged` event instead (default 1024).
+    /// Capacity of each event stream (default 1024): how far a consumer may fall behind
+    /// before the client waits for it (see [`ClientOptions::backpressure`]).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Lossless event delivery (on by default): a full event stream makes the client wait
+    /// for its consumer instead of dropping events. While it waits the client reads nothing
+    /// from the socket, so the server's slow-client limit decides how far behind a consumer
+    /// may fall; no publication is lost and the stream position never passes an event the
+    /// consumer has not been given. Every stream must then be read (or dropped): one that
+    /// is kept but never read stalls the client. `false` restores the lossy mode: a full
+    /// stream drops the newest events and gets `Lagged { missed }` before its next one.
+    pub fn backpressure(mut self, on: bool) -> Self {
+        self.backpressure = on;
         self
     }
 

@@ -1,8 +1,9 @@
 //! The thin tokio driver around [`Core`]: one task owns the WebSocket, the timers, the token
 //! callbacks and event delivery. Handles talk to it over an mpsc channel of [`Cmd`]s.
 //!
-//! Event delivery never blocks the task: each event stream is a bounded channel fed with
-//! `try_send`; a full stream loses events and is told how many with a `Lagged` event.
+//! Event delivery: each event stream is a bounded channel. By default the task waits while a
+//! stream is full (backpressure); in the lossy mode it is fed with `try_send`, and a full
+//! stream loses events and is told how many with a `Lagged` event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
@@ -92,6 +93,19 @@ fn deliver<T: Clone + Lag>(listeners: &mut Vec<Listener<T>>, ev: &T) {
     })
 }
 
+/// Delivers to every listener, waiting while a stream is full (backpressure: the task reads
+/// nothing from the socket meanwhile); drops closed listeners.
+async fn deliver_waiting<T: Clone>(listeners: &mut Vec<Listener<T>>, ev: &T) {
+    let mut i = 0;
+    while i < listeners.len() {
+        if listeners[i].tx.send(ev.clone()).await.is_err() {
+            listeners.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
 struct SubEntry {
     get_token: Option<GetToken>,
     state: StateCell<SubscriptionState>,
@@ -119,6 +133,7 @@ struct Driver {
     tokens: FuturesUnordered<TokenFut>,
     pending_removals: Vec<String>,
     write_timeout: Duration,
+    backpressure: bool,
 }
 
 /// Starts the driver task.
@@ -136,6 +151,7 @@ pub(crate) fn spawn(
         start: Instant::now(),
         url: options.url,
         connector: options.connector,
+        backpressure: options.backpressure,
         headers: options.headers,
         get_token: options.get_token,
         get_subscription_token: options.get_subscription_token,
@@ -433,7 +449,11 @@ impl Driver {
                         Some(s) => self.state.settle(self.applied, s),
                         None => {}
                     }
-                    deliver(&mut self.listeners, &ev);
+                    if self.backpressure {
+                        deliver_waiting(&mut self.listeners, &ev).await;
+                    } else {
+                        deliver(&mut self.listeners, &ev);
+                    }
                 }
                 Output::Subscription { channel, event } => {
                     if let Some(e) = self.subs.get_mut(&channel) {
@@ -450,7 +470,11 @@ impl Driver {
                         if let Some(s) = state {
                             e.state.settle(e.applied, s);
                         }
-                        deliver(&mut e.listeners, &event);
+                        if self.backpressure {
+                            deliver_waiting(&mut e.listeners, &event).await;
+                        } else {
+                            deliver(&mut e.listeners, &event);
+                        }
                     }
                 }
                 Output::Resolve { call, result } => {
