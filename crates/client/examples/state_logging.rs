@@ -16,7 +16,7 @@ async fn main() -> Result<(), gyre_client::Error> {
                 println!("disconnected: {code} {reason}");
                 break;
             }
-            ClientEvent::Error(e) => println!("error: {e}"),
+            ClientEvent::Error { kind, error } => println!("error ({kind:?}): {error}"),
             other => println!("{other:?}"),
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::Error;
 use crate::core::{CallResult, Request, Scope};
@@ -17,14 +17,15 @@ use crate::event::{
     SubscriptionEvent, SubscriptionState,
 };
 use crate::options::{ClientOptions, SubscriptionOptions};
+use crate::state_cell::StateCell;
 use crate::transport::{self, Cmd};
 
 /// A stream of events, in order. Implements [`futures_util::Stream`]; [`EventStream::recv`]
 /// is the same without the trait.
 ///
-/// Bounded: when the stream falls more than the configured capacity behind, the newest
-/// events are dropped and a `Lagged { missed }` event is delivered before the next one, so
-/// a slow consumer never blocks the client or grows its memory.
+/// Bounded: when the stream falls the configured capacity behind, the client waits for it
+/// (see [`ClientOptions::backpressure`]); in the lossy mode the newest events are dropped
+/// instead and a `Lagged { missed }` event is delivered before the next one.
 #[derive(Debug)]
 pub struct EventStream<T> {
     rx: mpsc::Receiver<T>,
@@ -44,12 +45,27 @@ impl<T> Stream for EventStream<T> {
     }
 }
 
+/// A registry entry: the generation of the subscription (handles of a removed subscription
+/// keep an older one and become inert) and its state.
+struct Entry {
+    generation: u64,
+    state: StateCell<SubscriptionState>,
+}
+
 struct Shared {
     tx: mpsc::UnboundedSender<Cmd>,
-    state: watch::Receiver<State>,
-    registry: Mutex<BTreeMap<String, watch::Receiver<SubscriptionState>>>,
+    /// Written by the task on every state event, and by the handle at once when a call
+    /// changes the state (`connect`, `disconnect`), so `state()` never lags the call.
+    state: StateCell<State>,
+    registry: Mutex<Registry>,
     event_capacity: usize,
     timeout: Duration,
+}
+
+#[derive(Default)]
+struct Registry {
+    subs: BTreeMap<String, Entry>,
+    next_generation: u64,
 }
 
 /// A client of a Gyre/Centrifugo server: a cheap handle to one background task.
@@ -77,52 +93,61 @@ impl Client {
     /// Starts the task; used by [`ClientOptions::build`].
     pub(crate) fn start(options: ClientOptions) -> Result<Self, Error> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (state_tx, state) = watch::channel(State::Disconnected);
+        let state_tx = StateCell::new(State::Disconnected);
         let event_capacity = options.event_capacity;
         let timeout = Duration::from_millis(options.core.timeout);
-        transport::spawn(options, rx, state_tx)?;
+        transport::spawn(options, rx, state_tx.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
                 tx,
-                state,
-                registry: Mutex::new(BTreeMap::new()),
+                state: state_tx,
+                registry: Mutex::new(Registry::default()),
                 event_capacity,
                 timeout,
             }),
         })
     }
 
-    fn send(&self, cmd: Cmd) -> Result<(), Error> {
+    fn cmd(&self, cmd: Cmd) -> Result<(), Error> {
         self.shared.tx.send(cmd).map_err(closed)
     }
 
     async fn call(&self, scope: Scope, request: Request) -> Result<CallResult, Error> {
         let (tx, rx) = oneshot::channel();
-        self.send(Cmd::Call(scope, request, tx))?;
+        self.cmd(Cmd::Call(scope, request, tx))?;
         rx.await.map_err(closed)?
     }
 
     /// Current state.
     pub fn state(&self) -> State {
-        *self.shared.state.borrow()
+        self.shared.state.get()
     }
 
     /// Starts connecting (returns at once; see [`Client::ready`]). No-op unless
-    /// `Disconnected`.
+    /// `Disconnected`; the state is `Connecting` when this returns.
     pub fn connect(&self) {
-        let _ = self.send(Cmd::Connect);
+        self.shared.state.issue(|s| match s {
+            State::Disconnected => State::Connecting,
+            s => s,
+        });
+        let _ = self.cmd(Cmd::Connect);
     }
 
     /// Disconnects; subscriptions stay in the registry and resubscribe on the next connect.
+    /// The state is `Disconnected` when this returns (unless the client is closed).
     pub fn disconnect(&self) {
-        let _ = self.send(Cmd::Disconnect);
+        self.shared.state.issue(|s| match s {
+            State::Connecting | State::Connected => State::Disconnected,
+            s => s,
+        });
+        let _ = self.cmd(Cmd::Disconnect);
     }
 
     /// Closes the client for good: subscriptions end `Unsubscribed`, pending calls fail with
     /// [`Error::Closed`], and the background task has exited when this returns.
     pub async fn close(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.send(Cmd::Close(tx)).is_ok() {
+        if self.cmd(Cmd::Close(tx)).is_ok() {
             let _ = rx.await;
         }
     }
@@ -132,7 +157,7 @@ impl Client {
     pub async fn ready(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let t = timeout.unwrap_or(self.shared.timeout);
         let (tx, rx) = oneshot::channel();
-        self.send(Cmd::Ready(None, tx))?;
+        self.cmd(Cmd::Ready(None, tx))?;
         match tokio::time::timeout(t, rx).await {
             Ok(r) => r.map_err(closed)?.map(|_| ()),
             Err(_) => Err(Error::Timeout),
@@ -142,7 +167,7 @@ impl Client {
     /// A new stream of client events (register it before `connect` to see everything).
     pub fn events(&self) -> EventStream<ClientEvent> {
         let (tx, rx) = mpsc::channel(self.shared.event_capacity);
-        let _ = self.send(Cmd::ClientEvents(tx));
+        let _ = self.cmd(Cmd::ClientEvents(tx));
         EventStream { rx }
     }
 
@@ -158,65 +183,74 @@ impl Client {
         if self.state() == State::Closed {
             return Err(Error::Closed);
         }
-        let mut reg = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if reg.contains_key(&channel) {
+        let mut reg = self.registry();
+        if reg.subs.contains_key(&channel) {
             return Err(Error::DuplicateSubscription(channel));
         }
-        let (state_tx, state) = watch::channel(SubscriptionState::Unsubscribed);
-        self.send(Cmd::NewSubscription(channel.clone(), options, state_tx))?;
-        reg.insert(channel.clone(), state.clone());
+        let state = StateCell::new(SubscriptionState::Unsubscribed);
+        self.cmd(Cmd::NewSubscription(
+            channel.clone(),
+            options,
+            state.clone(),
+        ))?;
+        reg.next_generation += 1;
+        let generation = reg.next_generation;
+        reg.subs.insert(
+            channel.clone(),
+            Entry {
+                generation,
+                state: state.clone(),
+            },
+        );
         Ok(Subscription {
             client: self.clone(),
             channel: channel.into(),
+            generation,
             state,
         })
     }
 
-    /// The subscription to `channel` in the registry.
-    pub fn get_subscription(&self, channel: &str) -> Option<Subscription> {
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
         self.shared
             .registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(channel)
-            .map(|state| Subscription {
-                client: self.clone(),
-                channel: channel.into(),
-                state: state.clone(),
-            })
+    }
+
+    /// The subscription to `channel` in the registry.
+    pub fn get_subscription(&self, channel: &str) -> Option<Subscription> {
+        self.registry().subs.get(channel).map(|e| Subscription {
+            client: self.clone(),
+            channel: channel.into(),
+            generation: e.generation,
+            state: e.state.clone(),
+        })
     }
 
     /// All subscriptions in the registry.
     pub fn subscriptions(&self) -> Vec<Subscription> {
-        self.shared
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.registry()
+            .subs
             .iter()
-            .map(|(channel, state)| Subscription {
+            .map(|(channel, e)| Subscription {
                 client: self.clone(),
                 channel: channel.as_str().into(),
-                state: state.clone(),
+                generation: e.generation,
+                state: e.state.clone(),
             })
             .collect()
     }
 
     /// Unsubscribes and removes a subscription from the registry.
     pub fn remove_subscription(&self, sub: &Subscription) -> Result<(), Error> {
-        let removed = self
-            .shared
-            .registry
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&*sub.channel);
-        if removed.is_none() {
+        let mut reg = self.registry();
+        if reg.subs.get(&*sub.channel).map(|e| e.generation) != Some(sub.generation) {
             return Err(Error::SubscriptionNotFound(sub.channel.to_string()));
         }
-        self.send(Cmd::RemoveSubscription(sub.channel.to_string()))
+        reg.subs.remove(&*sub.channel);
+        // Sent under the registry lock, so it is ordered before any command for a new
+        // subscription to the same channel.
+        self.cmd(Cmd::RemoveSubscription(sub.channel.to_string()))
     }
 
     /// Publishes into a channel (server-side subscriptions or any channel the server allows).
@@ -241,10 +275,17 @@ impl Client {
         }
     }
 
-    /// Sends an asynchronous message to the server (no reply).
-    pub async fn send_message(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+    /// Sends an asynchronous message to the server (no reply; the server hands it to its
+    /// message handler or proxy). Waits for the connection while connecting.
+    pub async fn send(&self, data: impl Into<Bytes>) -> Result<(), Error> {
         let req = Request::Send { data: data.into() };
         self.call(Scope::Client, req).await.map(|_| ())
+    }
+
+    /// Old name of [`Client::send`].
+    #[deprecated(note = "use `Client::send`")]
+    pub async fn send_message(&self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.send(data).await
     }
 
     /// History of a channel.
@@ -310,7 +351,10 @@ fn presence_stats(r: Result<CallResult, Error>) -> Result<PresenceStatsResult, E
 pub struct Subscription {
     client: Client,
     channel: Arc<str>,
-    state: watch::Receiver<SubscriptionState>,
+    /// Which subscription to the channel this handle refers to: after its removal from the
+    /// registry the handle is inert, even when the channel is subscribed again.
+    generation: u64,
+    state: StateCell<SubscriptionState>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -330,26 +374,47 @@ impl Subscription {
 
     /// Current state.
     pub fn state(&self) -> SubscriptionState {
-        *self.state.borrow()
+        self.state.get()
+    }
+
+    /// Sends `cmd` if this handle's subscription is still in the registry (under its lock,
+    /// so the command can't reach a later subscription to the same channel).
+    fn send_current(&self, cmd: impl FnOnce() -> Cmd) -> Result<(), Error> {
+        let reg = self.client.registry();
+        if reg.subs.get(&*self.channel).map(|e| e.generation) != Some(self.generation) {
+            return Err(Error::SubscriptionNotFound(self.channel.to_string()));
+        }
+        self.client.cmd(cmd())
     }
 
     /// Starts subscribing (returns at once; works before `connect` too). No-op unless
-    /// `Unsubscribed`.
+    /// `Unsubscribed`, or when the subscription was removed from the registry; the state is
+    /// `Subscribing` when this returns.
     pub fn subscribe(&self) {
-        let _ = self.client.send(Cmd::Subscribe(self.channel.to_string()));
+        let _ = self.send_current(|| {
+            let closed = self.client.state() == State::Closed;
+            self.state.issue(|s| match s {
+                SubscriptionState::Unsubscribed if !closed => SubscriptionState::Subscribing,
+                s => s,
+            });
+            Cmd::Subscribe(self.channel.to_string())
+        });
     }
 
-    /// Unsubscribes; the stream position is kept for a later `subscribe`.
+    /// Unsubscribes; the stream position is kept for a later `subscribe`. The state is
+    /// `Unsubscribed` when this returns. No-op on a handle of a removed subscription.
     pub fn unsubscribe(&self) {
-        let _ = self.client.send(Cmd::Unsubscribe(self.channel.to_string()));
+        let _ = self.send_current(|| {
+            self.state.issue(|_| SubscriptionState::Unsubscribed);
+            Cmd::Unsubscribe(self.channel.to_string())
+        });
     }
 
-    /// A new stream of this subscription's events.
+    /// A new stream of this subscription's events (one that ends at once on a handle of a
+    /// removed subscription).
     pub fn events(&self) -> EventStream<SubscriptionEvent> {
         let (tx, rx) = mpsc::channel(self.client.shared.event_capacity);
-        let _ = self
-            .client
-            .send(Cmd::SubscriptionEvents(self.channel.to_string(), tx));
+        let _ = self.send_current(|| Cmd::SubscriptionEvents(self.channel.to_string(), tx));
         EventStream { rx }
     }
 
@@ -358,16 +423,18 @@ impl Subscription {
     pub async fn ready(&self, timeout: Option<Duration>) -> Result<(), Error> {
         let t = timeout.unwrap_or(self.client.shared.timeout);
         let (tx, rx) = oneshot::channel();
-        self.client
-            .send(Cmd::Ready(Some(self.channel.to_string()), tx))?;
+        self.send_current(|| Cmd::Ready(Some(self.channel.to_string()), tx))?;
         match tokio::time::timeout(t, rx).await {
             Ok(r) => r.map_err(closed)?.map(|_| ()),
             Err(_) => Err(Error::Timeout),
         }
     }
 
-    fn scope(&self) -> Scope {
-        Scope::Subscription(self.channel.to_string())
+    async fn call(&self, request: Request) -> Result<CallResult, Error> {
+        let (tx, rx) = oneshot::channel();
+        let scope = Scope::Subscription(self.channel.to_string());
+        self.send_current(|| Cmd::Call(scope, request, tx))?;
+        rx.await.map_err(closed)?
     }
 
     /// Publishes into the channel; waits until subscribed.
@@ -376,16 +443,12 @@ impl Subscription {
             channel: self.channel.to_string(),
             data: data.into(),
         };
-        self.client.call(self.scope(), req).await.map(|_| ())
+        self.call(req).await.map(|_| ())
     }
 
     /// History of the channel; waits until subscribed.
     pub async fn history(&self, options: HistoryOptions) -> Result<HistoryResult, Error> {
-        history(
-            self.client
-                .call(self.scope(), history_req(&self.channel, options))
-                .await,
-        )
+        history(self.call(history_req(&self.channel, options)).await)
     }
 
     /// Presence of the channel; waits until subscribed.
@@ -393,7 +456,7 @@ impl Subscription {
         let req = Request::Presence {
             channel: self.channel.to_string(),
         };
-        presence(self.client.call(self.scope(), req).await)
+        presence(self.call(req).await)
     }
 
     /// Presence stats of the channel; waits until subscribed.
@@ -401,6 +464,6 @@ impl Subscription {
         let req = Request::PresenceStats {
             channel: self.channel.to_string(),
         };
-        presence_stats(self.client.call(self.scope(), req).await)
+        presence_stats(self.call(req).await)
     }
 }

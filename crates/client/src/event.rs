@@ -142,7 +142,12 @@ pub enum ClientEvent {
     /// The client moved to `Closed`.
     Closed,
     /// An internal error worth knowing about (the client handles it on its own).
-    Error(Error),
+    Error {
+        /// What failed.
+        kind: ErrorKind,
+        /// The error.
+        error: Error,
+    },
     /// An asynchronous message from the server.
     Message(Bytes),
     /// A server-side subscription is subscribing again (connection lost).
@@ -215,7 +220,12 @@ pub enum SubscriptionEvent {
     /// A client left the channel.
     Leave(ClientInfo),
     /// An internal error worth knowing about (the subscription handles it on its own).
-    Error(Error),
+    Error {
+        /// What failed.
+        kind: ErrorKind,
+        /// The error.
+        error: Error,
+    },
     /// This event stream fell behind and `missed` events were dropped (bounded memory).
     Lagged {
         /// Number of dropped events.
@@ -259,4 +269,30 @@ pub struct PresenceStatsResult {
     pub num_clients: u32,
     /// Number of distinct users subscribed.
     pub num_users: u32,
+}
+
+/// What an error event is about, like centrifuge-js's error `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Opening or keeping the WebSocket: DNS, TCP, TLS, the HTTP upgrade, a lost socket.
+    Transport,
+    /// The connect command: a server error, a bad or missing reply, the handshake timeout.
+    Connect,
+    /// The connection token callback failed or refused (empty token).
+    ConnectToken,
+    /// Refreshing the connection token with the server.
+    Refresh,
+    /// The token callback failed while refreshing the connection token.
+    RefreshToken,
+    /// The subscribe command: a server error, a bad reply, the subscribe timeout.
+    Subscribe,
+    /// The subscription token callback failed or refused (empty token).
+    SubscribeToken,
+    /// Refreshing a subscription token with the server (`sub_refresh`).
+    SubscribeRefresh,
+    /// A frame or publication from the server could not be decoded or applied.
+    Protocol,
+    /// Options that can't be sent (for example subscription data that is not JSON).
+    Configuration,
 }

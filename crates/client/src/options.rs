@@ -11,7 +11,9 @@ pub use gyre_protocol::Protocol;
 
 use crate::core::{Config, SubConfig};
 use crate::event::StreamPosition;
+use crate::tls::{self, TlsOptions};
 use crate::{Client, Error};
+use tokio_websockets::Connector;
 
 /// Error type token callbacks may return.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -59,9 +61,14 @@ pub struct ClientOptions {
     pub(crate) url: String,
     pub(crate) core: Config,
     pub(crate) get_token: Option<GetToken>,
+    pub(crate) get_subscription_token: Option<GetToken>,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) event_capacity: usize,
+    pub(crate) backpressure: bool,
     pub(crate) seed: Option<u64>,
+    pub(crate) tls: TlsOptions,
+    /// Set by `build()` for `wss://` URLs.
+    pub(crate) connector: Option<Arc<Connector>>,
 }
 
 impl fmt::Debug for ClientOptions {
@@ -70,6 +77,10 @@ impl fmt::Debug for ClientOptions {
             .field("url", &self.url)
             .field("core", &self.core)
             .field("get_token", &self.get_token.is_some())
+            .field(
+                "get_subscription_token",
+                &self.get_subscription_token.is_some(),
+            )
             .field("headers", &self.headers)
             .field("event_capacity", &self.event_capacity)
             .finish()
@@ -86,7 +97,11 @@ impl ClientOptions {
             get_token: None,
             headers: Vec::new(),
             event_capacity: 1024,
+            get_subscription_token: None,
             seed: None,
+            backpressure: true,
+            tls: TlsOptions::default(),
+            connector: None,
         }
     }
 
@@ -142,7 +157,7 @@ impl ClientOptions {
     }
 
     /// Extra time after the server's ping interval before the connection counts as broken
-    /// (default 10 s).
+    /// (default 10 s); [`Duration::ZERO`] disables the check, as in centrifuge-js.
     pub fn max_server_ping_delay(mut self, delay: Duration) -> Self {
         self.core.max_server_ping_delay = millis(delay);
         self
@@ -160,10 +175,52 @@ impl ClientOptions {
         self
     }
 
-    /// Capacity of each event stream; a stream that falls further behind loses events and
-    /// gets a `Lagged` event instead (default 1024).
+    /// Client-wide async callback returning subscription tokens, used for every
+    /// subscription without a callback of its own (centrifuge-js `getSubscriptionToken`);
+    /// [`TokenContext::channel`] names the channel. `Ok("")` unsubscribes (code 1,
+    /// unauthorized); errors are retried after a jittered delay.
+    pub fn get_subscription_token<F, Fut>(mut self, f: F) -> Self
+    where
+        F: Fn(TokenContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<String, BoxError>> + Send + 'static,
+    {
+        self.get_subscription_token = Some(boxed(f));
+        self
+    }
+
+    /// Trusts the CA certificate(s) in this PEM for `wss://` instead of the system roots.
+    pub fn tls_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.tls.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate chain (PEM) with its private key (PEM) to a `wss://`
+    /// server that asks for one.
+    pub fn tls_client_cert_pem(
+        mut self,
+        cert_chain: impl Into<Vec<u8>>,
+        key: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls.client_cert = Some((cert_chain.into(), key.into()));
+        self
+    }
+
+    /// Capacity of each event stream (default 1024): how far a consumer may fall behind
+    /// before the client waits for it (see [`ClientOptions::backpressure`]).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity.max(1);
+        self
+    }
+
+    /// Lossless event delivery (on by default): a full event stream makes the client wait
+    /// for its consumer instead of dropping events. While it waits the client reads nothing
+    /// from the socket, so the server's slow-client limit decides how far behind a consumer
+    /// may fall; no publication is lost and the stream position never passes an event the
+    /// consumer has not been given. Every stream must then be read (or dropped): one that
+    /// is kept but never read stalls the client. `false` restores the lossy mode: a full
+    /// stream drops the newest events and gets `Lagged { missed }` before its next one.
+    pub fn backpressure(mut self, on: bool) -> Self {
+        self.backpressure = on;
         self
     }
 
@@ -175,12 +232,39 @@ impl ClientOptions {
 
     /// Validates the options and starts the client task (needs a tokio runtime). The client
     /// starts `Disconnected`; call [`Client::connect`].
-    pub fn build(self) -> Result<Client, Error> {
-        if !(self.url.starts_with("ws://") || self.url.starts_with("wss://")) {
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Configuration`] for a URL that does not parse, has no host or a scheme other
+    /// than `ws`/`wss`, a header name or value HTTP does not allow, or unusable TLS
+    /// certificates; [`Error::InvalidData`] for connect data that is not JSON with the JSON
+    /// protocol.
+    pub fn build(mut self) -> Result<Client, Error> {
+        let uri: http::Uri = self
+            .url
+            .parse()
+            .map_err(|e| Error::Configuration(format!("bad URL {:?}: {e}", self.url)))?;
+        if uri.host().is_none_or(str::is_empty) {
             return Err(Error::Configuration(format!(
-                "URL must start with ws:// or wss://: {}",
+                "URL has no host: {:?}",
                 self.url
             )));
+        }
+        match uri.scheme_str() {
+            Some("ws") => {}
+            Some("wss") => self.connector = Some(tls::connector(&self.tls)?),
+            _ => {
+                return Err(Error::Configuration(format!(
+                    "URL must start with ws:// or wss://: {:?}",
+                    self.url
+                )));
+            }
+        }
+        for (name, value) in &self.headers {
+            http::HeaderName::try_from(name.as_str())
+                .map_err(|e| Error::Configuration(format!("bad header name {name:?}: {e}")))?;
+            http::HeaderValue::try_from(value.as_str())
+                .map_err(|e| Error::Configuration(format!("bad value of header {name}: {e}")))?;
         }
         if self.core.protocol == Protocol::Json
             && !self.core.data.is_empty()

@@ -1,12 +1,14 @@
 //! The thin tokio driver around [`Core`]: one task owns the WebSocket, the timers, the token
 //! callbacks and event delivery. Handles talk to it over an mpsc channel of [`Cmd`]s.
 //!
-//! Event delivery never blocks the task: each event stream is a bounded channel fed with
-//! `try_send`; a full stream loses events and is told how many with a `Lagged` event.
+//! Event delivery: each event stream is a bounded channel. By default the task waits while a
+//! stream is full (backpressure); in the lossy mode it is fed with `try_send`, and a full
+//! stream loses events and is told how many with a `Lagged` event.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,15 +16,16 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use gyre_protocol::Protocol;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_websockets::{CloseCode, Limits, MaybeTlsStream, Message, WebSocketStream};
+use tokio_websockets::{CloseCode, Connector, Limits, MaybeTlsStream, Message, WebSocketStream};
 
 use crate::Error;
 use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, TransportId};
 use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
 use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
+use crate::state_cell::StateCell;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<CallResult, Error>>;
@@ -37,11 +40,7 @@ pub(crate) enum Cmd {
     Connect,
     Disconnect,
     Close(oneshot::Sender<()>),
-    NewSubscription(
-        String,
-        SubscriptionOptions,
-        watch::Sender<SubscriptionState>,
-    ),
+    NewSubscription(String, SubscriptionOptions, StateCell<SubscriptionState>),
     RemoveSubscription(String),
     Subscribe(String),
     Unsubscribe(String),
@@ -94,9 +93,24 @@ fn deliver<T: Clone + Lag>(listeners: &mut Vec<Listener<T>>, ev: &T) {
     })
 }
 
+/// Delivers to every listener, waiting while a stream is full (backpressure: the task reads
+/// nothing from the socket meanwhile); drops closed listeners.
+async fn deliver_waiting<T: Clone>(listeners: &mut Vec<Listener<T>>, ev: &T) {
+    let mut i = 0;
+    while i < listeners.len() {
+        if listeners[i].tx.send(ev.clone()).await.is_err() {
+            listeners.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
+
 struct SubEntry {
     get_token: Option<GetToken>,
-    state: watch::Sender<SubscriptionState>,
+    state: StateCell<SubscriptionState>,
+    /// Subscribe/unsubscribe commands applied, for [`StateCell::settle`].
+    applied: u64,
     listeners: Vec<Listener<SubscriptionEvent>>,
 }
 
@@ -104,9 +118,13 @@ struct Driver {
     core: Core,
     start: Instant,
     url: String,
+    connector: Option<Arc<Connector>>,
     headers: Vec<(String, String)>,
     get_token: Option<GetToken>,
-    state: watch::Sender<State>,
+    get_subscription_token: Option<GetToken>,
+    state: StateCell<State>,
+    /// Connect/disconnect commands applied, for [`StateCell::settle`].
+    applied: u64,
     listeners: Vec<Listener<ClientEvent>>,
     subs: HashMap<String, SubEntry>,
     calls: BTreeMap<CallId, Reply>,
@@ -115,13 +133,14 @@ struct Driver {
     tokens: FuturesUnordered<TokenFut>,
     pending_removals: Vec<String>,
     write_timeout: Duration,
+    backpressure: bool,
 }
 
 /// Starts the driver task.
 pub(crate) fn spawn(
     options: ClientOptions,
     rx: mpsc::UnboundedReceiver<Cmd>,
-    state: watch::Sender<State>,
+    state: StateCell<State>,
 ) -> Result<(), Error> {
     let handle = tokio::runtime::Handle::try_current()
         .map_err(|_| Error::Configuration("a tokio runtime is required".into()))?;
@@ -131,9 +150,13 @@ pub(crate) fn spawn(
         core: Core::new(options.core, seed),
         start: Instant::now(),
         url: options.url,
+        connector: options.connector,
+        backpressure: options.backpressure,
         headers: options.headers,
         get_token: options.get_token,
+        get_subscription_token: options.get_subscription_token,
         state,
+        applied: 0,
         listeners: Vec::new(),
         subs: HashMap::new(),
         calls: BTreeMap::new(),
@@ -150,6 +173,7 @@ async fn open(
     url: String,
     headers: Vec<(String, String)>,
     protocol: Protocol,
+    connector: Option<Arc<Connector>>,
 ) -> Result<Ws, Error> {
     let t = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
     let mut builder = tokio_websockets::ClientBuilder::new()
@@ -167,6 +191,11 @@ async fn open(
         let name = http::HeaderName::try_from(k.as_str()).map_err(|e| t(&e))?;
         let value = http::HeaderValue::try_from(v.as_str()).map_err(|e| t(&e))?;
         builder = builder.add_header(name, value).map_err(|e| t(&e))?;
+    }
+    // `wss://` always brings its rustls connector (see `ClientOptions::build`), so the
+    // library never picks its plaintext default for it.
+    if let Some(c) = connector.as_deref() {
+        builder = builder.connector(c);
     }
     let (ws, _resp) = builder.connect().await.map_err(|e| t(&e))?;
     Ok(ws)
@@ -271,16 +300,28 @@ impl Driver {
     fn command(&mut self, cmd: Cmd) {
         let now = self.now();
         match cmd {
-            Cmd::Connect => self.core.connect(now),
-            Cmd::Disconnect => self.core.disconnect(now),
+            Cmd::Connect => {
+                self.applied += 1;
+                self.core.connect(now);
+            }
+            Cmd::Disconnect => {
+                self.applied += 1;
+                self.core.disconnect(now);
+            }
             Cmd::Close(_) => {}
             Cmd::NewSubscription(ch, options, state) => {
-                if self.core.new_subscription(&ch, options.core).is_ok() {
+                let get_token = options
+                    .get_token
+                    .or_else(|| self.get_subscription_token.clone());
+                let mut cfg = options.core;
+                cfg.has_get_token = get_token.is_some();
+                if self.core.new_subscription(&ch, cfg).is_ok() {
                     self.subs.insert(
                         ch,
                         SubEntry {
-                            get_token: options.get_token,
+                            get_token,
                             state,
+                            applied: 0,
                             listeners: Vec::new(),
                         },
                     );
@@ -292,10 +333,18 @@ impl Driver {
                 self.pending_removals.push(ch);
             }
             Cmd::Subscribe(ch) => {
+                if let Some(e) = self.subs.get_mut(&ch) {
+                    e.applied += 1;
+                }
                 let _ = self.core.subscribe(now, &ch);
+                self.settle_sub(&ch);
             }
             Cmd::Unsubscribe(ch) => {
+                if let Some(e) = self.subs.get_mut(&ch) {
+                    e.applied += 1;
+                }
                 let _ = self.core.unsubscribe(now, &ch);
+                self.settle_sub(&ch);
             }
             Cmd::Call(scope, request, reply) => {
                 let id = self.core.call(now, scope, request);
@@ -354,7 +403,12 @@ impl Driver {
                     if let Some((_, h)) = self.opening.take() {
                         h.abort();
                     }
-                    let fut = open(self.url.clone(), self.headers.clone(), self.core.protocol());
+                    let fut = open(
+                        self.url.clone(),
+                        self.headers.clone(),
+                        self.core.protocol(),
+                        self.connector.clone(),
+                    );
                     self.opening = Some((id, tokio::spawn(fut)));
                 }
                 Output::Close {
@@ -390,10 +444,16 @@ impl Driver {
                         ClientEvent::Closed => Some(State::Closed),
                         _ => None,
                     };
-                    if let Some(s) = state {
-                        self.state.send_replace(s);
+                    match state {
+                        Some(State::Closed) => self.state.force(State::Closed),
+                        Some(s) => self.state.settle(self.applied, s),
+                        None => {}
                     }
-                    deliver(&mut self.listeners, &ev);
+                    if self.backpressure {
+                        deliver_waiting(&mut self.listeners, &ev).await;
+                    } else {
+                        deliver(&mut self.listeners, &ev);
+                    }
                 }
                 Output::Subscription { channel, event } => {
                     if let Some(e) = self.subs.get_mut(&channel) {
@@ -408,9 +468,13 @@ impl Driver {
                             _ => None,
                         };
                         if let Some(s) = state {
-                            e.state.send_replace(s);
+                            e.state.settle(e.applied, s);
                         }
-                        deliver(&mut e.listeners, &event);
+                        if self.backpressure {
+                            deliver_waiting(&mut e.listeners, &event).await;
+                        } else {
+                            deliver(&mut e.listeners, &event);
+                        }
                     }
                 }
                 Output::Resolve { call, result } => {
@@ -448,6 +512,16 @@ impl Driver {
             if self.core.subscription_state(&ch).is_none() {
                 self.subs.remove(&ch);
             }
+        }
+    }
+
+    /// Writes the core's state of `channel` unless a later call is still in flight.
+    fn settle_sub(&self, channel: &str) {
+        if let (Some(e), Some(s)) = (
+            self.subs.get(channel),
+            self.core.subscription_state(channel),
+        ) {
+            e.state.settle(e.applied, s);
         }
     }
 

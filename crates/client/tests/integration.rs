@@ -252,12 +252,9 @@ async fn recovery_after_unsubscribe_and_after_server_restart() {
         // Exactly connected → connecting → connected and subscribed → subscribing →
         // subscribed: the failed attempts while the server is down change no state.
         let e1 = wait_client(&mut events, "connecting", is_state).await;
-        assert_eq!(
-            e1,
-            ClientEvent::Connecting {
-                code: 1,
-                reason: "transport closed".into()
-            }
+        assert!(
+            matches!(&e1, ClientEvent::Connecting { code: 1, reason } if reason.starts_with("transport closed")),
+            "{e1:?}"
         );
         let e2 = wait_client(&mut events, "connected", is_state).await;
         assert!(matches!(e2, ClientEvent::Connected(_)), "{e2:?}");
@@ -393,7 +390,13 @@ async fn operations_time_out_while_connecting() {
             Err(Error::Timeout)
         );
         wait_client(&mut events, "handshake timeout error", |e| {
-            matches!(e, ClientEvent::Error(Error::Timeout))
+            matches!(
+                e,
+                ClientEvent::Error {
+                    kind: gyre_client::ErrorKind::Connect,
+                    error: Error::Timeout
+                }
+            )
         })
         .await;
         assert_eq!(client.state(), State::Connecting);

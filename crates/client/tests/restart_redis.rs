@@ -109,12 +109,9 @@ async fn missed_publications_are_recovered_after_a_server_restart() {
         }
         node_a.restart();
         let connecting = wait_client(&mut events, "connecting", is_state).await;
-        assert_eq!(
-            connecting,
-            ClientEvent::Connecting {
-                code: 1,
-                reason: "transport closed".into()
-            }
+        assert!(
+            matches!(&connecting, ClientEvent::Connecting { code: 1, reason } if reason.starts_with("transport closed")),
+            "{connecting:?}"
         );
         let connected = wait_client(&mut events, "connected", is_state).await;
         assert!(

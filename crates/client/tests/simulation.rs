@@ -708,7 +708,10 @@ impl Sim {
             ClientEvent::Connecting { code: 2, .. } => self.stat("no-ping reconnects"),
             ClientEvent::Disconnected { code: 1, .. } => self.stat("unauthorized"),
             ClientEvent::Disconnected { .. } => self.stat("disconnected"),
-            ClientEvent::Error(Error::Token(_)) => self.stat("token errors"),
+            ClientEvent::Error {
+                error: Error::Token(_),
+                ..
+            } => self.stat("token errors"),
             _ => {}
         }
         let next = match &ev {
