@@ -36,16 +36,12 @@ pub(crate) struct HistoryFilter {
     pub reverse: bool,
 }
 
-/// A history read.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HistoryResult {
-    /// Publications in the order asked for.
-    pub publications: Vec<gyre_protocol::Publication>,
-    /// Top offset of the stream.
-    pub offset: u64,
-    /// Epoch of the stream.
-    pub epoch: String,
-}
+/// A history read (publications in the order asked for, the stream's top offset and epoch):
+/// the protocol's own result, so the API and the session return it as is.
+pub(crate) use gyre_protocol::HistoryResult;
+
+/// Where a publication landed in its stream (offset 0 and epoch "" without history).
+pub(crate) use gyre_protocol::StreamPosition;
 
 /// What engines report to the node: deliveries for local subscribers, lost streams, control
 /// commands and questions from other nodes. Implemented by the node
@@ -87,10 +83,33 @@ pub(crate) trait EngineEvents: Send + Sync + std::fmt::Debug {
 pub(crate) type BoxFuture<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// An engine failure (the backing store is unreachable or answered an error).
+/// An engine failure (the backing store is unreachable or answered an error), with the
+/// error that caused it when there is one. Cheap to clone.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("engine error: {0}")]
-pub struct EngineError(pub String);
+#[error("engine error: {message}")]
+pub(crate) struct EngineError {
+    message: String,
+    #[source]
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl EngineError {
+    /// A failure described by `message` alone.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`.
+    pub(crate) fn caused_by(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: source.to_string(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+}
 
 impl From<EngineError> for gyre_protocol::ErrorCode {
     fn from(_: EngineError) -> Self {
@@ -117,12 +136,12 @@ pub(crate) struct BrokerPublication {
 /// keep channel streams. Appending a publication and delivering it are atomic per channel, so
 /// every node sees a channel's publications in offset order.
 pub(crate) trait Broker: Send + Sync + std::fmt::Debug {
-    /// Appends (when asked) and delivers a publication; returns (offset, epoch).
+    /// Appends (when asked) and delivers a publication; returns where it landed.
     fn publish<'a>(
         &'a self,
         channel: &'a str,
         publication: BrokerPublication,
-    ) -> BoxFuture<'a, Result<(u64, String), EngineError>>;
+    ) -> BoxFuture<'a, Result<StreamPosition, EngineError>>;
 
     /// Delivers a join (`joined`) or leave message to the channel's subscribers on every node.
     fn publish_join_leave<'a>(

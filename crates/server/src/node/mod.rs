@@ -230,11 +230,14 @@ impl Node {
             delta: options.delta,
             idempotency_key: options.idempotency_key,
         };
-        let (offset, epoch) = self.broker.publish(channel, request).await.map_err(|err| {
+        let position = self.broker.publish(channel, request).await.map_err(|err| {
             tracing::debug!("publish to {channel} failed: {err}");
             ErrorCode::Internal
         })?;
-        Ok(PublishResult { offset, epoch })
+        Ok(PublishResult {
+            offset: position.offset,
+            epoch: position.epoch,
+        })
     }
 
     /// Reads a channel's history.

@@ -157,7 +157,7 @@ impl ControlBus for RedisEngine {
             };
             let pending = self.surveys.lock().remove(&id);
             sent?;
-            let pending = pending.ok_or_else(|| EngineError("survey vanished".to_owned()))?;
+            let pending = pending.ok_or_else(|| EngineError::new("survey vanished"))?;
             if !answered {
                 tracing::warn!(
                     "survey {op}: no answer from {} node(s) within {SURVEY_TIMEOUT:?}",

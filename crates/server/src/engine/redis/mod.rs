@@ -56,8 +56,9 @@ const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an idempotent publication's result is kept.
 const IDEMPOTENCY_TTL_SECS: u64 = 300;
 
-fn err(e: impl std::fmt::Display) -> EngineError {
-    EngineError(e.to_string())
+/// An engine error caused by `e` (kept as its source).
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> EngineError {
+    EngineError::caused_by(e)
 }
 
 /// One Redis instance: a multiplexed command connection and a Pub/Sub connection.
