@@ -419,14 +419,15 @@ impl super::Broker for MemoryBroker {
 pub(crate) struct MemoryControl;
 
 impl super::ControlBus for MemoryControl {
-    fn send<'a>(
+    fn publish<'a>(
         &'a self,
-        _: &'a super::ControlCommand,
+        _: String,
+        _: Option<&'a str>,
     ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn other_nodes(&self) -> Vec<serde_json::Value> {
-        Vec::new()
+    fn shared(&self) -> bool {
+        false
     }
 }

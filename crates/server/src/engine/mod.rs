@@ -69,14 +69,9 @@ pub(crate) trait EngineEvents: Send + Sync + std::fmt::Debug {
     /// Whether the channel has local subscribers.
     fn has_subscribers(&self, channel: &str) -> bool;
 
-    /// A control command from another node, to apply to local connections.
-    fn control(&self, command: &ControlCommand);
-
-    /// Answers another node's survey; `None` for an unknown question.
-    fn answer_survey(&self, op: &str, body: &serde_json::Value) -> Option<serde_json::Value>;
-
-    /// This node's stats, as `info` reports them.
-    fn node_info(&self) -> serde_json::Value;
+    /// A control message from another node (the node owns the control protocol; engines
+    /// only carry its bytes).
+    fn control(&self, message: &[u8]);
 }
 
 /// A boxed future, so engine traits stay object-safe.
@@ -215,23 +210,17 @@ pub(crate) struct ControlCommand {
     pub body: serde_json::Value,
 }
 
-/// Node-to-node control: API actions on connections and the list of live nodes.
+/// Node-to-node control as bytes: the engine carries the node's control messages
+/// ([`crate::node`] owns their meaning) to every other node or to one of them, and hands
+/// those it receives to [`EngineEvents::control`].
 pub(crate) trait ControlBus: Send + Sync + std::fmt::Debug {
-    /// Sends a command to the other nodes (the caller applies it locally).
-    fn send<'a>(&'a self, command: &'a ControlCommand) -> BoxFuture<'a, Result<(), EngineError>>;
-
-    /// Stats of the other live nodes, as `info` reports them.
-    fn other_nodes(&self) -> Vec<serde_json::Value>;
-
-    /// Asks every other live node a question (`op` with its JSON `body`, answered by
-    /// [`EngineEvents::answer_survey`]) and returns their answers. Waits for every node known
-    /// alive, at most a bounded time (then returns the answers it has).
-    fn survey<'a>(
+    /// Sends a control message to every other node (`to: None`) or to node `to`.
+    fn publish<'a>(
         &'a self,
-        op: &'a str,
-        body: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, EngineError>> {
-        let _ = (op, body);
-        Box::pin(std::future::ready(Ok(Vec::new())))
-    }
+        message: String,
+        to: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Whether other nodes can hear this bus (so heartbeats are worth sending).
+    fn shared(&self) -> bool;
 }

@@ -304,12 +304,10 @@ impl RedisEngine {
             .and_then(|rest| rest.strip_prefix(".client."))
         {
             self.deliver(channel, payload);
-        } else if let Some(rest) = name.strip_prefix(self.prefix.as_str()) {
-            if rest == ".control" {
-                self.on_control(payload);
-            } else if rest.strip_prefix(".node.") == Some(self.events.node_id()) {
-                self.on_answer(payload);
-            }
+        } else if let Some(rest) = name.strip_prefix(self.prefix.as_str())
+            && (rest == ".control" || rest.strip_prefix(".node.") == Some(self.events.node_id()))
+        {
+            self.events.control(payload);
         }
     }
 
