@@ -71,7 +71,7 @@ async fn control(node: &Node, method: &str, body: &RawValue) -> ApiResult {
     }
     let body: Value = parse(body)?;
     apply_control(&node.hub, method, &body)?;
-    let command = crate::engine::ControlCommand {
+    let command = crate::node::cluster::ControlCommand {
         method: method.to_owned(),
         body,
     };

@@ -200,16 +200,6 @@ pub(crate) trait PresenceManager: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// A server API action on connections (`subscribe`, `unsubscribe`, `disconnect`, `refresh`),
-/// applied on every node: the API method and its JSON body.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ControlCommand {
-    /// API method.
-    pub method: String,
-    /// Its request body.
-    pub body: serde_json::Value,
-}
-
 /// Node-to-node control as bytes: the engine carries the node's control messages
 /// ([`crate::node`] owns their meaning) to every other node or to one of them, and hands
 /// those it receives to [`EngineEvents::control`].

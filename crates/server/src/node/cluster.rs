@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::events::NodeEvents;
-use crate::engine::{ControlBus, ControlCommand, EngineError};
+use crate::engine::{ControlBus, EngineError};
 
 /// How often a node announces itself on the control channel.
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(3);
@@ -19,6 +19,16 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(3);
 const NODE_TTL: Duration = Duration::from_secs(10);
 /// How long a survey waits for the other nodes' answers.
 const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A server API action on connections (`subscribe`, `unsubscribe`, `disconnect`, `refresh`),
+/// applied on every node: the API method and its JSON body.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ControlCommand {
+    /// API method.
+    pub method: String,
+    /// Its request body.
+    pub body: serde_json::Value,
+}
 
 /// A survey waiting for answers.
 #[derive(Debug)]

@@ -261,7 +261,7 @@ impl Node {
     /// Sends an API action on connections to the other nodes (the caller applies it here).
     pub(crate) async fn send_command(
         &self,
-        command: &crate::engine::ControlCommand,
+        command: &cluster::ControlCommand,
     ) -> Result<(), crate::engine::EngineError> {
         self.events
             .cluster
