@@ -126,6 +126,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     } else {
         Node::new(config, shutdown.clone())?
     };
+    node.start_heartbeats();
     let addr = listener.local_addr()?;
     let internal_addr = match &internal {
         Some(l) => l.local_addr()?,

@@ -4,7 +4,6 @@
 //! clone of the same bytes to every subscriber's queue. It never awaits.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -14,6 +13,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::delta;
 use crate::outbound::SessionHandle;
+use crate::sharded::Sharded;
 
 const SHARDS: usize = 64;
 
@@ -115,19 +115,17 @@ pub struct HubCounts {
 /// The local registry of sessions and subscriptions.
 #[derive(Debug)]
 pub struct Hub {
-    channels: Box<[Mutex<Shard>]>,
+    channels: Sharded<Shard>,
     sessions: RwLock<HashMap<Arc<str>, Arc<SessionHandle>>>,
     users: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
-    hasher: RandomState,
 }
 
 impl Default for Hub {
     fn default() -> Self {
         Self {
-            channels: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            channels: Sharded::new(SHARDS),
             sessions: RwLock::default(),
             users: RwLock::default(),
-            hasher: RandomState::new(),
         }
     }
 }
@@ -170,8 +168,7 @@ impl<'a> Encoded<'a> {
 
 impl Hub {
     fn shard(&self, channel: &str) -> &Mutex<Shard> {
-        let index = (self.hasher.hash_one(channel) as usize) % self.channels.len();
-        &self.channels[index]
+        self.channels.get(channel)
     }
 
     /// Registers a connected session.

@@ -30,6 +30,7 @@ pub(crate) mod proxy;
 // The session's items are narrowed by the change that reworks it (policy seam, in flight).
 #[allow(unreachable_pub)]
 pub(crate) mod session;
+pub(crate) mod sharded;
 pub(crate) mod time;
 pub(crate) mod websocket;
 pub(crate) mod ws;

@@ -71,11 +71,11 @@ async fn control(node: &Node, method: &str, body: &RawValue) -> ApiResult {
     }
     let body: Value = parse(body)?;
     apply_control(&node.hub, method, &body)?;
-    let command = crate::engine::ControlCommand {
+    let command = crate::node::cluster::ControlCommand {
         method: method.to_owned(),
         body,
     };
-    node.control.send(&command).await.map_err(|err| {
+    node.send_command(&command).await.map_err(|err| {
         tracing::warn!("control {method} not sent to other nodes: {err}");
         ApiError::from(ErrorCode::Internal)
     })?;
@@ -207,7 +207,6 @@ async fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
         *counts.entry(name).or_default() += n as u64;
     }
     let answers = node
-        .control
         .survey("channels", &json!({ "pattern": req.pattern }))
         .await
         .map_err(|err| {
@@ -230,7 +229,7 @@ async fn channels(node: &Node, req: ChannelsRequest) -> ApiResult {
 
 fn info(node: &Node) -> Value {
     let mut nodes = vec![node_info(&node.events)];
-    nodes.extend(node.control.other_nodes());
+    nodes.extend(node.events.cluster.other_nodes());
     json!({ "nodes": nodes })
 }
 

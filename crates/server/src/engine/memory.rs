@@ -5,7 +5,6 @@
 //! reads history under the same lock misses nothing and sees nothing twice.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, RandomState};
 use std::time::Instant;
 
 use gyre_protocol::Publication;
@@ -13,6 +12,8 @@ use parking_lot::{Mutex, MutexGuard};
 use rand::Rng;
 
 use super::{HistoryFilter, HistoryResult, StreamOptions};
+
+use crate::sharded::Sharded;
 
 const SHARDS: usize = 64;
 
@@ -59,15 +60,13 @@ type Shard = HashMap<String, Stream>;
 /// The memory stream store.
 #[derive(Debug)]
 pub(crate) struct MemoryStreams {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    shards: Sharded<Shard>,
 }
 
 impl Default for MemoryStreams {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            shards: Sharded::new(SHARDS),
         }
     }
 }
@@ -168,9 +167,8 @@ impl ChannelLock<'_> {
 impl MemoryStreams {
     /// Locks one channel's stream.
     pub(crate) fn lock<'a>(&'a self, channel: &'a str) -> ChannelLock<'a> {
-        let index = (self.hasher.hash_one(channel) as usize) % self.shards.len();
         ChannelLock {
-            guard: self.shards[index].lock(),
+            guard: self.shards.get(channel).lock(),
             channel,
         }
     }
@@ -270,10 +268,13 @@ impl IdempotencyCache {
     pub(crate) const TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
     /// The remembered (offset, epoch) of a publication with this key, if still fresh.
-    pub(crate) fn get(&self, channel: &str, key: &str) -> Option<(u64, String)> {
+    pub(crate) fn get(&self, channel: &str, key: &str) -> Option<super::StreamPosition> {
         let entries = self.entries.lock();
         let (offset, epoch, expires) = entries.get(&(channel.to_owned(), key.to_owned()))?;
-        (Instant::now() < *expires).then(|| (*offset, epoch.clone()))
+        (Instant::now() < *expires).then(|| super::StreamPosition {
+            offset: *offset,
+            epoch: epoch.clone(),
+        })
     }
 
     /// Remembers the result of a publication made with this key.
@@ -345,7 +346,7 @@ impl super::Broker for MemoryBroker {
         &'a self,
         channel: &'a str,
         p: super::BrokerPublication,
-    ) -> super::BoxFuture<'a, Result<(u64, String), super::EngineError>> {
+    ) -> super::BoxFuture<'a, Result<super::StreamPosition, super::EngineError>> {
         // Appending and delivering under the channel lock keeps delivery in offset order.
         let mut lock = self.streams.lock(channel);
         if let Some(found) = p
@@ -367,7 +368,10 @@ impl super::Broker for MemoryBroker {
                 .put(channel, key, publication.offset, epoch.clone());
         }
         drop(lock);
-        Box::pin(std::future::ready(Ok((publication.offset, epoch))))
+        Box::pin(std::future::ready(Ok(super::StreamPosition {
+            offset: publication.offset,
+            epoch,
+        })))
     }
 
     fn publish_join_leave<'a>(
@@ -415,14 +419,15 @@ impl super::Broker for MemoryBroker {
 pub(crate) struct MemoryControl;
 
 impl super::ControlBus for MemoryControl {
-    fn send<'a>(
+    fn publish<'a>(
         &'a self,
-        _: &'a super::ControlCommand,
+        _: String,
+        _: Option<&'a str>,
     ) -> super::BoxFuture<'a, Result<(), super::EngineError>> {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn other_nodes(&self) -> Vec<serde_json::Value> {
-        Vec::new()
+    fn shared(&self) -> bool {
+        false
     }
 }

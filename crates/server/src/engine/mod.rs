@@ -36,16 +36,12 @@ pub(crate) struct HistoryFilter {
     pub reverse: bool,
 }
 
-/// A history read.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct HistoryResult {
-    /// Publications in the order asked for.
-    pub publications: Vec<gyre_protocol::Publication>,
-    /// Top offset of the stream.
-    pub offset: u64,
-    /// Epoch of the stream.
-    pub epoch: String,
-}
+/// A history read (publications in the order asked for, the stream's top offset and epoch):
+/// the protocol's own result, so the API and the session return it as is.
+pub(crate) use gyre_protocol::HistoryResult;
+
+/// Where a publication landed in its stream (offset 0 and epoch "" without history).
+pub(crate) use gyre_protocol::StreamPosition;
 
 /// What engines report to the node: deliveries for local subscribers, lost streams, control
 /// commands and questions from other nodes. Implemented by the node
@@ -73,24 +69,42 @@ pub(crate) trait EngineEvents: Send + Sync + std::fmt::Debug {
     /// Whether the channel has local subscribers.
     fn has_subscribers(&self, channel: &str) -> bool;
 
-    /// A control command from another node, to apply to local connections.
-    fn control(&self, command: &ControlCommand);
-
-    /// Answers another node's survey; `None` for an unknown question.
-    fn answer_survey(&self, op: &str, body: &serde_json::Value) -> Option<serde_json::Value>;
-
-    /// This node's stats, as `info` reports them.
-    fn node_info(&self) -> serde_json::Value;
+    /// A control message from another node (the node owns the control protocol; engines
+    /// only carry its bytes).
+    fn control(&self, message: &[u8]);
 }
 
 /// A boxed future, so engine traits stay object-safe.
 pub(crate) type BoxFuture<'a, T> =
     std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
-/// An engine failure (the backing store is unreachable or answered an error).
+/// An engine failure (the backing store is unreachable or answered an error), with the
+/// error that caused it when there is one. Cheap to clone.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("engine error: {0}")]
-pub struct EngineError(pub String);
+#[error("engine error: {message}")]
+pub(crate) struct EngineError {
+    message: String,
+    #[source]
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl EngineError {
+    /// A failure described by `message` alone.
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A failure caused by `source`.
+    pub(crate) fn caused_by(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: source.to_string(),
+            source: Some(std::sync::Arc::new(source)),
+        }
+    }
+}
 
 impl From<EngineError> for gyre_protocol::ErrorCode {
     fn from(_: EngineError) -> Self {
@@ -117,12 +131,12 @@ pub(crate) struct BrokerPublication {
 /// keep channel streams. Appending a publication and delivering it are atomic per channel, so
 /// every node sees a channel's publications in offset order.
 pub(crate) trait Broker: Send + Sync + std::fmt::Debug {
-    /// Appends (when asked) and delivers a publication; returns (offset, epoch).
+    /// Appends (when asked) and delivers a publication; returns where it landed.
     fn publish<'a>(
         &'a self,
         channel: &'a str,
         publication: BrokerPublication,
-    ) -> BoxFuture<'a, Result<(u64, String), EngineError>>;
+    ) -> BoxFuture<'a, Result<StreamPosition, EngineError>>;
 
     /// Delivers a join (`joined`) or leave message to the channel's subscribers on every node.
     fn publish_join_leave<'a>(
@@ -186,33 +200,17 @@ pub(crate) trait PresenceManager: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// A server API action on connections (`subscribe`, `unsubscribe`, `disconnect`, `refresh`),
-/// applied on every node: the API method and its JSON body.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub(crate) struct ControlCommand {
-    /// API method.
-    pub method: String,
-    /// Its request body.
-    pub body: serde_json::Value,
-}
-
-/// Node-to-node control: API actions on connections and the list of live nodes.
+/// Node-to-node control as bytes: the engine carries the node's control messages
+/// ([`crate::node`] owns their meaning) to every other node or to one of them, and hands
+/// those it receives to [`EngineEvents::control`].
 pub(crate) trait ControlBus: Send + Sync + std::fmt::Debug {
-    /// Sends a command to the other nodes (the caller applies it locally).
-    fn send<'a>(&'a self, command: &'a ControlCommand) -> BoxFuture<'a, Result<(), EngineError>>;
-
-    /// Stats of the other live nodes, as `info` reports them.
-    fn other_nodes(&self) -> Vec<serde_json::Value>;
-
-    /// Asks every other live node a question (`op` with its JSON `body`, answered by
-    /// [`EngineEvents::answer_survey`]) and returns their answers. Waits for every node known
-    /// alive, at most a bounded time (then returns the answers it has).
-    fn survey<'a>(
+    /// Sends a control message to every other node (`to: None`) or to node `to`.
+    fn publish<'a>(
         &'a self,
-        op: &'a str,
-        body: &'a serde_json::Value,
-    ) -> BoxFuture<'a, Result<Vec<serde_json::Value>, EngineError>> {
-        let _ = (op, body);
-        Box::pin(std::future::ready(Ok(Vec::new())))
-    }
+        message: String,
+        to: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Whether other nodes can hear this bus (so heartbeats are worth sending).
+    fn shared(&self) -> bool;
 }

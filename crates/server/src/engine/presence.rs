@@ -1,10 +1,11 @@
 //! In-memory presence: who is subscribed to each channel, with their client info.
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, RandomState};
 
 use gyre_protocol::ClientInfo;
 use parking_lot::Mutex;
+
+use crate::sharded::Sharded;
 
 const SHARDS: usize = 16;
 
@@ -14,22 +15,20 @@ type Shard = HashMap<String, HashMap<String, ClientInfo>>;
 /// Presence of every channel on this node.
 #[derive(Debug)]
 pub(crate) struct MemoryPresence {
-    shards: Box<[Mutex<Shard>]>,
-    hasher: RandomState,
+    shards: Sharded<Shard>,
 }
 
 impl Default for MemoryPresence {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            hasher: RandomState::new(),
+            shards: Sharded::new(SHARDS),
         }
     }
 }
 
 impl MemoryPresence {
     fn shard(&self, channel: &str) -> &Mutex<Shard> {
-        &self.shards[(self.hasher.hash_one(channel) as usize) % self.shards.len()]
+        self.shards.get(channel)
     }
 
     /// Adds or updates a client's presence in a channel.

@@ -31,11 +31,7 @@ pub(crate) async fn read_history(
     let filter = history_filter(limit, since, reverse, max);
     let h = node.history(channel, stream, &filter).await?;
     check_epoch(since, &h.epoch)?;
-    Ok(HistoryResult {
-        publications: h.publications,
-        epoch: h.epoch,
-        offset: h.offset,
-    })
+    Ok(h)
 }
 
 /// Checks that a channel named by a server API presence request exists and keeps presence.

@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gyre_protocol::{ClientInfo, Publication};
-use serde_json::Value;
 
-use crate::engine::{ControlCommand, EngineEvents};
+use crate::engine::EngineEvents;
 use crate::hub::Hub;
 
 /// The node side of [`EngineEvents`]: the local hub and this node's identity.
@@ -22,6 +21,8 @@ pub(crate) struct NodeEvents {
     pub name: String,
     /// When the node started.
     pub started: Instant,
+    /// The cluster control protocol (registry, surveys) over the engine's control bus.
+    pub(crate) cluster: super::cluster::Cluster,
 }
 
 impl NodeEvents {
@@ -36,6 +37,7 @@ impl NodeEvents {
                 name.to_owned()
             },
             started: Instant::now(),
+            cluster: super::cluster::Cluster::default(),
         })
     }
 }
@@ -62,22 +64,8 @@ impl EngineEvents for NodeEvents {
         self.hub.has_subscribers(channel)
     }
 
-    fn control(&self, command: &ControlCommand) {
-        if let Err(err) = super::control::apply_control(&self.hub, &command.method, &command.body) {
-            tracing::debug!(
-                "control {} from another node: {}",
-                command.method,
-                err.message
-            );
-        }
-    }
-
-    fn answer_survey(&self, op: &str, body: &Value) -> Option<Value> {
-        super::control::answer_survey(&self.hub, op, body)
-    }
-
-    fn node_info(&self) -> Value {
-        super::control::node_info(self)
+    fn control(&self, message: &[u8]) {
+        self.cluster.on_message(self, message);
     }
 }
 

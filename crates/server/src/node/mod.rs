@@ -11,6 +11,7 @@ use gyre_protocol::{ClientInfo, ErrorCode, Publication};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) mod channels;
+pub(crate) mod cluster;
 pub(crate) mod control;
 pub(crate) mod events;
 
@@ -175,6 +176,7 @@ impl Node {
         };
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
+        events.cluster.attach(engine.control.clone());
         Ok(Arc::new(Self {
             hub: events.hub.clone(),
             broker: engine.broker,
@@ -233,11 +235,14 @@ impl Node {
             delta: options.delta,
             idempotency_key: options.idempotency_key,
         };
-        let (offset, epoch) = self.broker.publish(channel, request).await.map_err(|err| {
+        let position = self.broker.publish(channel, request).await.map_err(|err| {
             tracing::debug!("publish to {channel} failed: {err}");
             ErrorCode::Internal
         })?;
-        Ok(PublishResult { offset, epoch })
+        Ok(PublishResult {
+            offset: position.offset,
+            epoch: position.epoch,
+        })
     }
 
     /// Reads a channel's history.
@@ -254,6 +259,42 @@ impl Node {
                 tracing::debug!("history of {channel} failed: {err}");
                 ErrorCode::Internal
             })
+    }
+
+    /// Sends an API action on connections to the other nodes (the caller applies it here).
+    pub(crate) async fn send_command(
+        &self,
+        command: &cluster::ControlCommand,
+    ) -> Result<(), crate::engine::EngineError> {
+        self.events
+            .cluster
+            .send_command(&self.events, command)
+            .await
+    }
+
+    /// Asks every other live node a question and returns their answers (see
+    /// [`cluster::Cluster::survey`]).
+    pub(crate) async fn survey(
+        &self,
+        op: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<serde_json::Value>, crate::engine::EngineError> {
+        self.events.cluster.survey(&self.events, op, body).await
+    }
+
+    /// Runs the cluster heartbeats (when the engine's control bus reaches other nodes) until
+    /// shutdown.
+    pub(crate) fn start_heartbeats(self: &Arc<Self>) {
+        if !self.control.shared() {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            node.events
+                .cluster
+                .heartbeats(&node.events, node.shutdown.clone())
+                .await;
+        });
     }
 
     /// Forgets a channel's history.

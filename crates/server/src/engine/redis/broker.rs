@@ -11,6 +11,7 @@ use tokio::sync::oneshot;
 use super::*;
 use crate::engine::{
     BoxFuture, Broker, BrokerPublication, EngineError, HistoryFilter, HistoryResult, StreamOptions,
+    StreamPosition,
 };
 
 /// A stream entry (`[id, [field, value, ...]]`) as a publication.
@@ -37,7 +38,7 @@ impl Broker for RedisEngine {
         &'a self,
         channel: &'a str,
         p: BrokerPublication,
-    ) -> BoxFuture<'a, Result<(u64, String), EngineError>> {
+    ) -> BoxFuture<'a, Result<StreamPosition, EngineError>> {
         Box::pin(async move {
             let payload = p.publication.encode_to_vec();
             let idem_key = format!(
@@ -68,7 +69,7 @@ impl Broker for RedisEngine {
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;
-            Ok((offset, epoch))
+            Ok(StreamPosition { offset, epoch })
         })
     }
 
@@ -128,7 +129,7 @@ impl Broker for RedisEngine {
                 .await
                 .map_err(err)?;
             let Value::Array(parts) = value else {
-                return Err(EngineError("unexpected history reply".to_owned()));
+                return Err(EngineError::new("unexpected history reply"));
             };
             let offset = parts.first().map_or(0, value_u64);
             let epoch = parts.get(1).map(value_string).unwrap_or_default();
@@ -174,11 +175,11 @@ impl Broker for RedisEngine {
             shard
                 .requests
                 .send(SubRequest::Subscribe(channel.to_owned(), waiter))
-                .map_err(|_| EngineError("redis engine stopped".to_owned()))?;
+                .map_err(|_| EngineError::new("redis engine stopped"))?;
             match tokio::time::timeout(wait, confirmed).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(EngineError("redis engine stopped".to_owned())),
-                Err(_) => Err(EngineError("redis pub/sub is not connected".to_owned())),
+                Ok(Err(_)) => Err(EngineError::new("redis engine stopped")),
+                Err(_) => Err(EngineError::new("redis pub/sub is not connected")),
             }
         })
     }
@@ -188,7 +189,7 @@ impl Broker for RedisEngine {
             self.shard(channel)
                 .requests
                 .send(SubRequest::Unsubscribe(channel.to_owned()))
-                .map_err(|_| EngineError("redis engine stopped".to_owned()))
+                .map_err(|_| EngineError::new("redis engine stopped"))
         })
     }
 }

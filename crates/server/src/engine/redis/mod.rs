@@ -14,13 +14,14 @@
 //!   down: requests that need Redis fail until it is reachable.
 //! - Presence: a hash (client to info) and a zset (client to expiry) per channel; each node
 //!   refreshes its own entries, so entries of a dead node expire.
-//! - Control: a Pub/Sub channel for API actions on connections and node heartbeats (`info`).
+//! - Control: a Pub/Sub channel every node hears and one per node, carrying the node's control
+//!   messages (commands, heartbeats, surveys: [`crate::node::cluster`]) as bytes.
 //! - Shards: channels are spread over the configured addresses by consistent (jump) hashing.
 //! - Topology, TLS and authentication (standalone, Sentinel, Cluster) live in
 //!   [`conn`]: each shard is a [`Link`]. In a Redis Cluster every key of a channel
 //!   carries the hash tag `{<channel>}` so one channel's keys share a slot.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -37,7 +38,6 @@ mod presence;
 mod pubsub;
 mod scripts;
 
-use control::PendingSurvey;
 use pubsub::SubRequest;
 use scripts::{HISTORY_LUA, PRESENCE_LUA, PUBLISH_LUA};
 
@@ -45,19 +45,14 @@ use crate::engine::presence::MemoryPresence;
 use crate::engine::{EngineError, EngineEvents};
 use conn::Link;
 
-/// How often a node announces itself on the control channel.
-const HEARTBEAT: Duration = Duration::from_secs(3);
-/// A node not heard of for this long is gone.
-const NODE_TTL: Duration = Duration::from_secs(10);
 /// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.
 const PUBSUB_PING_MAX: Duration = Duration::from_secs(10);
-/// How long a survey waits for the other nodes' answers.
-const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long an idempotent publication's result is kept.
 const IDEMPOTENCY_TTL_SECS: u64 = 300;
 
-fn err(e: impl std::fmt::Display) -> EngineError {
-    EngineError(e.to_string())
+/// An engine error caused by `e` (kept as its source).
+fn err(e: impl std::error::Error + Send + Sync + 'static) -> EngineError {
+    EngineError::caused_by(e)
 }
 
 /// One Redis instance: a multiplexed command connection and a Pub/Sub connection.
@@ -101,10 +96,6 @@ pub(crate) struct RedisEngine {
     io_timeout: Duration,
     /// This node's own presence entries, refreshed periodically.
     local_presence: MemoryPresence,
-    /// Other live nodes: uid to (info, last heard).
-    nodes: Mutex<HashMap<String, (serde_json::Value, Instant)>>,
-    /// Surveys this node waits answers for, by request id.
-    surveys: Mutex<HashMap<String, PendingSurvey>>,
     publish_script: Script,
     history_script: Script,
     presence_script: Script,
@@ -171,15 +162,13 @@ impl RedisEngine {
             connect_timeout: config.connect_timeout.0.max(Duration::from_millis(100)),
             io_timeout: config.io_timeout.0.max(Duration::from_millis(500)),
             local_presence: MemoryPresence::default(),
-            nodes: Mutex::default(),
-            surveys: Mutex::default(),
             publish_script: Script::new(PUBLISH_LUA),
             history_script: Script::new(HISTORY_LUA),
             presence_script: Script::new(PRESENCE_LUA),
         }))
     }
 
-    /// Starts the Pub/Sub readers, heartbeats and presence refresh, until `shutdown`.
+    /// Starts the Pub/Sub readers and the presence refresh, until `shutdown`.
     pub(crate) fn start(self: &Arc<Self>, shutdown: &CancellationToken) {
         for (index, shard) in self.shards.iter().enumerate() {
             let engine = self.clone();
@@ -195,27 +184,10 @@ impl RedisEngine {
         let engine = self.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut heartbeat = tokio::time::interval(HEARTBEAT);
             let mut presence = tokio::time::interval(engine.presence_ttl / 3);
             loop {
                 tokio::select! {
-                    () = shutdown.cancelled() => {
-                        // The others stop counting on this node (surveys, info) at once.
-                        let gone = serde_json::json!({ "node": engine.events.node_id(), "gone": true });
-                        let _ = tokio::time::timeout(
-                            Duration::from_millis(500),
-                            engine.publish_control(gone.to_string()),
-                        )
-                        .await;
-                        return;
-                    }
-                    _ = heartbeat.tick() => {
-                        let info = engine.events.node_info();
-                        let message =
-                            serde_json::json!({ "node": engine.events.node_id(), "info": info });
-                        let _ = engine.publish_control(message.to_string()).await;
-                        engine.nodes.lock().retain(|_, (_, at)| at.elapsed() < NODE_TTL);
-                    }
+                    () = shutdown.cancelled() => return,
                     _ = presence.tick() => engine.refresh_presence().await,
                 }
             }

@@ -291,7 +291,7 @@ impl RedisEngine {
     ) -> Result<T, EngineError> {
         tokio::time::timeout(self.io_timeout, command)
             .await
-            .map_err(|_| EngineError("pub/sub command timed out".to_owned()))?
+            .map_err(|_| EngineError::new("pub/sub command timed out"))?
             .map_err(err)
     }
 
@@ -304,12 +304,10 @@ impl RedisEngine {
             .and_then(|rest| rest.strip_prefix(".client."))
         {
             self.deliver(channel, payload);
-        } else if let Some(rest) = name.strip_prefix(self.prefix.as_str()) {
-            if rest == ".control" {
-                self.on_control(payload);
-            } else if rest.strip_prefix(".node.") == Some(self.events.node_id()) {
-                self.on_answer(payload);
-            }
+        } else if let Some(rest) = name.strip_prefix(self.prefix.as_str())
+            && (rest == ".control" || rest.strip_prefix(".node.") == Some(self.events.node_id()))
+        {
+            self.events.control(payload);
         }
     }
 
@@ -322,9 +320,9 @@ impl RedisEngine {
     ) -> Result<(PubSubSink, super::conn::MessageStream), EngineError> {
         let pubsub = tokio::time::timeout(self.connect_timeout, shard.conn.pubsub())
             .await
-            .map_err(|_| EngineError("connection timed out".to_owned()))?
+            .map_err(|_| EngineError::new("connection timed out"))?
             .map_err(err)?;
-        let mut last = EngineError("not tried".to_owned());
+        let mut last = EngineError::new("not tried");
         // A failed lazy connection answers its error once before reconnecting.
         for _ in 0..3 {
             let mut conn = shard.conn.clone();

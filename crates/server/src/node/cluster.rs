@@ -1,0 +1,224 @@
+//! The cluster control protocol, whatever engine carries it: the JSON envelope sent over the
+//! engine's [`ControlBus`], the registry of live nodes (heartbeats and `gone`), API commands
+//! for the other nodes and surveys with their answers.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+use super::events::NodeEvents;
+use crate::engine::{ControlBus, EngineError};
+
+/// How often a node announces itself on the control channel.
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(3);
+/// A node not heard of for this long is gone.
+const NODE_TTL: Duration = Duration::from_secs(10);
+/// How long a survey waits for the other nodes' answers.
+const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A server API action on connections (`subscribe`, `unsubscribe`, `disconnect`, `refresh`),
+/// applied on every node: the API method and its JSON body.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ControlCommand {
+    /// API method.
+    pub method: String,
+    /// Its request body.
+    pub body: serde_json::Value,
+}
+
+/// A survey waiting for answers.
+#[derive(Debug)]
+struct PendingSurvey {
+    /// Nodes whose answer is still awaited.
+    waiting: HashSet<String>,
+    /// Answers so far.
+    answers: Vec<Value>,
+    /// Fired when the last awaited answer arrived.
+    done: Option<oneshot::Sender<()>>,
+}
+
+/// This node's view of the cluster.
+#[derive(Debug, Default)]
+pub(crate) struct Cluster {
+    /// Other live nodes: uid to (info, last heard).
+    nodes: Mutex<HashMap<String, (Value, Instant)>>,
+    /// Surveys this node waits answers for, by request id.
+    surveys: Mutex<HashMap<String, PendingSurvey>>,
+    /// The engine's control bus (set once the engine is built).
+    bus: OnceLock<Arc<dyn ControlBus>>,
+}
+
+impl Cluster {
+    /// Connects the protocol to the engine's bus.
+    pub(crate) fn attach(&self, bus: Arc<dyn ControlBus>) {
+        let _ = self.bus.set(bus);
+    }
+
+    async fn publish(&self, message: &Value, to: Option<&str>) -> Result<(), EngineError> {
+        match self.bus.get() {
+            Some(bus) => bus.publish(message.to_string(), to).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Sends an API command to the other nodes (the caller applies it locally).
+    pub(crate) async fn send_command(
+        &self,
+        local: &NodeEvents,
+        command: &ControlCommand,
+    ) -> Result<(), EngineError> {
+        let message = json!({ "node": local.id, "command": command });
+        self.publish(&message, None).await
+    }
+
+    /// Stats of the other live nodes, as `info` reports them.
+    pub(crate) fn other_nodes(&self) -> Vec<Value> {
+        self.nodes
+            .lock()
+            .values()
+            .filter(|(_, at)| at.elapsed() < NODE_TTL)
+            .map(|(info, _)| info.clone())
+            .collect()
+    }
+
+    /// Announces this node every [`HEARTBEAT`] until `shutdown`, then tells the others it is
+    /// gone (so they stop counting on it at once).
+    pub(crate) async fn heartbeats(
+        &self,
+        local: &NodeEvents,
+        shutdown: tokio_util::sync::CancellationToken,
+    ) {
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => {
+                    let gone = json!({ "node": local.id, "gone": true });
+                    let _ = tokio::time::timeout(
+                        Duration::from_millis(500),
+                        self.publish(&gone, None),
+                    )
+                    .await;
+                    return;
+                }
+                _ = heartbeat.tick() => {
+                    let message =
+                        json!({ "node": local.id, "info": super::control::node_info(local) });
+                    let _ = self.publish(&message, None).await;
+                    self.nodes.lock().retain(|_, (_, at)| at.elapsed() < NODE_TTL);
+                }
+            }
+        }
+    }
+
+    /// Asks every other live node a question (`op` with its JSON `body`) and returns their
+    /// answers. Waits for every node known alive, at most a bounded time (then returns the
+    /// answers it has).
+    pub(crate) async fn survey(
+        &self,
+        local: &NodeEvents,
+        op: &str,
+        body: &Value,
+    ) -> Result<Vec<Value>, EngineError> {
+        let waiting: HashSet<String> = self
+            .nodes
+            .lock()
+            .iter()
+            .filter(|(_, (_, at))| at.elapsed() < NODE_TTL)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let (done, all_answered) = oneshot::channel();
+        self.surveys.lock().insert(
+            id.clone(),
+            PendingSurvey {
+                waiting,
+                answers: Vec::new(),
+                done: Some(done),
+            },
+        );
+        let message = json!({
+            "node": local.id,
+            "survey": { "id": id, "op": op, "body": body },
+        });
+        let sent = self.publish(&message, None).await;
+        let answered = match sent {
+            Ok(()) => tokio::time::timeout(SURVEY_TIMEOUT, all_answered)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        let pending = self.surveys.lock().remove(&id);
+        sent?;
+        let pending = pending.ok_or_else(|| EngineError::new("survey vanished"))?;
+        if !answered {
+            tracing::warn!(
+                "survey {op}: no answer from {} node(s) within {SURVEY_TIMEOUT:?}",
+                pending.waiting.len()
+            );
+        }
+        Ok(pending.answers)
+    }
+
+    /// Handles a control message from another node (heartbeat, `gone`, command, survey or
+    /// an answer to one of this node's surveys).
+    pub(crate) fn on_message(&self, local: &NodeEvents, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<Value>(payload) else {
+            return;
+        };
+        let from = message["node"].as_str().unwrap_or_default();
+        if from == local.id {
+            return;
+        }
+        if let Some(info) = message.get("info") {
+            self.nodes
+                .lock()
+                .insert(from.to_owned(), (info.clone(), Instant::now()));
+        } else if message.get("gone").is_some() {
+            self.nodes.lock().remove(from);
+        } else if let Some(command) = message.get("command") {
+            if let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone())
+                && let Err(err) =
+                    super::control::apply_control(&local.hub, &command.method, &command.body)
+            {
+                tracing::debug!("control {} from {from}: {}", command.method, err.message);
+            }
+        } else if let Some(survey) = message.get("survey") {
+            let (Some(id), Some(op)) = (survey["id"].as_str(), survey["op"].as_str()) else {
+                return;
+            };
+            let (id, op, body) = (id.to_owned(), op.to_owned(), survey["body"].clone());
+            let Some(bus) = self.bus.get().cloned() else {
+                return;
+            };
+            let (from, me, hub) = (from.to_owned(), local.id.clone(), local.hub.clone());
+            // Off the engine's delivery task: the answer may walk every local channel.
+            tokio::spawn(async move {
+                let data = super::control::answer_survey(&hub, &op, &body).unwrap_or(Value::Null);
+                let answer = json!({ "node": me, "id": id, "data": data });
+                if let Err(e) = bus.publish(answer.to_string(), Some(&from)).await {
+                    tracing::debug!("survey answer not sent: {e}");
+                }
+            });
+        } else if let Some(id) = message["id"].as_str() {
+            let mut surveys = self.surveys.lock();
+            let Some(pending) = surveys.get_mut(id) else {
+                return;
+            };
+            if pending.waiting.remove(from) {
+                pending.answers.push(message["data"].clone());
+            }
+            if pending.waiting.is_empty()
+                && let Some(done) = pending.done.take()
+            {
+                let _ = done.send(());
+            }
+        }
+    }
+}
