@@ -58,6 +58,22 @@ fn map_error(usage: TokenUse, client: &str, err: TokenError) -> ProtocolError {
     }
 }
 
+/// The verifier for `usage`, or the usage's "invalid token" outcome when no key is configured.
+fn configured<'v>(
+    verifier: Option<&'v TokenVerifier>,
+    usage: TokenUse,
+    client: &str,
+) -> Result<&'v TokenVerifier, ProtocolError> {
+    verifier.ok_or_else(|| {
+        tracing::debug!(
+            client,
+            "{} token given but no key is configured",
+            usage.name()
+        );
+        usage.invalid()
+    })
+}
+
 /// Verifies a connection token presented for `usage`.
 pub(super) fn verify_connect(
     verifier: Option<&TokenVerifier>,
@@ -66,15 +82,7 @@ pub(super) fn verify_connect(
     token: &str,
     now: i64,
 ) -> Result<ConnectToken, ProtocolError> {
-    let Some(verifier) = verifier else {
-        tracing::debug!(
-            client,
-            "{} token given but no key is configured",
-            usage.name()
-        );
-        return Err(usage.invalid());
-    };
-    verifier
+    configured(verifier, usage, client)?
         .verify_connect(token, now)
         .map_err(|err| map_error(usage, client, err))
 }
@@ -87,15 +95,7 @@ pub(super) fn verify_subscribe(
     token: &str,
     now: i64,
 ) -> Result<SubscribeToken, ProtocolError> {
-    let Some(verifier) = verifier else {
-        tracing::debug!(
-            client,
-            "{} token given but no key is configured",
-            usage.name()
-        );
-        return Err(usage.invalid());
-    };
-    verifier
+    configured(verifier, usage, client)?
         .verify_subscribe(token, now)
         .map_err(|err| map_error(usage, client, err))
 }

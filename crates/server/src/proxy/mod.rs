@@ -204,17 +204,7 @@ pub(crate) async fn refresh(
     caller: Caller,
     options: Arc<ProxyOptions>,
 ) -> Outcome<Option<RefreshDecision>> {
-    let label = "refresh";
-    let request = caller.request(&options, wire::Payload::default());
-    let r: wire::RefreshResult = caller.call(label, &options, &request).await?;
-    if r.expired {
-        return Ok(None);
-    }
-    let info = caller.decode(label, &options, r.info.as_deref(), &r.b64info)?;
-    Ok(Some(RefreshDecision {
-        expire_at: expiry(r.expire_at),
-        info,
-    }))
+    ask_refresh(caller, options, "refresh", None).await
 }
 
 /// Asks the sub_refresh proxy whether an expiring subscription goes on.
@@ -223,9 +213,18 @@ pub(crate) async fn sub_refresh(
     options: Arc<ProxyOptions>,
     channel: &str,
 ) -> Outcome<Option<RefreshDecision>> {
-    let label = "sub_refresh";
+    ask_refresh(caller, options, "sub_refresh", Some(channel)).await
+}
+
+/// One refresh-shaped call (connection or subscription): `None` when the backend says expired.
+async fn ask_refresh(
+    caller: Caller,
+    options: Arc<ProxyOptions>,
+    label: &str,
+    channel: Option<&str>,
+) -> Outcome<Option<RefreshDecision>> {
     let mut request = caller.request(&options, wire::Payload::default());
-    request.channel = Some(channel);
+    request.channel = channel;
     let r: wire::RefreshResult = caller.call(label, &options, &request).await?;
     if r.expired {
         return Ok(None);
