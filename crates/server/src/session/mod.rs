@@ -87,7 +87,7 @@ struct Session {
 }
 
 /// Runs a session over an upgraded WebSocket until it closes.
-pub async fn run<S>(node: Arc<Node>, mut ws: WsStream<S>, protocol: Protocol, conn: ConnMeta)
+pub(crate) async fn run<S>(node: Arc<Node>, mut ws: WsStream<S>, protocol: Protocol, conn: ConnMeta)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
