@@ -1,0 +1,130 @@
+//! Unit tests of the parent module.
+
+use super::*;
+use crate::outbound::{Control, Outbound};
+
+fn publication(offset: u64) -> Publication {
+    Publication {
+        data: Bytes::from(format!("{{\"n\":{offset}}}")),
+        offset,
+        ..Default::default()
+    }
+}
+
+fn drain(rx: &mut crate::outbound::OutboundReceiver) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(message) = rx.try_recv() {
+        out.push(match message {
+            Outbound::Unit(unit) => String::from_utf8_lossy(&unit).into_owned(),
+            Outbound::Control(control) => match *control {
+                Control::InsufficientState(c) => format!("insufficient {c}"),
+                other => format!("{other:?}"),
+            },
+            other => format!("{other:?}"),
+        });
+    }
+    out
+}
+
+#[test]
+fn buffered_publications_merge_after_the_position() {
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    for offset in 1..=4 {
+        hub.broadcast_publication("ch", &publication(offset), false, "e1");
+    }
+    assert!(
+        drain(&mut rx).is_empty(),
+        "nothing is delivered while buffering"
+    );
+    // History (the reply) covered up to offset 2: 3 and 4 follow, 1 and 2 are dropped.
+    assert!(hub.go_live("ch", "c1", Some((2, "e1")), false));
+    let units = drain(&mut rx);
+    assert_eq!(units.len(), 2);
+    assert!(units[0].contains("\"offset\":3") && units[1].contains("\"offset\":4"));
+    // Live: an old offset is not delivered again, the next one is, a gap is reported.
+    hub.broadcast_publication("ch", &publication(4), false, "e1");
+    hub.broadcast_publication("ch", &publication(5), false, "e1");
+    assert_eq!(drain(&mut rx).len(), 1);
+    hub.broadcast_publication("ch", &publication(7), false, "e1");
+    assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+}
+
+#[test]
+fn a_restarted_stream_is_insufficient_state_not_a_duplicate() {
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    assert!(hub.go_live("ch", "c1", Some((5, "e1")), false));
+    hub.broadcast_publication("ch", &publication(6), false, "e1");
+    assert_eq!(drain(&mut rx).len(), 1);
+    // Offsets from 1 again in a new epoch.
+    hub.broadcast_publication("ch", &publication(1), false, "e2");
+    assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+}
+
+#[test]
+fn a_late_first_publication_of_a_new_stream_is_not_a_restart() {
+    // A brand-new channel: offsets 1 and 2 published by another node, the history read
+    // already saw both (position 2), and offset 1 comes late from the engine.
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    assert!(hub.go_live("ch", "c1", Some((2, "e1")), false));
+    hub.broadcast_publication("ch", &publication(1), false, "e1");
+    hub.broadcast_publication("ch", &publication(2), false, "e1");
+    assert!(drain(&mut rx).is_empty(), "already in the subscribe reply");
+    hub.broadcast_publication("ch", &publication(3), false, "e1");
+    let units = drain(&mut rx);
+    assert_eq!(units.len(), 1);
+    assert!(units[0].contains("\"offset\":3"), "{units:?}");
+}
+
+#[test]
+fn a_lost_stream_resubscribes_positioned_subscribers_only() {
+    let hub = Hub::default();
+    let (positioned, mut positioned_rx) =
+        SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    let (plain, mut plain_rx) = SessionHandle::new(Arc::from("c2"), Protocol::Json, 1 << 20);
+    let (joining, _joining_rx) = SessionHandle::new(Arc::from("c3"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(positioned, false, false));
+    hub.subscribe("ch", Subscriber::buffering(plain, false, false));
+    hub.subscribe("ch", Subscriber::buffering(joining, false, false));
+    assert!(hub.go_live("ch", "c1", Some((4, "e1")), false));
+    assert!(hub.go_live("ch", "c2", None, false));
+    hub.stream_lost("ch");
+    assert_eq!(
+        drain(&mut positioned_rx),
+        vec!["insufficient ch".to_owned()]
+    );
+    assert!(
+        drain(&mut plain_rx).is_empty(),
+        "no position: nothing to say"
+    );
+    // Still subscribing when it happened: cannot go live silently when positioned.
+    assert!(!hub.go_live("ch", "c3", Some((4, "e1")), false));
+    // Publications keep flowing to the unpositioned subscriber.
+    hub.broadcast_publication("ch", &publication(0), false, "");
+    assert_eq!(drain(&mut plain_rx).len(), 1);
+}
+
+#[test]
+fn a_gap_in_the_buffer_is_insufficient_state() {
+    let hub = Hub::default();
+    let (handle, _rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    hub.broadcast_publication("ch", &publication(5), false, "e1");
+    assert!(!hub.go_live("ch", "c1", Some((3, "e1")), false));
+}
+
+#[test]
+fn unpositioned_subscribers_get_every_buffered_publication() {
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    hub.broadcast_publication("ch", &publication(0), false, "e1");
+    hub.broadcast_publication("ch", &publication(0), false, "e1");
+    assert!(hub.go_live("ch", "c1", None, false));
+    assert_eq!(drain(&mut rx).len(), 2);
+}
