@@ -6,44 +6,19 @@
 mod proxy_backend;
 mod support;
 
-use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::process::Command;
 use std::time::Duration;
 
 fn scenario(protocol: &str) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let (base, backend) = runtime.block_on(proxy_backend::backend());
-    let gyre = proxy_backend::gyre(&base);
     let dir = support::repo_root().join("conformance/python");
-    let mut child = Command::new("python3")
+    let mut python = Command::new("python3");
+    python
         .arg("-u")
         .arg(dir.join("proxy.py"))
         .current_dir(&dir)
         .env("PYTHONPATH", support::python_deps())
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("GYRE_WS_URL", gyre.ws_url())
-        .env("GYRE_API_URL", gyre.api_base())
-        .env("GYRE_API_KEY", support::API_KEY)
-        .env("GYRE_PROTOCOL", protocol)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
-    let (status, stdout, stderr) = support::wait_bounded(&mut child, Duration::from_secs(45));
-    assert!(
-        status.is_some_and(|s| s.success()),
-        "proxy.py ({protocol}) failed: {status:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
-    );
-    assert!(
-        backend.refreshes.load(Ordering::SeqCst) >= 1,
-        "the refresh proxy was called ({} times)\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}",
-        backend.refreshes.load(Ordering::SeqCst)
-    );
+        .env("PYTHONDONTWRITEBYTECODE", "1");
+    proxy_backend::sdk_scenario(python, protocol, Duration::from_secs(45));
 }
 
 #[test]

@@ -161,3 +161,38 @@ pub fn gyre(base: &str) -> Gyre {
         },
     })))
 }
+
+/// Runs one real-SDK proxy scenario: starts the backend and a `gyre serve` that uses it, runs
+/// `sdk` (a configured command: program, script, working directory) with the server's addresses
+/// and `protocol` in its environment, and checks that it succeeded within `bound` and that the
+/// refresh proxy was called.
+pub fn sdk_scenario(mut sdk: std::process::Command, protocol: &str, bound: std::time::Duration) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let (base, backend) = runtime.block_on(self::backend());
+    let gyre = self::gyre(&base);
+    let mut child = sdk
+        .env("GYRE_WS_URL", gyre.ws_url())
+        .env("GYRE_API_URL", gyre.api_base())
+        .env("GYRE_API_KEY", super::support::API_KEY)
+        .env("GYRE_PROTOCOL", protocol)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn the SDK scenario");
+    let (status, stdout, stderr) = super::support::wait_bounded(&mut child, bound);
+    let outputs = format!("--- stdout ---\n{stdout}--- stderr ---\n{stderr}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{sdk:?} ({protocol}) failed: {status:?}\n{outputs}"
+    );
+    let refreshes = backend.refreshes.load(Ordering::SeqCst);
+    assert!(
+        refreshes >= 1,
+        "the refresh proxy was called ({refreshes} times)\n{outputs}"
+    );
+}
