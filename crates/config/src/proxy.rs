@@ -205,6 +205,22 @@ impl ProxyKind {
 }
 
 impl crate::Config {
+    /// Every channel options block with the key it is configured under
+    /// (`channel.without_namespace`, then `channel.namespaces[i]`).
+    fn channel_options_by_key(&self) -> impl Iterator<Item = (String, &crate::ChannelOptions)> {
+        std::iter::once((
+            "channel.without_namespace".to_owned(),
+            &self.channel.without_namespace,
+        ))
+        .chain(
+            self.channel
+                .namespaces
+                .iter()
+                .enumerate()
+                .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
+        )
+    }
+
     fn default_proxy(&self, kind: ProxyKind) -> Option<&ProxyOptions> {
         let options = match kind {
             ProxyKind::Connect => {
@@ -314,18 +330,7 @@ impl crate::Config {
                 out.push((key, reason));
             }
         };
-        let namespaces = std::iter::once((
-            "channel.without_namespace".to_owned(),
-            &self.channel.without_namespace,
-        ))
-        .chain(
-            self.channel
-                .namespaces
-                .iter()
-                .enumerate()
-                .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
-        );
-        for (base, o) in namespaces {
+        for (base, o) in self.channel_options_by_key() {
             let p = &o.proxy;
             check(
                 format!("{base}.subscribe_proxy_name"),
@@ -417,18 +422,7 @@ impl crate::Config {
         if !self.channel.proxy.subscribe_stream.endpoint.is_empty() {
             out.push("key \"channel.proxy.subscribe_stream\" is not implemented (GRPC subscribe streams); ignored".to_owned());
         }
-        let namespaces = std::iter::once((
-            "channel.without_namespace".to_owned(),
-            &self.channel.without_namespace,
-        ))
-        .chain(
-            self.channel
-                .namespaces
-                .iter()
-                .enumerate()
-                .map(|(i, ns)| (format!("channel.namespaces[{i}]"), &ns.options)),
-        );
-        for (base, o) in namespaces {
+        for (base, o) in self.channel_options_by_key() {
             if o.proxy.subscribe_stream_proxy_enabled {
                 out.push(format!("key \"{base}.subscribe_stream_proxy_enabled\" is not implemented (GRPC subscribe streams); ignored"));
             }
