@@ -559,6 +559,7 @@ impl Sim {
                         sub_refresh: Some(proto::SubRefreshResult {
                             expires: true,
                             ttl: ((e - now) / 1000) as u32,
+                            ..Default::default()
                         }),
                         ..Default::default()
                     }));

@@ -40,4 +40,4 @@ pub use proxy::{
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
     is_default_name,
 };
-pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode};
+pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode, SubscriptionType};

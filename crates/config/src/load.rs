@@ -154,6 +154,7 @@ fn load_tree(
         })?;
     config.validate()?;
     warnings.extend(config.proxy_warnings());
+    warnings.extend(config.subscription_type_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
-use crate::values::{DataFormat, DeltaType, RecoveryMode};
+use crate::values::{DataFormat, DeltaType, RecoveryMode, SubscriptionType};
 
 /// Options applied to channels of one namespace (or to channels without a namespace).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,8 @@ pub struct ChannelOptions {
     pub channel_regex: String,
     /// Publication data format: "", "json", "json_object" or "binary".
     pub publication_data_format: DataFormat,
+    /// What a subscription to these channels is: a stream (default), a map or a shared poll.
+    pub subscription_type: SubscriptionType,
     /// Proxy switches (`subscribe_proxy_enabled`, `publish_proxy_name`, ...).
     #[serde(flatten)]
     pub proxy: crate::NamespaceProxyOptions,
@@ -98,6 +100,7 @@ impl Default for ChannelOptions {
             allow_user_limited_channels: false,
             channel_regex: String::new(),
             publication_data_format: DataFormat::Any,
+            subscription_type: SubscriptionType::Stream,
             proxy: crate::NamespaceProxyOptions::default(),
         }
     }
@@ -172,5 +175,20 @@ impl Default for ChannelConfig {
             user_boundary: "#".to_owned(),
             user_separator: ",".to_owned(),
         }
+    }
+}
+
+impl crate::Config {
+    /// Warnings about subscription types Gyre parses but does not serve yet, each naming its key.
+    pub(crate) fn subscription_type_warnings(&self) -> Vec<String> {
+        self.channel_options_by_key()
+            .filter(|(_, o)| o.subscription_type != SubscriptionType::Stream)
+            .map(|(key, o)| {
+                format!(
+                    "key \"{key}.subscription_type\": {:?} subscriptions are not implemented yet; subscribing to these channels fails with error 108 (not available)",
+                    o.subscription_type.as_str()
+                )
+            })
+            .collect()
     }
 }

@@ -207,7 +207,9 @@ impl ProxyKind {
 impl crate::Config {
     /// Every channel options block with the key it is configured under
     /// (`channel.without_namespace`, then `channel.namespaces[i]`).
-    fn channel_options_by_key(&self) -> impl Iterator<Item = (String, &crate::ChannelOptions)> {
+    pub(crate) fn channel_options_by_key(
+        &self,
+    ) -> impl Iterator<Item = (String, &crate::ChannelOptions)> {
         std::iter::once((
             "channel.without_namespace".to_owned(),
             &self.channel.without_namespace,

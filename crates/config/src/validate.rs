@@ -315,6 +315,15 @@ fn validate_options(v: &mut Violations, prefix: &str, o: &ChannelOptions, global
             ),
         );
     }
+    if !o.subscription_type.is_known() {
+        v.push(
+            &key("subscription_type"),
+            format!(
+                "unknown subscription type {:?} (expected \"stream\", \"map\", \"map_clients\", \"map_users\" or \"shared_poll\")",
+                o.subscription_type.as_str()
+            ),
+        );
+    }
     validate_regex(v, &key("channel_regex"), &o.channel_regex);
 }
 

@@ -124,6 +124,24 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// What subscribing to a channel of a namespace gives (`subscription_type`).
+    #[derive(Default)]
+    SubscriptionType {
+        /// A stream of publications (default; also `""`).
+        #[default]
+        Stream = "stream" | "",
+        /// A keyed state (map subscription).
+        Map = "map",
+        /// A map of the channel's clients.
+        MapClients = "map_clients",
+        /// A map of the channel's users.
+        MapUsers = "map_users",
+        /// Keys polled from the backend and shared by every subscriber of a node.
+        SharedPoll = "shared_poll",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -471,19 +471,27 @@ fn centrifuge_js_test_config_loads() {
     let w = &loaded.warnings;
     for expected in [
         "unknown key \"shared_poll\"",
-        "unknown key \"channel.namespaces[3].subscription_type\"",
+        "key \"channel.namespaces[3].subscription_type\": \"map\" subscriptions are not implemented yet",
         "unknown key \"channel.namespaces[3].map\"",
     ] {
         assert!(
-            w.iter().any(|m| m == expected),
+            w.iter().any(|m| m.starts_with(expected)),
             "missing {expected} in {w:?}"
         );
     }
     assert_eq!(w.len(), 3, "{w:?}");
 
-    // The serialized form loads back to the same configuration without warnings.
+    // The serialized form loads back to the same configuration, warning only about what is
+    // not served yet.
     let again = load_str(&c.to_json_pretty(), Format::Json, &[], &[]).expect("round trip");
-    assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+    assert!(
+        again
+            .warnings
+            .iter()
+            .all(|m| m.contains("subscriptions are not implemented yet")),
+        "{:?}",
+        again.warnings
+    );
     assert_eq!(&again.config, c);
 }
 

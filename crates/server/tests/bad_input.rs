@@ -261,6 +261,7 @@ async fn binary_payload_disconnects_only_the_json_subscriber() {
         publish: Some(gyre_protocol::PublishRequest {
             channel: "bin".into(),
             data: bytes::Bytes::from_static(&[0, 159, 146, 150]),
+            ..Default::default()
         }),
         ..Default::default()
     }))

@@ -90,7 +90,11 @@ impl Core {
                 return;
             }
             Request::Publish { channel, data } => {
-                cmd.publish = Some(proto::PublishRequest { channel, data });
+                cmd.publish = Some(proto::PublishRequest {
+                    channel,
+                    data,
+                    ..Default::default()
+                });
                 Expect::Publish
             }
             Request::Rpc { method, data } => {

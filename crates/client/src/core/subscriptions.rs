@@ -54,7 +54,7 @@ impl Core {
             } else {
                 String::new()
             },
-            flag: 0,
+            ..Default::default()
         };
         let id = self.next_cmd_id();
         let cmd = proto::Command {
@@ -401,6 +401,7 @@ impl Core {
                                 sub_refresh: Some(proto::SubRefreshRequest {
                                     channel: channel.to_owned(),
                                     token,
+                                    ..Default::default()
                                 }),
                                 ..Default::default()
                             };

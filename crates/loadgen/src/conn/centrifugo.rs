@@ -146,6 +146,7 @@ impl Conn {
                 publish: Some(PublishRequest {
                     channel: channel.to_owned(),
                     data: bytes::Bytes::from(p.clone().into_bytes()),
+                    ..Default::default()
                 }),
                 ..Default::default()
             })

@@ -270,6 +270,30 @@ pub struct Publication {
     #[prost(string, tag = "10")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub channel: String,
+    /// Key of a map subscription's entry (or of a shared poll item).
+    #[prost(string, tag = "11")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// True when this publication removes the entry `key`.
+    #[prost(bool, tag = "12")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub removed: bool,
+    /// Ordering score of a map entry.
+    #[prost(sint64, tag = "13")]
+    #[serde(skip_serializing_if = "is_zero_i64")]
+    pub score: i64,
+    /// Epoch of the stream the publication belongs to, when it differs per publication.
+    #[prost(string, tag = "14")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub epoch: String,
+    /// Previous payload of the entry, the delta base in broker fan-out (never sent to clients).
+    #[prost(bytes = "bytes", tag = "15")]
+    #[serde(skip)]
+    pub prev_data: Bytes,
+    /// Version of a versioned publication or shared poll item.
+    #[prost(uint64, tag = "16")]
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub version: u64,
 }
 
 /// A position in a channel stream.

@@ -128,10 +128,65 @@ pub struct SubscribeRequest {
     #[prost(string, tag = "12")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub delta: String,
+    /// Server-side filter over publication tags.
+    #[prost(message, optional, tag = "13")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tf: Option<FilterNode>,
     /// Capability bits: 1 channel compaction, 2 reject unrecoverable positions.
     #[prost(int64, tag = "14")]
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub flag: i64,
+    /// Subscription type (0 stream; map and shared poll types, see [`crate::codes`]).
+    #[prost(int32, tag = "15")]
+    #[serde(rename = "type", skip_serializing_if = "is_zero_i32")]
+    pub kind: i32,
+    /// Subscribe phase asked for (0 live, 1 stream, 2 state).
+    #[prost(int32, tag = "16")]
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub phase: i32,
+    /// Cursor of the state page to read.
+    #[prost(string, tag = "17")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cursor: String,
+    /// Page size of the state or stream phase.
+    #[prost(int32, tag = "18")]
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub limit: i32,
+    /// Ascending order of state entries.
+    #[prost(bool, tag = "19")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub asc: bool,
+}
+
+/// A node of a tags filter tree: a leaf comparison (`op` empty) or a logical operation over
+/// `nodes` (`and`, `or`, `not`).
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FilterNode {
+    /// Logical operation: "" (leaf), "and", "or", "not".
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub op: String,
+    /// Tag key compared by a leaf.
+    #[prost(string, tag = "2")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Comparison of a leaf: eq, neq, in, nin, ex, nex, sw, ew, ct, lt, lte, gt, gte.
+    #[prost(string, tag = "3")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cmp: String,
+    /// Value compared against.
+    #[prost(string, tag = "4")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub val: String,
+    /// Values of set comparisons (in, nin).
+    #[prost(string, repeated, tag = "5")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub vals: Vec<String>,
+    /// Children of a logical operation.
+    #[prost(message, repeated, tag = "6")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<FilterNode>,
 }
 
 /// Subscribe result.
@@ -186,6 +241,26 @@ pub struct SubscribeResult {
     #[prost(int64, tag = "14")]
     #[serde(skip_serializing_if = "is_zero_i64")]
     pub id: i64,
+    /// Subscription type, echoed from the request.
+    #[prost(int32, tag = "15")]
+    #[serde(rename = "type", skip_serializing_if = "is_zero_i32")]
+    pub kind: i32,
+    /// Phase of this result (0 live, 1 stream, 2 state).
+    #[prost(int32, tag = "16")]
+    #[serde(skip_serializing_if = "is_zero_i32")]
+    pub phase: i32,
+    /// Cursor of the next state page (empty on the last page).
+    #[prost(string, tag = "17")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub cursor: String,
+    /// Entries of the channel state (map subscriptions).
+    #[prost(message, repeated, tag = "18")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub state: Vec<Publication>,
+    /// Milliseconds the SDK debounces client publications to this channel (0: none).
+    #[prost(uint32, tag = "19")]
+    #[serde(skip_serializing_if = "is_zero_u32")]
+    pub publish_debounce: u32,
 }
 
 /// Unsubscribe request.
@@ -214,6 +289,18 @@ pub struct PublishRequest {
     #[prost(bytes = "bytes", tag = "2")]
     #[serde(with = "crate::raw", skip_serializing_if = "Bytes::is_empty")]
     pub data: Bytes,
+    /// Publish type: 0 regular, 1 map.
+    #[prost(int32, tag = "3")]
+    #[serde(rename = "type", skip_serializing_if = "is_zero_i32")]
+    pub kind: i32,
+    /// Map publish: the entry's key.
+    #[prost(string, tag = "4")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Map publish: remove the entry instead.
+    #[prost(bool, tag = "5")]
+    #[serde(skip_serializing_if = "is_false")]
+    pub removed: bool,
 }
 
 /// Publish result (empty).
@@ -373,7 +460,7 @@ pub struct RefreshResult {
 }
 
 /// Subscription token refresh request.
-#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SubRefreshRequest {
     /// Channel.
@@ -384,10 +471,50 @@ pub struct SubRefreshRequest {
     #[prost(string, tag = "2")]
     #[serde(skip_serializing_if = "String::is_empty")]
     pub token: String,
+    /// 0 token refresh, 1 track keys, 2 untrack keys (shared poll).
+    #[prost(int32, tag = "3")]
+    #[serde(rename = "type", skip_serializing_if = "is_zero_i32")]
+    pub kind: i32,
+    /// Signed batches of keys to track (type 1).
+    #[prost(message, repeated, tag = "4")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub track: Vec<TrackBatch>,
+    /// Keys to stop tracking (type 2).
+    #[prost(string, repeated, tag = "5")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub untrack: Vec<String>,
+}
+
+/// A key with the version the connection has of it (shared poll).
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeyedItem {
+    /// Key.
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Version the connection has (0: none).
+    #[prost(uint64, tag = "2")]
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub version: u64,
+}
+
+/// Keys to track, with the signature the backend computed over the whole set.
+#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrackBatch {
+    /// Signature over the batch.
+    #[prost(string, tag = "1")]
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub signature: String,
+    /// The full key set the signature covers, with the connection's current versions.
+    #[prost(message, repeated, tag = "2")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<KeyedItem>,
 }
 
 /// Subscription token refresh result.
-#[derive(Clone, PartialEq, Eq, prost::Message, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, prost::Message, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SubRefreshResult {
     /// Subscription still expires.
@@ -398,4 +525,8 @@ pub struct SubRefreshResult {
     #[prost(uint32, tag = "2")]
     #[serde(skip_serializing_if = "is_zero_u32")]
     pub ttl: u32,
+    /// Current items of newly tracked keys (shared poll track).
+    #[prost(message, repeated, tag = "3")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<Publication>,
 }

@@ -56,6 +56,11 @@ impl Session {
             self.handle_unsubscribe(&req.channel)
                 .await
                 .map(|r| reply.unsubscribe = Some(r))
+        } else if cmd.publish.as_ref().is_some_and(|req| req.kind != 0)
+            || cmd.sub_refresh.as_ref().is_some_and(|req| req.kind != 0)
+        {
+            // Map publications and shared poll key tracking are not served yet.
+            Err(ErrorCode::NotAvailable.into())
         } else if let Some(req) = cmd.publish {
             self.handle_publish(id, req.channel, req.data)
                 .await
@@ -306,6 +311,10 @@ impl Session {
         if let Some(sub) = self.subs.get_mut(channel) {
             sub.expire_at = decision.expire_at;
         }
-        Ok(SubRefreshResult { expires, ttl })
+        Ok(SubRefreshResult {
+            expires,
+            ttl,
+            ..Default::default()
+        })
     }
 }

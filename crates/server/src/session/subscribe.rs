@@ -65,6 +65,16 @@ impl Session {
         }
         let node = self.node.clone();
         let resolved = node.channel(&channel)?;
+        if resolved.options.subscription_type != gyre_config::SubscriptionType::Stream
+            || req.kind != 0
+        {
+            // Map and shared poll subscriptions are not served yet (warned at start-up).
+            return Err(ErrorCode::NotAvailable.into());
+        }
+        if req.tf.is_some() {
+            // Tags filters are not allowed in any namespace yet (`allow_tags_filter`).
+            return Err(ErrorCode::BadRequest.into());
+        }
         let mut params = SubscribeParams {
             channel: channel.clone(),
             recover: req.recover,
