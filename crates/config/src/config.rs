@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::values::{EngineKind, ErrorMode};
+use crate::values::{EngineKind, ErrorMode, LogLevel};
 
 use crate::channel::ChannelIndex;
 use crate::{ChannelConfig, ClientConfig, Duration};
@@ -16,6 +16,8 @@ use crate::{ChannelConfig, ClientConfig, Duration};
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Config {
+    /// Write the server's process id to this file at start-up and remove it at exit ("": none).
+    pub pid_file: String,
     /// HTTP listener settings.
     pub http_server: HttpServerConfig,
     /// Logging settings.
@@ -112,14 +114,17 @@ impl HttpServerConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct LogConfig {
-    /// One of "trace", "debug", "info", "warn", "error", "none".
-    pub level: String,
+    /// Log level.
+    pub level: LogLevel,
+    /// Append logs to this file instead of writing them to standard error ("": standard error).
+    pub file: String,
 }
 
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
-            level: "info".to_owned(),
+            level: LogLevel::Info,
+            file: String::new(),
         }
     }
 }

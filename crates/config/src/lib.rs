@@ -18,6 +18,7 @@ mod config;
 mod de;
 mod duration;
 mod error;
+mod inactive;
 mod load;
 mod options;
 mod proxy;
@@ -33,11 +34,13 @@ pub use config::{
 };
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
-pub use load::{Format, Loaded, known_env_vars, load, load_str};
+pub use load::{Format, Loaded, known_env_vars, load, load_str, render};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
     is_default_name,
 };
-pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode, SubscriptionType};
+pub use values::{
+    DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, RecoveryMode, SubscriptionType,
+};

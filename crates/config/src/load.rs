@@ -155,6 +155,7 @@ fn load_tree(
     config.validate()?;
     warnings.extend(config.proxy_warnings());
     warnings.extend(config.subscription_type_warnings());
+    warnings.extend(config.inactive_key_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }
@@ -475,4 +476,29 @@ fn check_flattened(tree: &Value) -> Result<(), ConfigError> {
         check_section::<ChannelOptions>(ns, &base, "name")?;
     }
     Ok(())
+}
+
+/// Writes a configuration in a file format, every key included (JSON nulls, which TOML cannot
+/// hold, are left out of TOML).
+pub fn render(config: &Config, format: Format) -> Result<String, String> {
+    match format {
+        Format::Json => serde_json::to_string_pretty(config).map_err(|e| e.to_string()),
+        Format::Yaml => serde_yaml_ng::to_string(config).map_err(|e| e.to_string()),
+        Format::Toml => {
+            let mut tree = serde_json::to_value(config).map_err(|e| e.to_string())?;
+            drop_nulls(&mut tree);
+            toml::to_string_pretty(&tree).map_err(|e| e.to_string())
+        }
+    }
+}
+
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            map.retain(|_, child| !child.is_null());
+            map.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_nulls),
+        _ => {}
+    }
 }

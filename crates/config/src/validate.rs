@@ -11,7 +11,6 @@ use regex::Regex;
 use crate::{ChannelOptions, Config, ConfigError, Duration, TokenOptions};
 
 const NAMESPACE_NAME_PATTERN: &str = "^[-a-zA-Z0-9_.]{2,}$";
-const LOG_LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "none"];
 
 /// True when `name` matches `^[-a-zA-Z0-9_.]{2,}$`.
 fn valid_namespace_name(name: &str) -> bool {
@@ -115,12 +114,12 @@ impl Config {
                 format!("unknown engine type {other:?} (expected \"memory\" or \"redis\")"),
             ),
         }
-        if !LOG_LEVELS.contains(&self.log.level.as_str()) {
+        if !self.log.level.is_known() {
             v.push(
                 "log.level",
                 format!(
-                    "unknown level {:?} (expected one of {LOG_LEVELS:?})",
-                    self.log.level
+                    "unknown level {:?} (expected trace, debug, info, warn, error, fatal or none)",
+                    self.log.level.as_str()
                 ),
             );
         }
@@ -428,7 +427,7 @@ mod tests {
         c.channel.publication_data_format = DataFormat::parse("yaml");
         c.client.token.issuer_regex = "(".to_owned();
         c.engine.kind = EngineKind::parse("nats");
-        c.log.level = "loud".to_owned();
+        c.log.level = crate::LogLevel::parse("loud");
         c.http_api.error_mode = ErrorMode::parse("weird");
         let e = errors(&c);
         for key in [

@@ -142,6 +142,42 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// How much the server logs (`log.level`).
+    #[derive(Default)]
+    LogLevel {
+        /// Everything, including per-message traces.
+        Trace = "trace",
+        /// Debugging details.
+        Debug = "debug",
+        /// Start-up, shutdown and notable events (default).
+        #[default]
+        Info = "info",
+        /// Warnings and errors.
+        Warn = "warn",
+        /// Errors only.
+        Error = "error",
+        /// Fatal errors only (as errors: Gyre has no separate fatal level).
+        Fatal = "fatal",
+        /// Nothing.
+        None = "none",
+    }
+}
+
+impl LogLevel {
+    /// The `tracing` filter directive for this level.
+    pub fn filter(&self) -> &'static str {
+        match self {
+            Self::Trace => "trace",
+            Self::Debug => "debug",
+            Self::Info | Self::Unknown(_) => "info",
+            Self::Warn => "warn",
+            Self::Error | Self::Fatal => "error",
+            Self::None => "off",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,7 +42,7 @@ fn defaults_match_centrifugo() {
     assert_eq!(c.http_server.port, 8000);
     assert_eq!(c.http_server.address, "");
     assert_eq!(c.http_server.effective_internal_port(), 8000);
-    assert_eq!(c.log.level, "info");
+    assert_eq!(c.log.level, gyre_config::LogLevel::Info);
     assert_eq!(c.engine.kind, gyre_config::EngineKind::Memory);
     assert_eq!(c.engine.redis.prefix, "centrifugo");
     assert_eq!(c.engine.redis.presence_ttl, Duration::from_secs(60));
@@ -189,7 +189,15 @@ fn json_yaml_toml_load_the_same() {
     ] {
         let file = TempFile::new(ext, text);
         let loaded = load(Some(&file.0), &[], &[]).unwrap_or_else(|e| panic!("{ext}: {e}"));
-        assert!(loaded.warnings.is_empty(), "{ext}: {:?}", loaded.warnings);
+        // The sample turns permessage-deflate on, which is parsed and warned about.
+        assert_eq!(
+            loaded.warnings,
+            vec![
+                "key \"websocket.compression\" is not implemented yet: permessage-deflate is not negotiated"
+                    .to_owned()
+            ],
+            "{ext}"
+        );
         let c = &loaded.config;
         assert_eq!(c.http_server.port, 9100);
         assert_eq!(c.http_server.effective_internal_port(), 9101);
@@ -258,10 +266,14 @@ fn env_overlay() {
     assert!(c.websocket.compression);
     assert_eq!(c.channel.namespaces[0].name, "env_ns");
     // GYRE_ wins over CENTRIFUGO_.
-    assert_eq!(c.log.level, "debug");
+    assert_eq!(c.log.level, gyre_config::LogLevel::Debug);
     assert_eq!(
         loaded.warnings,
-        vec!["unknown environment variable \"CENTRIFUGO_NOT_A_KEY\"".to_owned()]
+        vec![
+            "unknown environment variable \"CENTRIFUGO_NOT_A_KEY\"".to_owned(),
+            "key \"websocket.compression\" is not implemented yet: permessage-deflate is not negotiated"
+                .to_owned(),
+        ]
     );
 }
 
@@ -295,7 +307,11 @@ fn overrides_apply_last() {
     assert_eq!(c.engine.kind, gyre_config::EngineKind::Redis);
     assert_eq!(
         loaded.warnings,
-        vec!["unknown key \"client.tokn\"".to_owned()]
+        vec![
+            "unknown key \"client.tokn\"".to_owned(),
+            "key \"admin.enabled\" is not implemented yet: no admin web interface is served"
+                .to_owned(),
+        ]
     );
 }
 
@@ -473,13 +489,16 @@ fn centrifuge_js_test_config_loads() {
         "unknown key \"shared_poll\"",
         "key \"channel.namespaces[3].subscription_type\": \"map\" subscriptions are not implemented yet",
         "unknown key \"channel.namespaces[3].map\"",
+        "key \"client.concurrency\" is not implemented yet",
+        "key \"sse.enabled\" is not implemented yet",
+        "key \"http_stream.enabled\" is not implemented yet",
     ] {
         assert!(
             w.iter().any(|m| m.starts_with(expected)),
             "missing {expected} in {w:?}"
         );
     }
-    assert_eq!(w.len(), 3, "{w:?}");
+    assert_eq!(w.len(), 6, "{w:?}");
 
     // The serialized form loads back to the same configuration, warning only about what is
     // not served yet.
@@ -488,7 +507,7 @@ fn centrifuge_js_test_config_loads() {
         again
             .warnings
             .iter()
-            .all(|m| m.contains("subscriptions are not implemented yet")),
+            .all(|m| m.contains("not implemented yet")),
         "{:?}",
         again.warnings
     );
@@ -503,7 +522,7 @@ fn env_variable_naming_a_section_is_ignored() {
         ("GYRE_LOG_LEVEL".to_owned(), "debug".to_owned()),
     ];
     let loaded = gyre_config::load(None, &env, &[]).expect("loads");
-    assert_eq!(loaded.config.log.level, "debug");
+    assert_eq!(loaded.config.log.level, gyre_config::LogLevel::Debug);
     assert!(
         loaded
             .warnings

@@ -33,4 +33,5 @@ pub(crate) mod time;
 pub(crate) mod websocket;
 pub(crate) mod ws;
 
+pub use node::token_verifiers;
 pub use time::unix_now;

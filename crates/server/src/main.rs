@@ -1,148 +1,183 @@
 //! The `gyre` binary: `gyre serve`, `gyre version`, `gyre checkconfig`, `gyre defaultconfig`,
 //! `gyre gentoken`.
 
+//! The `gyre` binary: runs the server (`gyre`, `gyre serve`) and the tools around it
+//! (`genconfig`, `gentoken`, `gensubtoken`, `checktoken`, `checksubtoken`, `checkconfig`,
+//! `defaultconfig`, `defaultenv`, `version`), with Centrifugo's names and flags.
+
+mod cli;
+
 use std::path::PathBuf;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+
+use cli::{ConfigArgs, ConfigFile, TokenKind};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "gyre",
     about = "Gyre: a Centrifugo-compatible real-time messaging server",
-    version
+    version,
+    args_conflicts_with_subcommands = true
 )]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a command: run the server with these settings.
+    #[command(flatten)]
+    serve: ConfigArgs,
 }
 
-/// Flags shared by the commands that read a configuration.
-#[derive(clap::Args, Debug, Default, Clone)]
-struct ConfigArgs {
-    /// Config file (JSON, YAML or TOML, by extension).
+/// Flags of `gentoken` and `gensubtoken`.
+#[derive(clap::Args, Debug)]
+struct TokenArgs {
+    #[command(flatten)]
+    file: ConfigFile,
+    /// User id (`sub`); anonymous when empty.
+    #[arg(short, long, default_value = "")]
+    user: String,
+    /// Lifetime in seconds (-1: no expiry).
+    #[arg(short, long, default_value_t = 7 * 24 * 3600, allow_negative_numbers = true)]
+    ttl: i64,
+    /// Print only the token.
     #[arg(short, long)]
-    config: Option<PathBuf>,
-    /// HTTP port (`http_server.port`).
-    #[arg(long, alias = "http_server.port")]
-    port: Option<u16>,
-    /// Bind address (`http_server.address`).
-    #[arg(long, alias = "http_server.address")]
-    address: Option<String>,
-    /// Internal port for the API and health (`http_server.internal_port`).
-    #[arg(long = "internal_port", alias = "http_server.internal_port")]
-    internal_port: Option<u16>,
-    /// Allow everything for clients, without tokens (`client.insecure`; development only).
-    #[arg(long = "client.insecure")]
-    client_insecure: bool,
-    /// Disable the API key check (`http_api.insecure`; development only).
-    #[arg(long = "http_api.insecure")]
-    api_insecure: bool,
-    /// Server API key (`http_api.key`).
-    #[arg(long = "http_api.key")]
-    api_key: Option<String>,
-    /// HMAC secret for connection tokens (`client.token.hmac_secret_key`).
-    #[arg(long = "client.token.hmac_secret_key")]
-    hmac_secret_key: Option<String>,
-    /// Enable `/health` (`health.enabled`).
-    #[arg(long = "health.enabled")]
-    health: bool,
-    /// Engine type (`engine.type`: memory or redis).
-    #[arg(long = "engine.type")]
-    engine: Option<String>,
-    /// Log level (`log.level`).
-    #[arg(long = "log.level")]
-    log_level: Option<String>,
+    quiet: bool,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Run the server (default).
+    /// Run the server (the default).
     Serve(ConfigArgs),
     /// Print the version.
     Version,
     /// Check a configuration and print its warnings.
     Checkconfig(ConfigArgs),
-    /// Print the default configuration as JSON.
-    Defaultconfig,
-    /// Mint an HS256 connection token with the configured secret.
-    Gentoken {
+    /// Write a minimal configuration with generated secrets.
+    Genconfig {
+        /// File to write (format by extension).
+        #[arg(short, long, default_value = "config.json")]
+        config: PathBuf,
+    },
+    /// Write every key with its default.
+    Defaultconfig {
+        /// File to write (format by extension).
+        #[arg(short, long, default_value = "config.json")]
+        config: PathBuf,
+        /// Configuration whose values replace the defaults.
+        #[arg(short, long)]
+        base: Option<PathBuf>,
+        /// Print instead of writing.
+        #[arg(short, long = "dry-run")]
+        dry_run: bool,
+    },
+    /// Print every environment variable with its default.
+    Defaultenv {
+        /// Configuration whose values replace the defaults.
+        #[arg(short, long)]
+        base: Option<PathBuf>,
+        /// Only the variables whose value in the base differs from the default.
+        #[arg(long = "base-non-zero-only")]
+        base_non_zero_only: bool,
+    },
+    /// Print a sample HS256 connection token.
+    Gentoken(TokenArgs),
+    /// Print a sample HS256 subscription token.
+    Gensubtoken {
         #[command(flatten)]
-        config: ConfigArgs,
-        /// User id (`sub`).
-        #[arg(short, long, default_value = "")]
-        user: String,
-        /// Lifetime in seconds (-1: no expiry).
-        #[arg(short, long, default_value_t = 7 * 24 * 3600, allow_negative_numbers = true)]
-        ttl: i64,
+        token: TokenArgs,
+        /// Channel the token grants.
+        #[arg(short = 's', long, default_value = "")]
+        channel: String,
+    },
+    /// Verify a connection token with the configured keys.
+    Checktoken {
+        #[command(flatten)]
+        file: ConfigFile,
+        /// The token.
+        token: Option<String>,
+    },
+    /// Verify a subscription token with the configured keys.
+    Checksubtoken {
+        #[command(flatten)]
+        file: ConfigFile,
+        /// The token.
+        token: Option<String>,
     },
 }
 
-impl ConfigArgs {
-    fn overrides(&self) -> Vec<(String, Value)> {
-        let mut o = Vec::new();
-        if let Some(p) = self.port {
-            o.push(("http_server.port".to_owned(), json!(p)));
-        }
-        if let Some(a) = &self.address {
-            o.push(("http_server.address".to_owned(), json!(a)));
-        }
-        if let Some(p) = self.internal_port {
-            o.push(("http_server.internal_port".to_owned(), json!(p)));
-        }
-        if self.client_insecure {
-            o.push(("client.insecure".to_owned(), json!(true)));
-        }
-        if self.api_insecure {
-            o.push(("http_api.insecure".to_owned(), json!(true)));
-        }
-        if let Some(k) = &self.api_key {
-            o.push(("http_api.key".to_owned(), json!(k)));
-        }
-        if let Some(k) = &self.hmac_secret_key {
-            o.push(("client.token.hmac_secret_key".to_owned(), json!(k)));
-        }
-        if self.health {
-            o.push(("health.enabled".to_owned(), json!(true)));
-        }
-        if let Some(e) = &self.engine {
-            o.push(("engine.type".to_owned(), json!(e)));
-        }
-        if let Some(l) = &self.log_level {
-            o.push(("log.level".to_owned(), json!(l)));
-        }
-        o
-    }
-
-    fn load(&self) -> anyhow::Result<gyre_config::Loaded> {
-        let env: Vec<(String, String)> = std::env::vars().collect();
-        gyre_config::load(self.config.as_deref(), &env, &self.overrides())
-            .with_context(|| "configuration error")
-    }
-}
-
-fn init_tracing(level: &str) {
+/// Logs to standard error, or appended to `log.file`, at `log.level` (`RUST_LOG` wins).
+fn init_tracing(log: &gyre_config::LogConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log.level.filter()));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .init();
+        .with_target(false);
+    if log.file.is_empty() {
+        builder.with_writer(std::io::stderr).init();
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log.file)
+            .map_err(|e| anyhow::anyhow!("log.file {:?}: {e}", log.file))?;
+        builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(file))
+            .init();
+    }
+    Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+/// Holds `pid_file` with the process id while the server runs, and removes it at exit.
+struct PidFile(Option<PathBuf>);
+
+impl PidFile {
+    fn create(path: &str) -> anyhow::Result<PidFile> {
+        if path.is_empty() {
+            return Ok(PidFile(None));
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| anyhow::anyhow!("pid_file {path:?}: {e}"))?;
+        Ok(PidFile(Some(PathBuf::from(path))))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        if let Some(path) = &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    match cli.command.unwrap_or(Command::Serve(ConfigArgs::default())) {
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command.unwrap_or(Command::Serve(cli.serve)) {
         Command::Version => {
             println!("gyre {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Defaultconfig => {
-            println!("{}", gyre_config::Config::default().to_json_pretty());
-            Ok(())
-        }
+        Command::Genconfig { config } => cli::genconfig(&config),
+        Command::Defaultconfig {
+            config,
+            base,
+            dry_run,
+        } => cli::defaultconfig(&config, base.as_deref(), dry_run),
+        Command::Defaultenv {
+            base,
+            base_non_zero_only,
+        } => cli::defaultenv(base.as_deref(), base_non_zero_only),
         Command::Checkconfig(args) => {
             let loaded = args.load()?;
             for w in &loaded.warnings {
@@ -151,19 +186,40 @@ fn main() -> anyhow::Result<()> {
             println!("config is valid");
             Ok(())
         }
-        Command::Gentoken { config, user, ttl } => {
-            let loaded = config.load()?;
-            let secret = &loaded.config.client.token.hmac_secret_key;
-            anyhow::ensure!(
-                !secret.is_empty(),
-                "client.token.hmac_secret_key is not set"
-            );
-            let mut claims = json!({ "sub": user });
-            if ttl >= 0 {
-                claims["exp"] = json!(gyre_server::unix_now() + ttl);
-            }
-            println!("{}", gyre_auth::sign_hs256(secret, &claims)?);
-            Ok(())
+        Command::Gentoken(t) => {
+            let loaded = t.file.load(&[])?;
+            cli::gentoken(
+                &loaded.config,
+                TokenKind::Connect,
+                &t.user,
+                None,
+                t.ttl,
+                t.quiet,
+            )
+        }
+        Command::Gensubtoken { token: t, channel } => {
+            anyhow::ensure!(!channel.is_empty(), "channel is required (-s)");
+            let loaded = t.file.load(&[])?;
+            cli::gentoken(
+                &loaded.config,
+                TokenKind::Subscribe,
+                &t.user,
+                Some(&channel),
+                t.ttl,
+                t.quiet,
+            )
+        }
+        Command::Checktoken { file, token } => {
+            let token = token.ok_or_else(|| {
+                anyhow::anyhow!("provide the token to check (gyre checktoken <TOKEN>)")
+            })?;
+            cli::checktoken(&file.load(&[])?.config, TokenKind::Connect, &token)
+        }
+        Command::Checksubtoken { file, token } => {
+            let token = token.ok_or_else(|| {
+                anyhow::anyhow!("provide the token to check (gyre checksubtoken <TOKEN>)")
+            })?;
+            cli::checktoken(&file.load(&[])?.config, TokenKind::Subscribe, &token)
         }
         Command::Serve(args) => serve(&args),
     }
@@ -171,7 +227,8 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     let loaded = args.load()?;
-    init_tracing(&loaded.config.log.level);
+    init_tracing(&loaded.config.log)?;
+    let _pid_file = PidFile::create(&loaded.config.pid_file)?;
     for w in &loaded.warnings {
         tracing::warn!("{w}");
     }

@@ -141,6 +141,26 @@ fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option
     })
 }
 
+/// The connection and subscription token verifiers a configuration asks for (`None` where no
+/// key is configured; subscription tokens use the connection settings unless
+/// `client.subscription_token.enabled`).
+pub fn token_verifiers(
+    config: &Config,
+) -> Result<(Option<TokenVerifier>, Option<TokenVerifier>), gyre_auth::AuthError> {
+    let skip = config.client.insecure_skip_token_signature_verify;
+    let connect = verifier_options(&config.client.token, skip)
+        .map(TokenVerifier::new)
+        .transpose()?;
+    let subscribe = if config.client.subscription_token.enabled {
+        verifier_options(&config.client.subscription_token.token, skip)
+            .map(TokenVerifier::new)
+            .transpose()?
+    } else {
+        connect.clone()
+    };
+    Ok((connect, subscribe))
+}
+
 impl Node {
     /// Builds a node on the memory engine from a validated configuration.
     pub(crate) fn new(
@@ -163,17 +183,7 @@ impl Node {
         events: Arc<NodeEvents>,
         engine: Engine,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
-        let skip = config.client.insecure_skip_token_signature_verify;
-        let connect_verifier = verifier_options(&config.client.token, skip)
-            .map(TokenVerifier::new)
-            .transpose()?;
-        let subscribe_verifier = if config.client.subscription_token.enabled {
-            verifier_options(&config.client.subscription_token.token, skip)
-                .map(TokenVerifier::new)
-                .transpose()?
-        } else {
-            connect_verifier.clone()
-        };
+        let (connect_verifier, subscribe_verifier) = token_verifiers(&config)?;
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());

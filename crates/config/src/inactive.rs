@@ -1,0 +1,97 @@
+//! Keys Gyre reads but does not act on yet: each one set to something other than its default
+//! gets a start-up warning naming it, so no setting is silently ignored.
+
+use serde_json::Value;
+
+use crate::Config;
+
+/// Dotted key paths that are parsed but have no effect yet, with what happens instead.
+const INACTIVE: &[(&str, &str)] = &[
+    (
+        "client.token.jwks_public_endpoint",
+        "JWKS is not implemented; tokens are verified with the configured keys only",
+    ),
+    (
+        "client.subscription_token.jwks_public_endpoint",
+        "JWKS is not implemented; tokens are verified with the configured keys only",
+    ),
+    (
+        "client.concurrency",
+        "commands of a connection are processed in order",
+    ),
+    (
+        "client.presence_update_interval",
+        "presence is refreshed on Gyre's own schedule",
+    ),
+    (
+        "client.channel_position_check_delay",
+        "positions are checked on Gyre's own schedule",
+    ),
+    (
+        "http_api.external",
+        "the API is served on the internal port when one is set",
+    ),
+    (
+        "websocket.compression",
+        "permessage-deflate is not negotiated",
+    ),
+    ("websocket.read_buffer_size", "buffers are sized by Gyre"),
+    ("websocket.write_buffer_size", "buffers are sized by Gyre"),
+    ("prometheus.enabled", "no metrics endpoint is served"),
+    ("admin.enabled", "no admin web interface is served"),
+    ("sse.enabled", "the SSE endpoint is not served"),
+    (
+        "http_stream.enabled",
+        "the HTTP-streaming endpoint is not served",
+    ),
+    (
+        "engine.redis.tls.client_ca_pem",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.sentinel_tls.client_ca_pem",
+        "it is not used by a Redis client",
+    ),
+];
+
+fn at<'v>(tree: &'v Value, path: &str) -> Option<&'v Value> {
+    path.split('.').try_fold(tree, |v, key| v.get(key))
+}
+
+impl Config {
+    /// Warnings about keys set to a non-default value that Gyre does not act on yet.
+    pub(crate) fn inactive_key_warnings(&self) -> Vec<String> {
+        let (Ok(mine), Ok(defaults)) = (
+            serde_json::to_value(self),
+            serde_json::to_value(Config::default()),
+        ) else {
+            return Vec::new();
+        };
+        INACTIVE
+            .iter()
+            .filter(|(path, _)| at(&mine, path) != at(&defaults, path))
+            .map(|(path, instead)| format!("key \"{path}\" is not implemented yet: {instead}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_key_exists_and_only_changed_ones_warn() {
+        let defaults = serde_json::to_value(Config::default()).expect("serializes");
+        for (path, _) in INACTIVE {
+            assert!(at(&defaults, path).is_some(), "{path} is not a key");
+        }
+        let mut c = Config::default();
+        assert!(c.inactive_key_warnings().is_empty());
+        c.websocket.compression = true;
+        c.client.concurrency = 8;
+        let w = c.inactive_key_warnings();
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(w[0].contains("client.concurrency"), "{w:?}");
+        assert!(w[1].contains("websocket.compression"), "{w:?}");
+    }
+}
