@@ -5,7 +5,8 @@ use std::str::FromStr;
 
 /// A JWS `alg` value supported by Gyre.
 ///
-/// `ES512` (P-521), `EdDSA` and `none` are not supported; tokens using them are invalid.
+/// `ES512` (P-521) and `none` are not supported; tokens using them are invalid. `EdDSA`
+/// (Ed25519) verifies with JWKS keys only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Algorithm {
     /// HMAC with SHA-256 (`HS256`).
@@ -30,6 +31,8 @@ pub enum Algorithm {
     Es256,
     /// ECDSA on P-384 with SHA-384 (`ES384`).
     Es384,
+    /// Ed25519 (`EdDSA`).
+    EdDsa,
 }
 
 /// Which configured key an algorithm needs.
@@ -38,11 +41,12 @@ pub(crate) enum KeyFamily {
     Hmac,
     Rsa,
     Ec,
+    Ed,
 }
 
 impl Algorithm {
     /// Every supported algorithm, in a stable order.
-    pub const ALL: [Algorithm; 11] = [
+    pub const ALL: [Algorithm; 12] = [
         Algorithm::Hs256,
         Algorithm::Hs384,
         Algorithm::Hs512,
@@ -54,6 +58,7 @@ impl Algorithm {
         Algorithm::Ps512,
         Algorithm::Es256,
         Algorithm::Es384,
+        Algorithm::EdDsa,
     ];
 
     /// The JWS name, e.g. `"HS256"`.
@@ -70,6 +75,7 @@ impl Algorithm {
             Algorithm::Ps512 => "PS512",
             Algorithm::Es256 => "ES256",
             Algorithm::Es384 => "ES384",
+            Algorithm::EdDsa => "EdDSA",
         }
     }
 
@@ -88,6 +94,7 @@ impl Algorithm {
             | Algorithm::Ps384
             | Algorithm::Ps512 => KeyFamily::Rsa,
             Algorithm::Es256 | Algorithm::Es384 => KeyFamily::Ec,
+            Algorithm::EdDsa => KeyFamily::Ed,
         }
     }
 
@@ -105,6 +112,7 @@ impl Algorithm {
             Algorithm::Ps512 => J::PS512,
             Algorithm::Es256 => J::ES256,
             Algorithm::Es384 => J::ES384,
+            Algorithm::EdDsa => J::EdDSA,
         }
     }
 }

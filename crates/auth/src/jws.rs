@@ -26,6 +26,8 @@ const MAX_TOKEN_LEN: usize = 1 << 20;
 struct Header {
     #[serde(default)]
     alg: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
 }
 
 /// A structurally valid compact JWS whose signature has not been checked yet.
@@ -37,6 +39,8 @@ pub(crate) struct RawToken<'a> {
     pub signature: &'a str,
     /// The `alg` header value, if present.
     pub alg: Option<String>,
+    /// The `kid` header value (which JWKS key signed the token), if present.
+    pub kid: Option<String>,
     /// The decoded payload, guaranteed to be valid UTF-8.
     pub payload: String,
 }
@@ -80,6 +84,7 @@ impl<'a> RawToken<'a> {
             signing_input,
             signature,
             alg: header.alg,
+            kid: header.kid,
             payload,
         })
     }

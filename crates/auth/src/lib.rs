@@ -37,6 +37,7 @@
 mod algorithm;
 mod claims;
 mod error;
+mod jwks;
 mod jws;
 mod options;
 mod sign;
@@ -45,6 +46,7 @@ mod verifier;
 pub use algorithm::{Algorithm, UnsupportedAlgorithm};
 pub use claims::{ChannelOverride, ConnectToken, SubscribeClaimOptions, SubscribeToken};
 pub use error::{AuthError, TokenError};
+pub use jwks::Jwks;
 pub use options::VerifierOptions;
-pub use sign::{sign, sign_hs256};
+pub use sign::{sign, sign_hs256, sign_with_kid};
 pub use verifier::TokenVerifier;

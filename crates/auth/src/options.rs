@@ -33,6 +33,9 @@ pub struct VerifierOptions {
     pub user_id_claim: String,
     /// Do not check signatures at all (development only). Time and `aud`/`iss` checks still run.
     pub skip_signature_verify: bool,
+    /// Public keys from `jwks_public_endpoint`, by `kid`, used instead of `rsa_public_key` /
+    /// `ecdsa_public_key` for asymmetric tokens; the caller keeps the set fresh.
+    pub jwks: Option<crate::Jwks>,
 }
 
 impl Default for VerifierOptions {
@@ -49,6 +52,7 @@ impl Default for VerifierOptions {
             issuer_regex: String::new(),
             user_id_claim: "sub".to_owned(),
             skip_signature_verify: false,
+            jwks: None,
         }
     }
 }

@@ -9,9 +9,19 @@ use crate::error::AuthError;
 ///
 /// `key` is the HMAC secret (raw UTF-8 bytes) for `HS*`, or a PEM-encoded **private** key for
 /// the other algorithms: RSA (PKCS#1 `RSA PRIVATE KEY` or PKCS#8 `PRIVATE KEY`) for `RS*`/`PS*`,
-/// PKCS#8 `PRIVATE KEY` on P-256 / P-384 for `ES256` / `ES384`.
+/// PKCS#8 `PRIVATE KEY` on P-256 / P-384 for `ES256` / `ES384`, PKCS#8 Ed25519 for `EdDSA`.
 /// The header is `{"typ":"JWT","alg":…}`.
 pub fn sign(alg: Algorithm, key: &str, claims: &serde_json::Value) -> Result<String, AuthError> {
+    sign_with_kid(alg, key, None, claims)
+}
+
+/// [`sign`] with a `kid` header naming the key (as JWKS-verified tokens carry).
+pub fn sign_with_kid(
+    alg: Algorithm,
+    key: &str,
+    kid: Option<&str>,
+    claims: &serde_json::Value,
+) -> Result<String, AuthError> {
     if !claims.is_object() {
         return Err(AuthError::Signing(
             "claims must be a JSON object".to_owned(),
@@ -27,8 +37,11 @@ pub fn sign(alg: Algorithm, key: &str, claims: &serde_json::Value) -> Result<Str
         }
         KeyFamily::Rsa => EncodingKey::from_rsa_pem(key.as_bytes()).map_err(signing_error)?,
         KeyFamily::Ec => EncodingKey::from_ec_pem(key.as_bytes()).map_err(signing_error)?,
+        KeyFamily::Ed => EncodingKey::from_ed_pem(key.as_bytes()).map_err(signing_error)?,
     };
-    jsonwebtoken::encode(&Header::new(alg.to_jwt()), claims, &encoding_key).map_err(signing_error)
+    let mut header = Header::new(alg.to_jwt());
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &encoding_key).map_err(signing_error)
 }
 
 /// Signs `claims` with HS256 and `secret`: the Centrifugo `gentoken` format.

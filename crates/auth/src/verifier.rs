@@ -18,6 +18,7 @@ use crate::claims::{
     effective_expire_at, parse_common,
 };
 use crate::error::{AuthError, TokenError};
+use crate::jwks::Jwks;
 use crate::jws::RawToken;
 use crate::options::VerifierOptions;
 
@@ -46,6 +47,8 @@ pub struct TokenVerifier {
     /// `None` means the standard `sub` claim.
     user_path: Option<Vec<String>>,
     skip_signature_verify: bool,
+    /// Keys from a JWKS endpoint, by `kid`, for the asymmetric algorithms.
+    jwks: Option<Jwks>,
 }
 
 fn option_error(option: &'static str, reason: impl Into<String>) -> AuthError {
@@ -151,13 +154,15 @@ impl TokenVerifier {
             issuer: opts.issuer,
             user_path: parse_user_path(&opts.user_id_claim)?,
             skip_signature_verify: opts.skip_signature_verify,
+            jwks: opts.jwks,
         })
     }
 
     /// Verifies a connection token at time `now_unix` (unix seconds).
     ///
     /// Errors: [`TokenError::Expired`] when `exp <= now`; [`TokenError::Invalid`] for a
-    /// malformed token, bad signature, algorithm without configured key, `nbf > now`,
+    /// (also when `nbf > now`, as upstream); [`TokenError::Invalid`] for a
+    /// malformed token, bad signature, algorithm without configured key,
     /// `aud`/`iss` mismatch, malformed claims, or a non-empty `channel` claim.
     pub fn verify_connect(&self, token: &str, now_unix: i64) -> Result<ConnectToken, TokenError> {
         let (raw, common) = self.verify_common(token, now_unix)?;
@@ -204,6 +209,23 @@ impl TokenVerifier {
         let alg = Algorithm::from_name(name)
             .ok_or_else(|| TokenError::invalid(format!("unsupported algorithm {name:?}")))?;
         let no_key = || TokenError::invalid(format!("no key configured for {alg}"));
+        if let Some(jwks) = &self.jwks
+            && alg.family() != KeyFamily::Hmac
+        {
+            // With JWKS, asymmetric tokens name their key (upstream requires the kid).
+            let kid = raw
+                .kid
+                .as_deref()
+                .ok_or_else(|| TokenError::invalid("kid is not provided"))?;
+            let key = jwks
+                .key(kid, alg)
+                .ok_or_else(|| TokenError::invalid(format!("no {alg} key {kid:?} in JWKS")))?;
+            return if signature_ok(raw, &key, alg) {
+                Ok(())
+            } else {
+                Err(TokenError::invalid("signature verification failed"))
+            };
+        }
         let valid = match alg.family() {
             KeyFamily::Hmac => {
                 if self.hmac.is_none() && self.hmac_previous.is_none() {
@@ -230,6 +252,7 @@ impl TokenVerifier {
                 }
                 signature_ok(raw, key, alg)
             }
+            KeyFamily::Ed => return Err(no_key()),
         };
         if valid {
             Ok(())
@@ -259,8 +282,9 @@ impl TokenVerifier {
         if claims.exp.is_some_and(|exp| exp <= now) {
             return Err(TokenError::Expired);
         }
+        // A token not valid yet counts as expired, as upstream answers it (109 / refresh).
         if claims.nbf.is_some_and(|nbf| nbf > now) {
-            return Err(TokenError::invalid("token is not valid yet (nbf)"));
+            return Err(TokenError::Expired);
         }
 
         let audiences = claims.aud.as_ref().map(|a| a.values()).unwrap_or_default();

@@ -8,14 +8,6 @@ use crate::Config;
 /// Dotted key paths that are parsed but have no effect yet, with what happens instead.
 const INACTIVE: &[(&str, &str)] = &[
     (
-        "client.token.jwks_public_endpoint",
-        "JWKS is not implemented; tokens are verified with the configured keys only",
-    ),
-    (
-        "client.subscription_token.jwks_public_endpoint",
-        "JWKS is not implemented; tokens are verified with the configured keys only",
-    ),
-    (
         "client.concurrency",
         "commands of a connection are processed in order",
     ),

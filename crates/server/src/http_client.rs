@@ -54,6 +54,41 @@ impl Default for HttpClient {
 }
 
 impl HttpClient {
+    /// GETs `url` (an `http://` URL) and returns the body of a 200 answer, within `timeout`.
+    pub(crate) async fn get(
+        &self,
+        url: &str,
+        timeout: std::time::Duration,
+    ) -> Result<Bytes, CallError> {
+        if !url.starts_with("http://") {
+            return Err(CallError::Endpoint(url.to_owned()));
+        }
+        let request = Request::get(url)
+            .body(Full::new(Bytes::new()))
+            .map_err(|err| CallError::Endpoint(format!("{url}: {err}")))?;
+        let exchange = async {
+            let response = self
+                .client
+                .request(request)
+                .await
+                .map_err(|err| CallError::Http(err.to_string()))?;
+            let status = response.status();
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|err| CallError::Http(err.to_string()))?
+                .to_bytes();
+            if status != http::StatusCode::OK {
+                return Err(CallError::Status(status.as_u16()));
+            }
+            Ok(body)
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| CallError::Timeout)?
+    }
+
     /// POSTs `body` to the proxy's endpoint with the forwarded and static headers and returns
     /// the reply body.
     pub(crate) async fn post(

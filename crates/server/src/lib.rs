@@ -22,6 +22,7 @@ pub(crate) mod delta;
 pub(crate) mod engine;
 pub(crate) mod http_client;
 pub mod hub;
+pub(crate) mod jwks;
 pub(crate) mod node;
 pub mod outbound;
 pub(crate) mod pinger;

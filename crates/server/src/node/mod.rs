@@ -25,6 +25,7 @@ use crate::engine::{
     StreamOptions,
 };
 use crate::hub::Hub;
+use crate::jwks::JwksSource;
 use crate::pinger::Pinger;
 
 /// Version string sent to clients in connect and refresh results.
@@ -84,6 +85,10 @@ pub(crate) struct Node {
     pub events: Arc<NodeEvents>,
     /// The keep-alive HTTP client for proxy calls.
     pub(crate) proxy: crate::http_client::HttpClient,
+    /// Where connection token keys come from, with `client.token.jwks_public_endpoint`.
+    pub(crate) connect_jwks: Option<Arc<JwksSource>>,
+    /// Where subscription token keys come from (the connection one unless separately set).
+    pub(crate) subscribe_jwks: Option<Arc<JwksSource>>,
 }
 
 /// A service error: a code and a message (the server API's error object).
@@ -122,10 +127,15 @@ impl ServiceError {
     }
 }
 
-fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option<VerifierOptions> {
+fn verifier_options(
+    token: &TokenOptions,
+    skip_signature_verify: bool,
+    jwks: Option<gyre_auth::Jwks>,
+) -> Option<VerifierOptions> {
     let has_key = !token.hmac_secret_key.is_empty()
         || !token.rsa_public_key.is_empty()
-        || !token.ecdsa_public_key.is_empty();
+        || !token.ecdsa_public_key.is_empty()
+        || jwks.is_some();
     (has_key || skip_signature_verify).then(|| VerifierOptions {
         hmac_secret_key: token.hmac_secret_key.clone(),
         hmac_previous_secret_key: token.hmac_previous_secret_key.clone(),
@@ -138,6 +148,47 @@ fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option
         issuer_regex: token.issuer_regex.clone(),
         user_id_claim: token.user_id_claim.clone(),
         skip_signature_verify,
+        jwks,
+    })
+}
+
+/// Token verifiers and the JWKS key sets they read (filled by [`crate::jwks::JwksSource`]).
+struct Verifiers {
+    connect: Option<TokenVerifier>,
+    subscribe: Option<TokenVerifier>,
+    connect_jwks: Option<(String, gyre_auth::Jwks)>,
+    subscribe_jwks: Option<(String, gyre_auth::Jwks)>,
+}
+
+fn verifiers(config: &Config) -> Result<Verifiers, gyre_auth::AuthError> {
+    let skip = config.client.insecure_skip_token_signature_verify;
+    let jwks_of = |token: &TokenOptions| {
+        (!token.jwks_public_endpoint.is_empty())
+            .then(|| (token.jwks_public_endpoint.clone(), gyre_auth::Jwks::new()))
+    };
+    let connect_jwks = jwks_of(&config.client.token);
+    let connect = verifier_options(
+        &config.client.token,
+        skip,
+        connect_jwks.as_ref().map(|(_, k)| k.clone()),
+    )
+    .map(TokenVerifier::new)
+    .transpose()?;
+    let sub = &config.client.subscription_token;
+    let (subscribe, subscribe_jwks) = if sub.enabled {
+        let jwks = jwks_of(&sub.token);
+        let verifier = verifier_options(&sub.token, skip, jwks.as_ref().map(|(_, k)| k.clone()))
+            .map(TokenVerifier::new)
+            .transpose()?;
+        (verifier, jwks)
+    } else {
+        (connect.clone(), connect_jwks.clone())
+    };
+    Ok(Verifiers {
+        connect,
+        subscribe,
+        connect_jwks,
+        subscribe_jwks,
     })
 }
 
@@ -147,18 +198,8 @@ fn verifier_options(token: &TokenOptions, skip_signature_verify: bool) -> Option
 pub fn token_verifiers(
     config: &Config,
 ) -> Result<(Option<TokenVerifier>, Option<TokenVerifier>), gyre_auth::AuthError> {
-    let skip = config.client.insecure_skip_token_signature_verify;
-    let connect = verifier_options(&config.client.token, skip)
-        .map(TokenVerifier::new)
-        .transpose()?;
-    let subscribe = if config.client.subscription_token.enabled {
-        verifier_options(&config.client.subscription_token.token, skip)
-            .map(TokenVerifier::new)
-            .transpose()?
-    } else {
-        connect.clone()
-    };
-    Ok((connect, subscribe))
+    let v = verifiers(config)?;
+    Ok((v.connect, v.subscribe))
 }
 
 impl Node {
@@ -183,7 +224,27 @@ impl Node {
         events: Arc<NodeEvents>,
         engine: Engine,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
-        let (connect_verifier, subscribe_verifier) = token_verifiers(&config)?;
+        let Verifiers {
+            connect: connect_verifier,
+            subscribe: subscribe_verifier,
+            connect_jwks,
+            subscribe_jwks,
+        } = verifiers(&config)?;
+        let http = crate::http_client::HttpClient::default();
+        let source = |jwks: Option<(String, gyre_auth::Jwks)>| {
+            jwks.map(|(endpoint, keys)| {
+                let source = JwksSource::new(&endpoint, keys, http.clone());
+                let first = source.clone();
+                tokio::spawn(async move { first.refresh_for(None).await });
+                source
+            })
+        };
+        let connect_jwks = source(connect_jwks);
+        // The same endpoint serves both kinds of tokens unless subscription tokens have their own.
+        let subscribe_jwks = match (&connect_jwks, config.client.subscription_token.enabled) {
+            (Some(shared), false) => Some(shared.clone()),
+            _ => source(subscribe_jwks),
+        };
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());
@@ -199,7 +260,9 @@ impl Node {
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
             events,
-            proxy: crate::http_client::HttpClient::default(),
+            proxy: http,
+            connect_jwks,
+            subscribe_jwks,
             config,
         }))
     }

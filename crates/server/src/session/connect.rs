@@ -23,7 +23,31 @@ impl Session {
             let req = Box::new(req);
             self.defer(Box::pin(async move {
                 let result = crate::proxy::connect(caller, options, &req).await;
-                Completion::Connect { id, req, result }
+                Completion::Connect {
+                    id,
+                    req,
+                    result,
+                    proxied: true,
+                }
+            }));
+            return;
+        }
+        if let Some(source) = node.connect_jwks.clone()
+            && let Some(kid) = source.missing_kid(&req.token)
+        {
+            // The token names a key this node has not fetched yet: fetch, then verify.
+            self.connecting = true;
+            let client = self.handle.client.clone();
+            let req = Box::new(req);
+            self.defer(Box::pin(async move {
+                source.refresh_for(Some(&kid)).await;
+                let result = policy::connect(&node, &client, &req.token, unix_now());
+                Completion::Connect {
+                    id,
+                    req,
+                    result,
+                    proxied: false,
+                }
             }));
             return;
         }

@@ -26,6 +26,8 @@ pub(super) enum Completion {
         id: u32,
         req: Box<gyre_protocol::ConnectRequest>,
         result: Outcome<ConnectDecision>,
+        /// Decided by the connect proxy (not by a token verified after a JWKS fetch).
+        proxied: bool,
     },
     Refresh(Outcome<Option<RefreshDecision>>),
     Subscribe {
@@ -67,11 +69,16 @@ impl Session {
             return;
         }
         match done {
-            Completion::Connect { id, req, result } => {
+            Completion::Connect {
+                id,
+                req,
+                result,
+                proxied,
+            } => {
                 self.connecting = false;
                 let result = match result {
                     Ok(decision) => {
-                        self.proxied = true;
+                        self.proxied = proxied;
                         self.apply_connect(&req, decision).await
                     }
                     Err(err) => Err(err),

@@ -112,6 +112,35 @@ impl Session {
             }));
             return Ok(None);
         }
+        if let Some(source) = node.subscribe_jwks.clone()
+            && let Some(kid) = source.missing_kid(&req.token)
+        {
+            // The token names a key this node has not fetched yet: fetch, then verify.
+            let (user, client) = (self.user.clone(), self.handle.client.clone());
+            let params = Box::new(params);
+            self.defer(Box::pin(async move {
+                source.refresh_for(Some(&kid)).await;
+                let who = Subject {
+                    user: &user,
+                    client: &client,
+                };
+                let result = node
+                    .channel(&params.channel)
+                    .map_err(ProtocolError::from)
+                    .and_then(|resolved| {
+                        policy::subscribe(
+                            &node,
+                            who,
+                            &params.channel,
+                            &resolved,
+                            &req.token,
+                            unix_now(),
+                        )
+                    });
+                Completion::Subscribe { id, params, result }
+            }));
+            return Ok(None);
+        }
         let who = Subject {
             user: &self.user,
             client: &self.handle.client,
