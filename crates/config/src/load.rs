@@ -410,6 +410,10 @@ fn walk(tree: &Value, defaults: &Value, parent: &str, warnings: &mut Vec<String>
     let (Value::Object(map), Value::Object(known)) = (tree, defaults) else {
         return;
     };
+    // An empty default object is a map (`http.static_headers`, ...): any key is the user's.
+    if known.is_empty() {
+        return;
+    }
     for (key, value) in map {
         match known.get(key) {
             None => unknown_key(parent, key, warnings),

@@ -378,9 +378,6 @@ impl crate::Config {
         let mut options = |key: String, p: &ProxyOptions| {
             let not_implemented =
                 |what: &str| format!("key \"{key}.{what}\" is not implemented; ignored");
-            if p.endpoint.starts_with("https://") {
-                out.push(format!("key \"{key}.endpoint\": https proxy endpoints are not implemented yet; calls to it fail with an internal error"));
-            }
             if p.endpoint.starts_with("grpc://") {
                 out.push(format!("key \"{key}.endpoint\": GRPC proxies are not implemented; calls to it fail with an internal error"));
             }

@@ -532,3 +532,26 @@ fn env_variable_naming_a_section_is_ignored() {
         loaded.warnings
     );
 }
+
+#[test]
+fn keys_of_map_values_are_the_users_not_unknown_keys() {
+    let loaded = load_str(
+        r#"{"rpc":{"proxy":{"endpoint":"http://127.0.0.1:1/rpc","http":{"static_headers":{"X-Static":"1"}}}}}"#,
+        Format::Json,
+        &[],
+        &[],
+    )
+    .expect("loads");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    assert_eq!(
+        loaded
+            .config
+            .rpc
+            .proxy
+            .http
+            .static_headers
+            .get("X-Static")
+            .map(String::as_str),
+        Some("1")
+    );
+}

@@ -1,10 +1,13 @@
-//! The node's one HTTP client for proxy calls: a keep-alive connection pool shared by every
-//! session, and the POST of one JSON request with the proxy's timeout and headers.
+//! The node's one HTTP client for proxy calls and JWKS: a keep-alive connection pool shared by
+//! every session, over plain HTTP or TLS (`https://`, verified against the system's roots,
+//! which `SSL_CERT_FILE` / `SSL_CERT_DIR` can point elsewhere), and the POST of one JSON request
+//! with the proxy's timeout and headers.
 
 use bytes::Bytes;
 use gyre_config::ProxyOptions;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -12,7 +15,7 @@ use hyper_util::rt::TokioExecutor;
 /// Why a proxy call produced no usable reply.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CallError {
-    /// The endpoint is not an `http://` URL Gyre can call.
+    /// The endpoint is not an `http://` or `https://` URL Gyre can call.
     #[error("unsupported endpoint {0:?}")]
     Endpoint(String),
     /// No answer within the proxy's timeout.
@@ -35,14 +38,44 @@ const MAX_IN_FLIGHT: usize = 1024;
 /// One keep-alive HTTP/1.1 client pool per node.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     slots: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+/// TLS to backends: the system's root certificates (none loadable: every https call fails to
+/// verify, with a warning at start-up).
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (added, _ignored) = roots.add_parsable_certificates(native.certs);
+    if added == 0 {
+        tracing::warn!(
+            "no system root certificates found: https proxy and JWKS endpoints will not verify"
+        );
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// Whether Gyre can call this endpoint.
+fn callable(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
 }
 
 impl Default for HttpClient {
     fn default() -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(90))
             .build(connector);
@@ -60,7 +93,7 @@ impl HttpClient {
         url: &str,
         timeout: std::time::Duration,
     ) -> Result<Bytes, CallError> {
-        if !url.starts_with("http://") {
+        if !callable(url) {
             return Err(CallError::Endpoint(url.to_owned()));
         }
         let request = Request::get(url)
@@ -97,7 +130,7 @@ impl HttpClient {
         forwarded: &HeaderMap,
         body: Vec<u8>,
     ) -> Result<Bytes, CallError> {
-        if !options.endpoint.starts_with("http://") {
+        if !callable(&options.endpoint) {
             return Err(CallError::Endpoint(options.endpoint.clone()));
         }
         let mut request = Request::post(options.endpoint.as_str())

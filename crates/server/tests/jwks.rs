@@ -57,17 +57,63 @@ impl Key {
     }
 }
 
-/// A JWKS endpoint on loopback serving whatever document is current, counting its fetches.
+/// A JWKS endpoint on loopback serving whatever document is current, counting its fetches;
+/// over TLS with a certificate for `localhost` when `tls` is given.
 struct Endpoint {
     url: String,
     document: Arc<Mutex<String>>,
     fetches: Arc<AtomicUsize>,
 }
 
+/// A test CA (its PEM file, for `SSL_CERT_FILE`) and a server certificate it signed.
+struct TestCa {
+    ca_file: std::path::PathBuf,
+    server: Arc<rustls::ServerConfig>,
+}
+
+fn test_ca() -> TestCa {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["localhost".to_owned()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server cert");
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let ca_file = std::env::temp_dir().join(format!(
+        "gyre-jwks-ca-{}-{}.pem",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::write(&ca_file, ca.pem()).expect("write CA");
+    let server = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .expect("server config");
+    TestCa {
+        ca_file,
+        server: Arc::new(server),
+    }
+}
+
 impl Endpoint {
-    fn start(keys: &[&Key]) -> Endpoint {
+    fn start(keys: &[&Key], tls: Option<Arc<rustls::ServerConfig>>) -> Endpoint {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let url = format!("http://{}/jwks", listener.local_addr().expect("addr"));
+        let port = listener.local_addr().expect("addr").port();
+        let url = match tls {
+            Some(_) => format!("https://localhost:{port}/jwks"),
+            None => format!("http://127.0.0.1:{port}/jwks"),
+        };
         let document = Arc::new(Mutex::new(String::new()));
         let fetches = Arc::new(AtomicUsize::new(0));
         let endpoint = Endpoint {
@@ -78,33 +124,44 @@ impl Endpoint {
         endpoint.serve(keys);
         std::thread::spawn(move || {
             for stream in listener.incoming().take(1000) {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                // Read the request head up to the empty line.
-                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                    line.clear();
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+                let body = || document.lock().expect("lock").clone();
+                match &tls {
+                    Some(config) => {
+                        let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                            continue;
+                        };
+                        answer(rustls::StreamOwned::new(conn, stream), &fetches, body());
+                    }
+                    None => answer(stream, &fetches, body()),
                 }
-                fetches.fetch_add(1, Ordering::SeqCst);
-                let body = document.lock().expect("lock").clone();
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.flush();
-                let mut rest = [0u8; 64];
-                let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(50)));
-                let _ = stream.read(&mut rest);
             }
         });
         endpoint
     }
 
     fn serve(&self, keys: &[&Key]) {
+        // (Replaces the document the next fetches get.)
         let doc = json!({"keys": keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
         *self.document.lock().expect("lock") = doc.to_string();
     }
+}
+
+/// Reads one request head and answers it with `body`.
+fn answer(mut stream: impl Read + Write, fetches: &AtomicUsize, body: String) {
+    let mut reader = BufReader::new(&mut stream);
+    let mut line = String::new();
+    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+        line.clear();
+    }
+    fetches.fetch_add(1, Ordering::SeqCst);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.flush();
 }
 
 /// Connects centrifuge-js with `token`, optionally subscribes to `news` with `sub_token`, and
@@ -143,7 +200,7 @@ c.connect();
 fn tokens_verify_with_keys_from_the_jwks_endpoint_across_a_rotation() {
     let first = es256("first");
     let rotated = ed25519("rotated");
-    let endpoint = Endpoint::start(&[&first]);
+    let endpoint = Endpoint::start(&[&first], None);
     let gyre = Gyre::start(&config(json!({
         "client": {"token": {"jwks_public_endpoint": endpoint.url}},
     })));
@@ -214,4 +271,30 @@ fn tokens_verify_with_keys_from_the_jwks_endpoint_across_a_rotation() {
         ),
         "connected"
     );
+}
+
+#[test]
+fn an_https_jwks_endpoint_is_verified_against_the_system_roots() {
+    let ca = test_ca();
+    let key = es256("tls");
+    let endpoint = Endpoint::start(&[&key], Some(ca.server.clone()));
+    let exp = support::now() + 600;
+    let token = key.token(json!({"sub": "alice", "exp": exp}));
+    // The test CA is the only root the server trusts: the endpoint verifies.
+    let ca_file = ca.ca_file.to_string_lossy().into_owned();
+    let trusted = Gyre::start_with_env(
+        &config(json!({"client": {"token": {"jwks_public_endpoint": endpoint.url}}})),
+        &[("SSL_CERT_FILE", &ca_file)],
+    );
+    assert_eq!(js_client(&trusted, &token, None), "connected");
+    // Without it the certificate does not verify, no key is fetched, the token is refused.
+    let other = test_ca();
+    let other_file = other.ca_file.to_string_lossy().into_owned();
+    let distrusting = Gyre::start_with_env(
+        &config(json!({"client": {"token": {"jwks_public_endpoint": endpoint.url}}})),
+        &[("SSL_CERT_FILE", &other_file)],
+    );
+    assert_eq!(js_client(&distrusting, &token, None), "disconnected 3500");
+    let _ = std::fs::remove_file(&ca.ca_file);
+    let _ = std::fs::remove_file(&other.ca_file);
 }

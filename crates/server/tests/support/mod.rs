@@ -64,6 +64,11 @@ impl Gyre {
     /// runs on the Redis engine at that URL, under a key prefix of its own, so the same
     /// suites check both engines.
     pub fn start(config: &Value) -> Self {
+        Self::start_with_env(config, &[])
+    }
+
+    /// [`Gyre::start`] with extra environment variables for the server process.
+    pub fn start_with_env(config: &Value, env: &[(&str, &str)]) -> Self {
         let id = uuid_like();
         let dir = std::env::temp_dir().join(format!("gyre-test-{id}"));
         std::fs::create_dir_all(&dir).expect("temp dir");
@@ -84,6 +89,7 @@ impl Gyre {
             .arg("--config")
             .arg(&config_path)
             .env("GYRE_LOG_LEVEL", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
