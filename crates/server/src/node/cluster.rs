@@ -114,6 +114,24 @@ impl Cluster {
         }
     }
 
+    /// Sends this node's heartbeat to `to` alone, marked as a reply (not answered again).
+    fn introduce(&self, local: &NodeEvents, to: &str) {
+        let Some(bus) = self.bus.get().cloned() else {
+            return;
+        };
+        let message = json!({
+            "node": local.id,
+            "info": super::control::node_info(local),
+            "reply": true,
+        });
+        let to = to.to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = bus.publish(message.to_string(), Some(&to)).await {
+                tracing::debug!("introduction to {to} not sent: {e}");
+            }
+        });
+    }
+
     /// Asks every other live node a question (`op` with its JSON `body`) and returns their
     /// answers. Waits for every node known alive, at most a bounded time (then returns the
     /// answers it has).
@@ -177,9 +195,16 @@ impl Cluster {
             return;
         }
         if let Some(info) = message.get("info") {
-            self.nodes
+            let known = self
+                .nodes
                 .lock()
-                .insert(from.to_owned(), (info.clone(), Instant::now()));
+                .insert(from.to_owned(), (info.clone(), Instant::now()))
+                .is_some();
+            if !known && message.get("reply").is_none() {
+                // A node just joined: introduce this one at once instead of at the next
+                // heartbeat, so `info` on the new node lists every node from the start.
+                self.introduce(local, from);
+            }
         } else if message.get("gone").is_some() {
             self.nodes.lock().remove(from);
         } else if let Some(command) = message.get("command") {
@@ -220,5 +245,60 @@ impl Cluster {
                 let _ = done.send(());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::EngineError;
+    use futures_util::future::BoxFuture;
+
+    /// A bus that records what is sent and to whom.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<(Value, Option<String>)>>);
+
+    impl ControlBus for Recorder {
+        fn publish<'a>(
+            &'a self,
+            message: String,
+            to: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<(), EngineError>> {
+            let message = serde_json::from_str(&message).unwrap_or(Value::Null);
+            self.0.lock().push((message, to.map(str::to_owned)));
+            Box::pin(async { Ok(()) })
+        }
+
+        fn shared(&self) -> bool {
+            true
+        }
+    }
+
+    fn heartbeat(from: &str, reply: bool) -> Vec<u8> {
+        let mut m = json!({"node": from, "info": {"uid": from}});
+        if reply {
+            m["reply"] = json!(true);
+        }
+        m.to_string().into_bytes()
+    }
+
+    #[tokio::test]
+    async fn a_new_node_is_answered_at_once_and_only_once() {
+        let local = NodeEvents::new("here");
+        let bus = Arc::new(Recorder::default());
+        local.cluster.attach(bus.clone());
+        local.cluster.on_message(&local, &heartbeat("new", false));
+        local.cluster.on_message(&local, &heartbeat("new", false));
+        // An introduction is not answered (no ping-pong between two nodes).
+        local.cluster.on_message(&local, &heartbeat("other", true));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        let sent = bus.0.lock().clone();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert_eq!(sent[0].1.as_deref(), Some("new"));
+        assert_eq!(sent[0].0["node"], json!(local.id));
+        assert_eq!(sent[0].0["reply"], json!(true));
+        assert_eq!(local.cluster.other_nodes().len(), 2);
     }
 }
