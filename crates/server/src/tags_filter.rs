@@ -15,8 +15,11 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 
 use gyre_protocol::FilterNode;
+use parking_lot::Mutex;
+use prost::Message;
 
 /// Deepest nesting accepted (the root is at depth 1).
 pub const MAX_DEPTH: usize = 32;
@@ -97,12 +100,57 @@ impl TagsFilter {
     }
 }
 
+/// Identical filters, shared: subscribers that send the same tree hold the same
+/// [`TagsFilter`], so fan-out evaluates each distinct filter once per publication (see
+/// [`Verdicts`]). Entries go with their last subscriber.
+#[derive(Debug, Default)]
+pub struct FilterInterner {
+    inner: Mutex<Interned>,
+}
+
+#[derive(Debug, Default)]
+struct Interned {
+    /// By the tree's protobuf encoding (the same tree always encodes the same).
+    filters: HashMap<Vec<u8>, Weak<TagsFilter>>,
+    /// Size at which dead entries are swept next.
+    sweep_at: usize,
+}
+
+impl FilterInterner {
+    /// The shared compiled filter for `tree`, compiling it when no live subscriber has it.
+    pub fn intern(&self, tree: &FilterNode) -> Result<Arc<TagsFilter>, FilterError> {
+        let key = tree.encode_to_vec();
+        let mut inner = self.inner.lock();
+        if let Some(filter) = inner.filters.get(&key).and_then(Weak::upgrade) {
+            return Ok(filter);
+        }
+        let filter = Arc::new(TagsFilter::compile(tree)?);
+        if inner.filters.len() >= inner.sweep_at {
+            inner.filters.retain(|_, f| f.strong_count() > 0);
+            inner.sweep_at = (inner.filters.len() * 2).max(64);
+        }
+        inner.filters.insert(key, Arc::downgrade(&filter));
+        Ok(filter)
+    }
+
+    /// Distinct filters held by live subscribers.
+    pub fn live(&self) -> usize {
+        let inner = self.inner.lock();
+        inner
+            .filters
+            .values()
+            .filter(|f| f.strong_count() > 0)
+            .count()
+    }
+}
+
 /// The filter of a subscribe request: none when `tf` is absent; error 107 (bad request, as
 /// upstream) when the namespace does not allow tags filters or the tree is malformed.
 pub(crate) fn from_request(
+    filters: &FilterInterner,
     tree: Option<&FilterNode>,
     allowed: bool,
-) -> Result<Option<std::sync::Arc<TagsFilter>>, gyre_protocol::ErrorCode> {
+) -> Result<Option<Arc<TagsFilter>>, gyre_protocol::ErrorCode> {
     let Some(tree) = tree else {
         return Ok(None);
     };
@@ -110,12 +158,50 @@ pub(crate) fn from_request(
         tracing::debug!("tags filter sent where allow_tags_filter is off");
         return Err(gyre_protocol::ErrorCode::BadRequest);
     }
-    match TagsFilter::compile(tree) {
-        Ok(filter) => Ok(Some(std::sync::Arc::new(filter))),
+    match filters.intern(tree) {
+        Ok(filter) => Ok(Some(filter)),
         Err(err) => {
             tracing::debug!("invalid tags filter: {err}");
             Err(gyre_protocol::ErrorCode::BadRequest)
         }
+    }
+}
+
+/// How many distinct filters one publication's verdicts are remembered for.
+const VERDICTS: usize = 16;
+
+/// The verdicts of the filters met while delivering one publication, so subscribers sharing a
+/// filter (see [`FilterInterner`]) cost one evaluation. Lives on the stack for one
+/// publication; filters are told apart by identity, which holds while their subscribers are.
+#[derive(Debug)]
+pub struct Verdicts {
+    seen: [(usize, bool); VERDICTS],
+    len: usize,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Self {
+            seen: [(0, false); VERDICTS],
+            len: 0,
+        }
+    }
+}
+
+impl Verdicts {
+    /// Whether `filter` lets a publication with `tags` through (the same publication for
+    /// every call on one `Verdicts`).
+    pub fn passes(&mut self, filter: &Arc<TagsFilter>, tags: &HashMap<String, String>) -> bool {
+        let id = Arc::as_ptr(filter) as usize;
+        if let Some((_, verdict)) = self.seen[..self.len].iter().find(|(f, _)| *f == id) {
+            return *verdict;
+        }
+        let verdict = filter.matches(tags);
+        if self.len < VERDICTS {
+            self.seen[self.len] = (id, verdict);
+            self.len += 1;
+        }
+        verdict
     }
 }
 

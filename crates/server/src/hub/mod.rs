@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::delta;
 use crate::outbound::SessionHandle;
 use crate::sharded::Sharded;
-use crate::tags_filter::TagsFilter;
+use crate::tags_filter::{FilterInterner, TagsFilter, Verdicts};
 
 const SHARDS: usize = 64;
 
@@ -72,11 +72,11 @@ impl Subscriber {
     /// Whether the subscriber's tags filter lets the publication through. A delta subscriber
     /// that skips one no longer holds the payload the next patch is made against, so it gets
     /// the next delivered publication in full.
-    fn passes(&mut self, publication: &Publication) -> bool {
+    fn passes(&mut self, publication: &Publication, verdicts: &mut Verdicts) -> bool {
         let passes = self
             .filter
             .as_ref()
-            .is_none_or(|f| f.matches(&publication.tags));
+            .is_none_or(|f| verdicts.passes(f, &publication.tags));
         if !passes {
             self.has_delta_base = false;
         }
@@ -143,6 +143,7 @@ pub struct Hub {
     sessions: RwLock<HashMap<Arc<str>, Arc<SessionHandle>>>,
     users: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
     tags_filter_dropped: AtomicU64,
+    filters: FilterInterner,
 }
 
 impl Default for Hub {
@@ -152,6 +153,7 @@ impl Default for Hub {
             sessions: RwLock::default(),
             users: RwLock::default(),
             tags_filter_dropped: AtomicU64::new(0),
+            filters: FilterInterner::default(),
         }
     }
 }
@@ -195,6 +197,11 @@ impl<'a> Encoded<'a> {
 impl Hub {
     fn shard(&self, channel: &str) -> &Mutex<Shard> {
         self.channels.get(channel)
+    }
+
+    /// Subscribers' tags filters, shared between identical ones.
+    pub fn filters(&self) -> &FilterInterner {
+        &self.filters
     }
 
     /// Registers a connected session.
@@ -323,6 +330,7 @@ impl Hub {
         let mut encoded = Encoded::new(channel);
         let mut failed: Vec<Arc<SessionHandle>> = Vec::new();
         let mut dropped = 0;
+        let mut verdicts = Verdicts::default();
         for sub in entry.subscribers.values_mut() {
             if let Some(buffer) = sub.buffer.as_mut() {
                 buffer.push((publication.clone(), delta_marked, epoch.to_owned()));
@@ -339,7 +347,7 @@ impl Hub {
                     continue;
                 }
             }
-            if !sub.passes(publication) {
+            if !sub.passes(publication, &mut verdicts) {
                 dropped += 1;
                 continue;
             }
@@ -415,7 +423,7 @@ impl Hub {
                     return false;
                 }
             }
-            if !sub.passes(&publication) {
+            if !sub.passes(&publication, &mut Verdicts::default()) {
                 dropped += 1;
                 continue;
             }

@@ -73,8 +73,11 @@ impl Session {
             // Map and shared poll subscriptions are not served yet (warned at start-up).
             return Err(ErrorCode::NotAvailable.into());
         }
-        let tags_filter =
-            crate::tags_filter::from_request(req.tf.as_ref(), resolved.options.allow_tags_filter)?;
+        let tags_filter = crate::tags_filter::from_request(
+            node.hub.filters(),
+            req.tf.as_ref(),
+            resolved.options.allow_tags_filter,
+        )?;
         let mut params = SubscribeParams {
             channel: channel.clone(),
             recover: req.recover,

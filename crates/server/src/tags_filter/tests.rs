@@ -209,3 +209,31 @@ fn size_limits() {
         FilterError::TooLarge
     );
 }
+
+#[test]
+fn identical_filters_are_shared_and_evaluated_once() {
+    use std::sync::Arc;
+
+    use super::{FilterInterner, Verdicts};
+
+    let filters = FilterInterner::default();
+    let tree = op("or", vec![leaf("a", "eq", "1"), leaf("b", "gt", "2")]);
+    let one = filters.intern(&tree).expect("valid");
+    let two = filters.intern(&tree.clone()).expect("valid");
+    assert!(Arc::ptr_eq(&one, &two));
+    let other = filters.intern(&leaf("a", "eq", "2")).expect("valid");
+    assert!(!Arc::ptr_eq(&one, &other));
+    assert_eq!(filters.live(), 2);
+    assert!(filters.intern(&leaf("a", "eq", "")).is_err());
+    let mut verdicts = Verdicts::default();
+    let t = tags(&[("a", "1")]);
+    assert!(verdicts.passes(&one, &t));
+    assert!(verdicts.passes(&two, &t));
+    assert!(!verdicts.passes(&other, &t));
+    drop((one, two));
+    assert_eq!(filters.live(), 1);
+    // A tree interned again after its last subscriber left is compiled afresh.
+    let again = filters.intern(&tree).expect("valid");
+    assert!(again.matches(&t));
+    assert_eq!(filters.live(), 2);
+}
