@@ -79,5 +79,6 @@ run('versioned', async () => {
   assertEq(subs[B].of('publication').length, 1, 'nothing more in B');
   const history = await api('history', { channel: A, limit: -1 });
   assertEq(history.publications.map((p) => p.data.n), [1, 2, 5, 6, 9, 10, 12], 'history of A');
+  assertEq(history.publications.map((p) => p.version ?? 0), [1, 2, 5, 1, 2, 0, 3], 'versions kept in history');
   client.disconnect();
 });

@@ -228,6 +228,8 @@ impl Node {
             data,
             info: options.info,
             tags: options.tags,
+            // Carried to subscribers and kept in history, as upstream.
+            version: options.version.as_ref().map_or(0, |v| v.version),
             ..Default::default()
         };
         let request = BrokerPublication {
