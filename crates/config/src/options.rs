@@ -31,6 +31,10 @@ pub struct ChannelOptions {
     pub allow_recovery: bool,
     /// Recovery mode: "stream" (default) or "cache".
     pub force_recovery_mode: RecoveryMode,
+    /// Recover every subscription from the cache (the latest publication) on each
+    /// (re)subscribe, even when the client did not ask (needs `force_recovery` and
+    /// `force_recovery_mode: cache`).
+    pub auto_cache_recover: bool,
     /// Delta compression types clients may negotiate (only "fossil" exists).
     pub allowed_delta_types: Vec<DeltaType>,
     /// Publish with delta compression by default.
@@ -59,6 +63,9 @@ pub struct ChannelOptions {
     pub allow_history_for_anonymous: bool,
     /// Allow subscribing to `...#user1,user2` channels by the listed users without a token.
     pub allow_user_limited_channels: bool,
+    /// Let clients send a tags filter on subscribe, so they receive only publications whose
+    /// tags match it.
+    pub allow_tags_filter: bool,
     /// Regular expression the channel name (after the namespace) must match.
     pub channel_regex: String,
     /// Publication data format: "", "json", "json_object" or "binary".
@@ -84,6 +91,7 @@ impl Default for ChannelOptions {
             force_recovery: false,
             allow_recovery: false,
             force_recovery_mode: RecoveryMode::Stream,
+            auto_cache_recover: false,
             allowed_delta_types: Vec::new(),
             delta_publish: false,
             allow_subscribe_for_client: false,
@@ -98,6 +106,7 @@ impl Default for ChannelOptions {
             allow_history_for_subscriber: false,
             allow_history_for_anonymous: false,
             allow_user_limited_channels: false,
+            allow_tags_filter: false,
             channel_regex: String::new(),
             publication_data_format: DataFormat::Any,
             subscription_type: SubscriptionType::Stream,

@@ -305,6 +305,12 @@ fn validate_options(v: &mut Violations, prefix: &str, o: &ChannelOptions, global
             ),
         );
     }
+    if o.auto_cache_recover && (!o.force_recovery || !o.cache_recovery()) {
+        v.push(
+            &key("auto_cache_recover"),
+            "auto_cache_recover requires force_recovery and force_recovery_mode set to cache",
+        );
+    }
     if !o.publication_data_format.is_known() {
         v.push(
             &key("publication_data_format"),
@@ -453,6 +459,26 @@ mod tests {
             c.channel.without_namespace.force_recovery_mode = RecoveryMode::parse(mode);
             assert!(c.validate().is_ok(), "{mode}");
         }
+    }
+
+    #[test]
+    fn auto_cache_recover_needs_forced_cache_recovery() {
+        let mut c = Config::default();
+        let o = &mut c.channel.without_namespace;
+        o.auto_cache_recover = true;
+        o.history_size = 1;
+        o.history_ttl = Duration::from_secs(60);
+        assert!(has(
+            &errors(&c),
+            "channel.without_namespace.auto_cache_recover"
+        ));
+        c.channel.without_namespace.force_recovery = true;
+        assert!(has(
+            &errors(&c),
+            "channel.without_namespace.auto_cache_recover"
+        ));
+        c.channel.without_namespace.force_recovery_mode = RecoveryMode::parse("cache");
+        assert!(c.validate().is_ok());
     }
 
     #[test]

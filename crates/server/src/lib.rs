@@ -4,6 +4,7 @@
 //!   channel checks, the cluster control protocol); engines report to it through
 //!   [`engine::EngineEvents`].
 //! - [`hub`]: local sessions and subscribers; broadcasting encodes once per shape.
+//! - [`tags_filter`]: subscribers' tags filters, checked at subscribe, matched at fan-out.
 //! - [`engine`]: streams, delivery, presence and control: memory (one node) or Redis.
 //! - [`session`]: one task per connection, running the client protocol.
 //! - [`outbound`]: the shared half of a session and its byte-bounded queue.
@@ -30,6 +31,7 @@ pub(crate) mod policy;
 pub(crate) mod proxy;
 pub(crate) mod session;
 pub(crate) mod sharded;
+pub mod tags_filter;
 pub(crate) mod time;
 pub(crate) mod websocket;
 pub(crate) mod ws;

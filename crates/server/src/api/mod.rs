@@ -115,6 +115,10 @@ async fn publish_one(node: &Node, channel: &str, req: &PublishRequest, data: Byt
         tags: req.tags.clone(),
         info: None,
         idempotency_key: (!req.idempotency_key.is_empty()).then(|| req.idempotency_key.clone()),
+        version: Some(crate::engine::PublicationVersion {
+            version: req.version,
+            epoch: req.version_epoch.clone(),
+        }),
     };
     let result = node.publish(channel, &stream, data, options).await?;
     let mut out = serde_json::Map::new();

@@ -29,6 +29,11 @@ pub(crate) struct PublishRequest {
     pub idempotency_key: String,
     /// Publish as delta.
     pub delta: bool,
+    /// Version of the channel state carried (0: unversioned): a publication whose version is
+    /// not newer than the channel's last is dropped.
+    pub version: u64,
+    /// Epoch of `version` (versions compare within one epoch).
+    pub version_epoch: String,
 }
 
 /// Requests that name only a channel: presence, presence_stats, history_remove.

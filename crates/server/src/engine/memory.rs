@@ -26,6 +26,9 @@ struct Stream {
     items_expire: Instant,
     /// When the epoch and top offset are forgotten.
     meta_expire: Instant,
+    /// Version (and its epoch) of the newest versioned publication, 0 before any.
+    version: u64,
+    version_epoch: String,
 }
 
 impl Stream {
@@ -36,7 +39,16 @@ impl Stream {
             items: VecDeque::new(),
             items_expire: now,
             meta_expire: now + options.meta_ttl,
+            version: 0,
+            version_epoch: String::new(),
         }
+    }
+
+    fn is_stale(&self, v: &super::PublicationVersion) -> bool {
+        v.version > 0
+            && self.version > 0
+            && (v.epoch.is_empty() || v.epoch == self.version_epoch)
+            && v.version <= self.version
     }
 
     fn expire(&mut self, now: Instant) {
@@ -91,10 +103,12 @@ impl ChannelLock<'_> {
         &mut self,
         mut publication: Publication,
         options: &StreamOptions,
+        version: Option<&super::PublicationVersion>,
     ) -> (Publication, String) {
         let now = Instant::now();
         let stream = self.stream_mut(now, options);
         stream.expire(now);
+        Self::record_version(stream, version);
         stream.top += 1;
         publication.offset = stream.top;
         stream.items.push_back(publication.clone());
@@ -104,6 +118,33 @@ impl ChannelLock<'_> {
         stream.items_expire = now + options.history_ttl;
         stream.meta_expire = now + options.meta_ttl.max(options.history_ttl);
         (publication, stream.epoch.clone())
+    }
+
+    /// Versioned publishing: when `version` is not newer than the stream's (same version
+    /// epoch, or none given), the publication is stale and the stream's top position is
+    /// returned instead; otherwise the version is recorded. Streams that do not exist (or
+    /// expired) accept any version.
+    pub(crate) fn stale_version(
+        &mut self,
+        version: &super::PublicationVersion,
+    ) -> Option<super::StreamPosition> {
+        let now = Instant::now();
+        let stream = self
+            .guard
+            .get_mut(self.channel)
+            .filter(|s| now < s.meta_expire)?;
+        stream.is_stale(version).then(|| super::StreamPosition {
+            offset: stream.top,
+            epoch: stream.epoch.clone(),
+        })
+    }
+
+    /// Records the version of a publication about to be appended.
+    fn record_version(stream: &mut Stream, version: Option<&super::PublicationVersion>) {
+        if let Some(v) = version.filter(|v| v.version > 0) {
+            stream.version = v.version;
+            stream.version_epoch.clone_from(&v.epoch);
+        }
     }
 
     /// Reads history. Creates the stream (and its epoch) when it does not exist.
@@ -212,7 +253,7 @@ mod tests {
         let o = opts(2);
         let mut lock = streams.lock("c");
         for n in 1..=3 {
-            let (p, _) = lock.append(pubn(n), &o);
+            let (p, _) = lock.append(pubn(n), &o, None);
             assert_eq!(p.offset, u64::from(n));
         }
         let all = lock.read(&HistoryFilter::default(), &o);
@@ -250,6 +291,30 @@ mod tests {
         );
         assert!(top.publications.is_empty());
         assert_eq!(top.epoch.len(), 8);
+    }
+
+    #[test]
+    fn stale_versions_are_recognised() {
+        use super::super::PublicationVersion as V;
+        let v = |version: u64, epoch: &str| V {
+            version,
+            epoch: epoch.into(),
+        };
+        let streams = MemoryStreams::default();
+        let o = opts(10);
+        let mut lock = streams.lock("c");
+        // No stream yet: anything goes.
+        assert!(lock.stale_version(&v(5, "a")).is_none());
+        lock.append(pubn(1), &o, Some(&v(5, "a")));
+        for stale in [v(5, "a"), v(4, "a"), v(5, "")] {
+            let top = lock.stale_version(&stale).map(|p| p.offset);
+            assert_eq!(top, Some(1), "{stale:?}");
+        }
+        assert!(lock.stale_version(&v(6, "a")).is_none());
+        assert!(lock.stale_version(&v(1, "b")).is_none(), "another epoch");
+        // An unversioned publication keeps the recorded version.
+        lock.append(pubn(2), &o, None);
+        assert_eq!(lock.stale_version(&v(5, "")).map(|p| p.offset), Some(2));
     }
 }
 
@@ -356,8 +421,14 @@ impl super::Broker for MemoryBroker {
         {
             return Box::pin(std::future::ready(Ok(found)));
         }
+        if p.append
+            && let Some(top) = p.version.as_ref().and_then(|v| lock.stale_version(v))
+        {
+            // An out-of-order or repeated version: dropped, not delivered.
+            return Box::pin(std::future::ready(Ok(top)));
+        }
         let (publication, epoch) = if p.append {
-            lock.append(p.publication, &p.stream)
+            lock.append(p.publication, &p.stream, p.version.as_ref())
         } else {
             (p.publication, String::new())
         };

@@ -125,6 +125,19 @@ pub(crate) struct BrokerPublication {
     pub delta: bool,
     /// Idempotency key: a repeated publication returns the first result.
     pub idempotency_key: Option<String>,
+    /// Version of the channel's state this publication carries (appended publications
+    /// only): an older or equal version than the stream's newest is dropped.
+    pub version: Option<PublicationVersion>,
+}
+
+/// The version of a versioned publication (API `version`, `version_epoch`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct PublicationVersion {
+    /// Incremental version (0: unversioned).
+    pub version: u64,
+    /// Epoch of the version numbering: versions compare only within one epoch ("" matches
+    /// any).
+    pub epoch: String,
 }
 
 /// Brokers deliver publications and join/leave messages to the subscribers of every node and

@@ -5,6 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use gyre_protocol::codec::encode;
@@ -14,6 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::delta;
 use crate::outbound::SessionHandle;
 use crate::sharded::Sharded;
+use crate::tags_filter::{FilterInterner, TagsFilter, Verdicts};
 
 const SHARDS: usize = 64;
 
@@ -31,6 +33,9 @@ pub struct Subscriber {
     pub has_delta_base: bool,
     /// The client wants join/leave pushes.
     pub join_leave: bool,
+    /// Only publications whose tags match are delivered (the others still advance the
+    /// subscriber's position, as upstream).
+    pub filter: Option<Arc<TagsFilter>>,
     /// While subscribing: live publications held back until the subscribe reply is built
     /// (see [`Hub::go_live`]), with their delta mark and stream epoch.
     pub buffer: Option<Vec<(Publication, bool, String)>>,
@@ -54,11 +59,28 @@ impl Subscriber {
             delta,
             has_delta_base: false,
             join_leave,
+            filter: None,
             buffer: Some(Vec::new()),
             position: None,
             epoch: String::new(),
             lost: false,
         }
+    }
+}
+
+impl Subscriber {
+    /// Whether the subscriber's tags filter lets the publication through. A delta subscriber
+    /// that skips one no longer holds the payload the next patch is made against, so it gets
+    /// the next delivered publication in full.
+    fn passes(&mut self, publication: &Publication, verdicts: &mut Verdicts) -> bool {
+        let passes = self
+            .filter
+            .as_ref()
+            .is_none_or(|f| verdicts.passes(f, &publication.tags));
+        if !passes {
+            self.has_delta_base = false;
+        }
+        passes
     }
 }
 
@@ -110,6 +132,8 @@ pub struct HubCounts {
     pub channels: usize,
     /// Subscriptions in all.
     pub subscriptions: usize,
+    /// Deliveries skipped because a subscriber's tags filter did not match, since start.
+    pub tags_filter_dropped: u64,
 }
 
 /// The local registry of sessions and subscriptions.
@@ -118,6 +142,8 @@ pub struct Hub {
     channels: Sharded<Shard>,
     sessions: RwLock<HashMap<Arc<str>, Arc<SessionHandle>>>,
     users: RwLock<HashMap<Arc<str>, HashSet<Arc<str>>>>,
+    tags_filter_dropped: AtomicU64,
+    filters: FilterInterner,
 }
 
 impl Default for Hub {
@@ -126,6 +152,8 @@ impl Default for Hub {
             channels: Sharded::new(SHARDS),
             sessions: RwLock::default(),
             users: RwLock::default(),
+            tags_filter_dropped: AtomicU64::new(0),
+            filters: FilterInterner::default(),
         }
     }
 }
@@ -169,6 +197,11 @@ impl<'a> Encoded<'a> {
 impl Hub {
     fn shard(&self, channel: &str) -> &Mutex<Shard> {
         self.channels.get(channel)
+    }
+
+    /// Subscribers' tags filters, shared between identical ones.
+    pub fn filters(&self) -> &FilterInterner {
+        &self.filters
     }
 
     /// Registers a connected session.
@@ -265,6 +298,7 @@ impl Hub {
         let mut counts = HubCounts {
             clients: self.sessions.read().len(),
             users: self.users.read().len(),
+            tags_filter_dropped: self.tags_filter_dropped.load(Ordering::Relaxed),
             ..Default::default()
         };
         for shard in self.channels.iter() {
@@ -295,6 +329,8 @@ impl Hub {
         };
         let mut encoded = Encoded::new(channel);
         let mut failed: Vec<Arc<SessionHandle>> = Vec::new();
+        let mut dropped = 0;
+        let mut verdicts = Verdicts::default();
         for sub in entry.subscribers.values_mut() {
             if let Some(buffer) = sub.buffer.as_mut() {
                 buffer.push((publication.clone(), delta_marked, epoch.to_owned()));
@@ -310,6 +346,10 @@ impl Hub {
                     )));
                     continue;
                 }
+            }
+            if !sub.passes(publication, &mut verdicts) {
+                dropped += 1;
+                continue;
             }
             let protocol = sub.handle.protocol;
             let unit = if !sub.delta {
@@ -334,6 +374,7 @@ impl Hub {
         }
         entry.previous_data = Some(publication.data.clone());
         drop(shard);
+        self.count_dropped(dropped);
         for handle in failed {
             handle.disconnect(Disconnect::INAPPROPRIATE_PROTOCOL);
         }
@@ -371,14 +412,20 @@ impl Hub {
             return false;
         }
         let protocol = sub.handle.protocol;
+        let mut dropped = 0;
         for (publication, _, epoch) in buffered {
             match continuity(&mut sub.position, &sub.epoch, publication.offset, &epoch) {
                 Continuity::Next => {}
                 Continuity::Old => continue,
                 Continuity::Gap => {
                     sub.position = None;
+                    self.count_dropped(dropped);
                     return false;
                 }
+            }
+            if !sub.passes(&publication, &mut Verdicts::default()) {
+                dropped += 1;
+                continue;
             }
             let publication = if sub.delta {
                 sub.has_delta_base = true;
@@ -398,7 +445,15 @@ impl Hub {
                 sub.handle.send_unit(unit);
             }
         }
+        self.count_dropped(dropped);
         true
+    }
+
+    fn count_dropped(&self, dropped: u64) {
+        if dropped > 0 {
+            self.tags_filter_dropped
+                .fetch_add(dropped, Ordering::Relaxed);
+        }
     }
 
     /// The engine's delivery of `channel` was interrupted (publications may be missing):

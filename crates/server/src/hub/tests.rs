@@ -128,3 +128,46 @@ fn unpositioned_subscribers_get_every_buffered_publication() {
     assert!(hub.go_live("ch", "c1", None, false));
     assert_eq!(drain(&mut rx).len(), 2);
 }
+
+#[test]
+fn a_filtered_delta_subscriber_skips_and_gets_the_next_in_full() {
+    let hub = Hub::default();
+    let filter = crate::tags_filter::TagsFilter::compile(&gyre_protocol::FilterNode {
+        key: "kind".into(),
+        cmp: "eq".into(),
+        val: "a".into(),
+        ..Default::default()
+    })
+    .expect("valid filter");
+    let (plain, mut plain_rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    let (filtered, mut filtered_rx) = SessionHandle::new(Arc::from("c2"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(plain, true, false));
+    let mut sub = Subscriber::buffering(filtered, true, false);
+    sub.filter = Some(Arc::new(filter));
+    hub.subscribe("ch", sub);
+    assert!(hub.go_live("ch", "c1", Some((0, "e1")), false));
+    assert!(hub.go_live("ch", "c2", Some((0, "e1")), false));
+    let long = "x".repeat(200);
+    for (offset, kind) in [(1, "a"), (2, "b"), (3, "a"), (4, "a")] {
+        let mut p = publication(offset);
+        p.data = Bytes::from(format!("{{\"n\":{offset},\"pad\":\"{long}\"}}"));
+        p.tags.insert("kind".into(), kind.into());
+        hub.broadcast_publication("ch", &p, true, "e1");
+    }
+    let is_delta = |unit: &String| unit.contains("\"delta\":true");
+    let plain_units = drain(&mut plain_rx);
+    assert_eq!(
+        plain_units.iter().map(is_delta).collect::<Vec<_>>(),
+        [false, true, true, true]
+    );
+    // Offset 2 is skipped (the position still advances: no insufficient state); offset 3 is
+    // patched against 2 for everyone else, so the filtered subscriber gets it in full.
+    let filtered_units = drain(&mut filtered_rx);
+    assert_eq!(filtered_units.len(), 3, "{filtered_units:?}");
+    assert!(filtered_units[1].contains("\"offset\":3"));
+    assert_eq!(
+        filtered_units.iter().map(is_delta).collect::<Vec<_>>(),
+        [false, false, true]
+    );
+    assert_eq!(hub.counts().tags_filter_dropped, 1);
+}

@@ -191,5 +191,10 @@ pub(crate) fn node_info(local: &NodeEvents) -> Value {
         "num_channels": counts.channels,
         "num_subs": counts.subscriptions,
         "uptime": local.started.elapsed().as_secs(),
+        // Counters in the shape of upstream's node metrics (`interval`, `items`).
+        "metrics": {
+            "interval": 0,
+            "items": { "tags_filter_dropped_publications": counts.tags_filter_dropped },
+        },
     })
 }

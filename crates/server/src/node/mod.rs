@@ -45,6 +45,8 @@ pub(crate) struct PublishOptions {
     /// Idempotency key: a repeated publication with the same key within five minutes is not
     /// published again and returns the first result.
     pub idempotency_key: Option<String>,
+    /// Versioned publishing: stale versions are dropped.
+    pub version: Option<crate::engine::PublicationVersion>,
 }
 
 /// Where a publication landed.
@@ -299,6 +301,8 @@ impl Node {
             data,
             info: options.info,
             tags: options.tags,
+            // Carried to subscribers and kept in history, as upstream.
+            version: options.version.as_ref().map_or(0, |v| v.version),
             ..Default::default()
         };
         let request = BrokerPublication {
@@ -307,6 +311,7 @@ impl Node {
             append: stream.enabled() && !options.skip_history,
             delta: options.delta,
             idempotency_key: options.idempotency_key,
+            version: options.version.filter(|v| v.version > 0),
         };
         let position = self.broker.publish(channel, request).await.map_err(|err| {
             tracing::debug!("publish to {channel} failed: {err}");

@@ -15,6 +15,7 @@ use crate::engine::HistoryFilter;
 use crate::hub::{self, Subscriber};
 use crate::node::{Node, unix_now};
 use crate::policy::{self, Access, Subject};
+use crate::tags_filter::TagsFilter;
 
 /// Everything the subscribe algorithm needs, whoever asked for the subscription.
 #[derive(Debug, Default)]
@@ -34,6 +35,7 @@ pub(super) struct SubscribeParams {
     pub overrides: ChannelOverride,
     pub server_side: bool,
     pub history_access: bool,
+    pub tags_filter: Option<std::sync::Arc<TagsFilter>>,
 }
 
 type Outcome<T> = Result<T, ProtocolError>;
@@ -71,10 +73,11 @@ impl Session {
             // Map and shared poll subscriptions are not served yet (warned at start-up).
             return Err(ErrorCode::NotAvailable.into());
         }
-        if req.tf.is_some() {
-            // Tags filters are not allowed in any namespace yet (`allow_tags_filter`).
-            return Err(ErrorCode::BadRequest.into());
-        }
+        let tags_filter = crate::tags_filter::from_request(
+            node.hub.filters(),
+            req.tf.as_ref(),
+            resolved.options.allow_tags_filter,
+        )?;
         let mut params = SubscribeParams {
             channel: channel.clone(),
             recover: req.recover,
@@ -88,6 +91,7 @@ impl Session {
                 & gyre_protocol::codes::subscribe_flag::REJECT_UNRECOVERED
                 != 0,
             history_access: self.allowed(Access::History, &channel, resolved.options),
+            tags_filter,
             ..Default::default()
         };
         let proxy = &resolved.options.proxy;
@@ -198,10 +202,9 @@ impl Session {
             result.expires = true;
             result.ttl = at.saturating_sub(unix_now()).max(0) as u32;
         }
-        node.hub.subscribe(
-            &p.channel,
-            Subscriber::buffering(self.handle.clone(), delta, push_join_leave),
-        );
+        let mut subscriber = Subscriber::buffering(self.handle.clone(), delta, push_join_leave);
+        subscriber.filter = p.tags_filter.clone();
+        node.hub.subscribe(&p.channel, subscriber);
         let read = self
             .read_position(
                 &p,
@@ -219,11 +222,14 @@ impl Session {
                 return Err(err);
             }
         };
+        // The hub patches against the stream's top: the client holds it only when it is the
+        // last recovered publication (a tags filter may have left it out).
+        let has_top = recovered_pubs.last().is_some_and(|last| last.offset == top);
         let continuous = node.hub.go_live(
             &p.channel,
             &self.handle.client,
             positioned.then_some((top, result.epoch.as_str())),
-            delta && !recovered_pubs.is_empty(),
+            delta && has_top,
         );
         if !continuous {
             // Queued behind the reply: the client resubscribes and recovers.
@@ -275,7 +281,9 @@ impl Session {
         if !positioned {
             return Ok((recovered_pubs, 0));
         }
-        let was_recovering = recoverable && p.recover;
+        // auto_cache_recover: in cache mode every subscribe recovers, asked or not.
+        let auto = cache_mode && node.channel(&p.channel)?.options.auto_cache_recover;
+        let was_recovering = recoverable && (p.recover || auto);
         if !was_recovering {
             let h = node
                 .history(
@@ -293,9 +301,14 @@ impl Session {
         }
         let max = node.config.client.recovery_max_publication_limit;
         let filter = if cache_mode {
+            // With a tags filter the newest matching publication is looked for further back.
             HistoryFilter {
                 since: None,
-                limit: Some(1),
+                limit: if p.tags_filter.is_some() {
+                    (max > 0).then_some(max)
+                } else {
+                    Some(1)
+                },
                 reverse: true,
             }
         } else {
@@ -305,7 +318,11 @@ impl Session {
                 reverse: false,
             }
         };
-        let h = node.history(&p.channel, stream, &filter).await?;
+        let mut h = node.history(&p.channel, stream, &filter).await?;
+        if cache_mode && let Some(f) = &p.tags_filter {
+            let newest = h.publications.drain(..).find(|p| f.matches(&p.tags));
+            h.publications.extend(newest);
+        }
         let same_epoch = p.epoch.is_empty() || p.epoch == h.epoch;
         let recovered = if cache_mode {
             same_epoch || !h.publications.is_empty()
@@ -328,6 +345,11 @@ impl Session {
             let cached_top = cache_mode && p.offset == h.offset && same_epoch;
             if !cached_top {
                 recovered_pubs = h.publications;
+            }
+            if let Some(f) = &p.tags_filter {
+                // Filtered publications are left out; the client's offset still advances
+                // past them with the ones it gets.
+                recovered_pubs.retain(|p| f.matches(&p.tags));
             }
             // Upstream answers the client's own offset: the client advances its
             // position by processing the recovered publications.

@@ -66,6 +66,8 @@ impl Broker for RedisEngine {
                 } else {
                     0
                 })
+                .arg(p.version.as_ref().map_or(0, |v| v.version))
+                .arg(p.version.as_ref().map_or("", |v| v.epoch.as_str()))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(err)?;

@@ -3,7 +3,8 @@
 
 pub(super) const PUBLISH_LUA: &str = r"
 -- KEYS: stream, meta, idempotency result
--- ARGV: payload, size, history ttl, meta ttl, new epoch, pubsub channel, delta, append, idem ttl
+-- ARGV: payload, size, history ttl, meta ttl, new epoch, pubsub channel, delta, append, idem ttl,
+--       version (0: unversioned), version epoch
 if ARGV[9] ~= '0' then
   local found = redis.call('get', KEYS[3])
   if found then
@@ -19,6 +20,16 @@ if ARGV[8] == '1' then
     epoch = ARGV[5]
     redis.call('del', KEYS[1])
     redis.call('hset', KEYS[2], 'e', epoch, 's', 0)
+  end
+  if ARGV[10] ~= '0' then
+    -- Versioned: a version not newer than the stream's (same version epoch or none given)
+    -- is dropped and the top position returned.
+    local prev = redis.call('hmget', KEYS[2], 'v', 've')
+    if prev[1] and (ARGV[11] == '' or ARGV[11] == prev[2])
+        and tonumber(prev[1]) >= tonumber(ARGV[10]) then
+      return {tonumber(redis.call('hget', KEYS[2], 's') or '0'), epoch}
+    end
+    redis.call('hset', KEYS[2], 'v', ARGV[10], 've', ARGV[11])
   end
   offset = redis.call('hincrby', KEYS[2], 's', 1)
   redis.call('expire', KEYS[2], ARGV[4])
