@@ -21,7 +21,7 @@ pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
         } else {
             node.config.websocket.handler_prefix.clone()
         };
-        router = router.route(&prefix, any(crate::ws::handle));
+        router = router.route(&prefix, any(crate::endpoint::websocket));
     }
     if with_internal {
         router = router.merge(internal_router(node));
@@ -142,8 +142,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let node2 = node.clone();
     let handle = tokio::spawn(async move {
         let token = shutdown.clone();
-        let main = axum::serve(listener.tap_io(set_nodelay), main)
-            .with_graceful_shutdown(async move { token.cancelled().await });
+        let main = axum::serve(
+            listener.tap_io(set_nodelay),
+            main.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await });
         let internal_task = internal_app.map(|(l, app)| {
             let token = shutdown.clone();
             tokio::spawn(async move {

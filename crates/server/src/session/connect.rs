@@ -145,7 +145,7 @@ impl Session {
             ttl,
             subs,
             ping: pinger.interval_secs(),
-            pong: pinger.expects_pong(),
+            pong: self.expects_pong(),
             time: if cfg.connect_include_server_time {
                 crate::time::unix_now_millis()
             } else {
