@@ -46,6 +46,8 @@ pub struct Config {
     pub sse: SseConfig,
     /// HTTP streaming (bidirectional emulation) transport.
     pub http_stream: HttpStreamConfig,
+    /// The endpoint of the emulation transports' client-to-server commands.
+    pub emulation: EmulationConfig,
     /// Named proxies, referred to by `*_proxy_name`.
     pub proxies: Vec<crate::NamedProxy>,
     /// Runtime lookup tables built by [`Config::prepare`].
@@ -436,6 +438,8 @@ pub struct SseConfig {
     pub enabled: bool,
     /// URL path of the SSE endpoint.
     pub handler_prefix: String,
+    /// Largest connect request body (POST) in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
 }
 
 impl Default for SseConfig {
@@ -443,6 +447,29 @@ impl Default for SseConfig {
         SseConfig {
             enabled: false,
             handler_prefix: "/connection/sse".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+/// The request body limit of the HTTP-based transports, as upstream.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 64 * 1024;
+
+/// `emulation` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmulationConfig {
+    /// URL path of the emulation endpoint (served when `sse` or `http_stream` is enabled).
+    pub handler_prefix: String,
+    /// Largest emulation request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for EmulationConfig {
+    fn default() -> Self {
+        EmulationConfig {
+            handler_prefix: "/emulation".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
         }
     }
 }
@@ -455,6 +482,8 @@ pub struct HttpStreamConfig {
     pub enabled: bool,
     /// URL path of the HTTP-streaming endpoint.
     pub handler_prefix: String,
+    /// Largest connect request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
 }
 
 impl Default for HttpStreamConfig {
@@ -462,6 +491,7 @@ impl Default for HttpStreamConfig {
         HttpStreamConfig {
             enabled: false,
             handler_prefix: "/connection/http_stream".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
         }
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
-/// The external router: the WebSocket endpoint (and the API unless it has its own port).
+/// The external router: the connection endpoints (and the API unless it has its own port).
 pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
     let mut router = Router::new();
     if !node.config.websocket.disabled {
@@ -23,10 +23,31 @@ pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
         };
         router = router.route(&prefix, any(crate::endpoint::websocket));
     }
+    let config = &node.config;
+    if config.http_stream.enabled {
+        let prefix = route_path(&config.http_stream.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::stream::http_stream));
+    }
+    if config.sse.enabled {
+        let prefix = route_path(&config.sse.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::stream::sse));
+    }
+    if config.http_stream.enabled || config.sse.enabled {
+        let prefix = route_path(&config.emulation.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::emulation::handle));
+    }
     if with_internal {
         router = router.merge(internal_router(node));
     }
     router.with_state(node.clone())
+}
+
+/// A handler prefix as a route: without a trailing slash, `/` when empty.
+fn route_path(prefix: &str) -> String {
+    match prefix.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        path => path.to_owned(),
+    }
 }
 
 fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {

@@ -21,6 +21,7 @@
 pub(crate) mod api;
 pub mod app;
 pub(crate) mod delta;
+pub(crate) mod emulation;
 pub(crate) mod endpoint;
 pub(crate) mod engine;
 pub(crate) mod http_client;

@@ -1,6 +1,11 @@
 //! The connection endpoints: each checks its HTTP request with its transport's adapter
 //! ([`crate::transport`]) and runs a session ([`crate::session::run`]) over the result.
-//! - `/connection/websocket`: [`websocket`].
+//! - `/connection/websocket`: [`websocket`];
+//! - `/connection/http_stream` and `/connection/sse`: [`stream`];
+//! - `/emulation`, the commands of the latter two: [`emulation`].
+
+pub(crate) mod emulation;
+pub(crate) mod stream;
 
 use std::sync::Arc;
 

@@ -84,6 +84,8 @@ pub(crate) struct Node {
     pub events: Arc<NodeEvents>,
     /// The keep-alive HTTP client for proxy calls.
     pub(crate) proxy: crate::http_client::HttpClient,
+    /// HTTP-streaming and SSE sessions by session id, for `/emulation`.
+    pub(crate) emulation: Arc<crate::emulation::Registry>,
 }
 
 /// A service error: a code and a message (the server API's error object).
@@ -190,6 +192,7 @@ impl Node {
             tasks: tokio_util::task::TaskTracker::new(),
             events,
             proxy: crate::http_client::HttpClient::default(),
+            emulation: Arc::default(),
             config,
         }))
     }

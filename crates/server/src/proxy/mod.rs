@@ -31,6 +31,8 @@ pub(crate) struct ConnMeta {
     pub remote: Option<std::net::SocketAddr>,
     /// Transport name (`websocket`, `http_stream`, `sse`, ...; "" reads as `websocket`).
     pub transport: &'static str,
+    /// Session id of an emulated or unidirectional connection.
+    pub session: Option<std::sync::Arc<str>>,
 }
 
 /// Who calls, for the common request fields.

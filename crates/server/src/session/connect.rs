@@ -152,7 +152,16 @@ impl Session {
                 0
             },
             data,
-            ..Default::default()
+            session: if self.transport.emulation || self.transport.unidirectional {
+                self.conn.session.as_deref().unwrap_or_default().to_owned()
+            } else {
+                String::new()
+            },
+            node: if self.transport.emulation {
+                node.events.id.clone()
+            } else {
+                String::new()
+            },
         })
     }
 }

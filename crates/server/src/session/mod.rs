@@ -571,4 +571,24 @@ mod tests {
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1536, "session future is {size} bytes");
     }
+
+    /// The same bound holds over the HTTP-streaming and SSE transport.
+    #[tokio::test]
+    async fn session_future_stays_small_when_streaming() {
+        let node = Node::new(
+            gyre_config::Config::default(),
+            tokio_util::sync::CancellationToken::new(),
+        )
+        .expect("node");
+        let (registration, commands) = node.emulation.register(Protocol::Json);
+        let (transport, _body) = crate::transport::stream::StreamTransport::new(
+            crate::transport::stream::Framing::Sse,
+            Bytes::new(),
+            registration,
+            commands,
+        );
+        let future = run(node, transport, Protocol::Json, Arc::default());
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 1536, "session future is {size} bytes");
+    }
 }

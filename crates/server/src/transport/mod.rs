@@ -5,13 +5,14 @@
 //! - [`ws`]: bidirectional WebSocket (`/connection/websocket`), Gyre's own framing;
 //! - [`stream`]: the bidirectional emulation transports, HTTP-streaming
 //!   (`/connection/http_stream`) and SSE (`/connection/sse`), whose client-to-server commands
-//!   arrive through [`emulation`] (`/emulation`);
+//!   arrive through `/emulation` ([`crate::emulation`]);
 //! - [`cors`]: the CORS headers of the HTTP-based endpoints.
 //!
 //! A transport writes batches of encoded messages (framing units) in its own framing, closes
 //! with a disconnect, and says what the session must do differently for it ([`TransportInfo`]).
 
 pub(crate) mod cors;
+pub(crate) mod stream;
 pub(crate) mod ws;
 
 use std::future::Future;
@@ -102,9 +103,9 @@ impl Drop for OpenConnection {
     }
 }
 
-/// The client's address of a request, when the server was started with it.
-pub(crate) fn remote_addr<B>(req: &http::Request<B>) -> Option<SocketAddr> {
-    req.extensions()
+/// The client's address, from a request's extensions (set by the server).
+pub(crate) fn remote_addr(extensions: &http::Extensions) -> Option<SocketAddr> {
+    extensions
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|info| info.0)
 }

@@ -151,8 +151,9 @@ pub(crate) fn accept(
 
     let conn = crate::proxy::ConnMeta {
         headers: req.headers().clone(),
-        remote: crate::transport::remote_addr(&req),
+        remote: crate::transport::remote_addr(req.extensions()),
         transport: "websocket",
+        session: None,
     };
     let accepted = Accepted {
         upgrade: hyper::upgrade::on(&mut req),
