@@ -48,6 +48,12 @@ pub struct Config {
     pub http_stream: HttpStreamConfig,
     /// The endpoint of the emulation transports' client-to-server commands.
     pub emulation: EmulationConfig,
+    /// Unidirectional WebSocket transport.
+    pub uni_websocket: UniWebSocketConfig,
+    /// Unidirectional SSE transport.
+    pub uni_sse: UniSseConfig,
+    /// Unidirectional HTTP-streaming transport.
+    pub uni_http_stream: UniHttpStreamConfig,
     /// Named proxies, referred to by `*_proxy_name`.
     pub proxies: Vec<crate::NamedProxy>,
     /// Runtime lookup tables built by [`Config::prepare`].
@@ -454,6 +460,82 @@ impl Default for SseConfig {
 
 /// The request body limit of the HTTP-based transports, as upstream.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 64 * 1024;
+
+/// `uni_websocket` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UniWebSocketConfig {
+    /// Enable the unidirectional WebSocket transport.
+    pub enabled: bool,
+    /// URL path of its endpoint.
+    pub handler_prefix: String,
+    /// Maximum incoming message size in bytes (the connect request).
+    pub message_size_limit: usize,
+    /// Timeout of one write to the socket.
+    pub write_timeout: Duration,
+    /// Join the pushes of one write into one message (newline-delimited JSON) instead of
+    /// one message per push.
+    pub join_push_messages: bool,
+    /// Do not send a disconnect push before the close frame.
+    pub disable_disconnect_push: bool,
+}
+
+impl Default for UniWebSocketConfig {
+    fn default() -> Self {
+        UniWebSocketConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_websocket".to_owned(),
+            message_size_limit: 65_536,
+            write_timeout: Duration::from_secs(1),
+            join_push_messages: false,
+            disable_disconnect_push: false,
+        }
+    }
+}
+
+/// `uni_sse` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UniSseConfig {
+    /// Enable the unidirectional SSE transport.
+    pub enabled: bool,
+    /// URL path of its endpoint.
+    pub handler_prefix: String,
+    /// Largest connect request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for UniSseConfig {
+    fn default() -> Self {
+        UniSseConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_sse".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+/// `uni_http_stream` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UniHttpStreamConfig {
+    /// Enable the unidirectional HTTP-streaming transport.
+    pub enabled: bool,
+    /// URL path of its endpoint.
+    pub handler_prefix: String,
+    /// Largest connect request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for UniHttpStreamConfig {
+    fn default() -> Self {
+        UniHttpStreamConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_http_stream".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
 
 /// `emulation` section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -30,7 +30,7 @@ pub use config::{
     AdminConfig, Config, DEFAULT_MAX_REQUEST_BODY_SIZE, EmulationConfig, EngineConfig,
     HealthConfig, HttpApiConfig, HttpServerConfig, HttpStreamConfig, LogConfig, NodeConfig,
     PrometheusConfig, RedisConfig, RedisTlsConfig, RpcConfig, RpcPingConfig, ShutdownConfig,
-    SseConfig, WebSocketConfig,
+    SseConfig, UniHttpStreamConfig, UniSseConfig, UniWebSocketConfig, WebSocketConfig,
 };
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};

@@ -32,6 +32,18 @@ pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
         let prefix = route_path(&config.sse.handler_prefix);
         router = router.route(&prefix, any(crate::endpoint::stream::sse));
     }
+    if config.uni_websocket.enabled {
+        let prefix = route_path(&config.uni_websocket.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::uni::websocket));
+    }
+    if config.uni_http_stream.enabled {
+        let prefix = route_path(&config.uni_http_stream.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::uni::http_stream));
+    }
+    if config.uni_sse.enabled {
+        let prefix = route_path(&config.uni_sse.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::uni::sse));
+    }
     if config.http_stream.enabled || config.sse.enabled {
         let prefix = route_path(&config.emulation.handler_prefix);
         router = router.route(&prefix, any(crate::endpoint::emulation::handle));

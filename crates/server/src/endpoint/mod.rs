@@ -2,10 +2,13 @@
 //! ([`crate::transport`]) and runs a session ([`crate::session::run`]) over the result.
 //! - `/connection/websocket`: [`websocket`];
 //! - `/connection/http_stream` and `/connection/sse`: [`stream`];
-//! - `/emulation`, the commands of the latter two: [`emulation`].
+//! - `/emulation`, the commands of the latter two: [`emulation`];
+//! - `/connection/uni_websocket`, `/connection/uni_http_stream` and `/connection/uni_sse`
+//!   (unidirectional): [`uni`].
 
 pub(crate) mod emulation;
 pub(crate) mod stream;
+pub(crate) mod uni;
 
 use std::sync::Arc;
 

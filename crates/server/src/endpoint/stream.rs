@@ -124,8 +124,8 @@ fn content_type_is_binary(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.as_bytes() == b"application/octet-stream")
 }
 
-/// Registers the session, starts it and answers with its stream.
-fn start(
+/// Registers the session (emulation), starts it and answers with its stream.
+pub(super) fn start(
     node: &Arc<Node>,
     framing: Framing,
     protocol: Protocol,
@@ -136,9 +136,12 @@ fn start(
         return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
     }
     let counted = OpenConnection::count(node);
-    let (registration, commands) = node.emulation.register(protocol);
-    let session = registration.session.clone();
-    let (transport, body) = StreamTransport::new(framing, first, registration, commands);
+    let emulation = (!framing.unidirectional()).then(|| node.emulation.register(protocol));
+    let session = match &emulation {
+        Some((registration, _)) => registration.session.clone(),
+        None => Arc::from(uuid::Uuid::new_v4().to_string()),
+    };
+    let (transport, body) = StreamTransport::new(framing, first, emulation);
     let conn = Arc::new(ConnMeta {
         headers: parts.headers.clone(),
         remote: crate::transport::remote_addr(&parts.extensions),
@@ -156,7 +159,7 @@ fn start(
         h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     }
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    if framing == Framing::Sse {
+    if framing.is_sse() {
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/event-stream; charset=utf-8"),

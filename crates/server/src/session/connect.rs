@@ -36,6 +36,10 @@ impl Session {
 
     /// Answers the connect command.
     pub(super) fn answer_connect(&mut self, id: u32, result: Result<ConnectResult, ProtocolError>) {
+        if self.transport.unidirectional {
+            self.answer_uni_connect(result);
+            return;
+        }
         match result {
             Ok(result) => {
                 self.push_reply(&Reply {

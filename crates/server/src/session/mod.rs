@@ -9,6 +9,7 @@ mod commands;
 mod connect;
 mod pending;
 mod subscribe;
+mod uni;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -316,6 +317,13 @@ impl Session {
         if self.closing.is_some() {
             return;
         }
+        if self.transport.unidirectional {
+            // The connect request; a unidirectional client sends nothing else that matters.
+            if !self.connected && !self.connecting {
+                self.uni_connect(frame).await;
+            }
+            return;
+        }
         let commands = match decode_all::<Command>(self.protocol, frame) {
             Ok(commands) => commands,
             Err(err) => {
@@ -584,8 +592,7 @@ mod tests {
         let (transport, _body) = crate::transport::stream::StreamTransport::new(
             crate::transport::stream::Framing::Sse,
             Bytes::new(),
-            registration,
-            commands,
+            Some((registration, commands)),
         );
         let future = run(node, transport, Protocol::Json, Arc::default());
         let size = std::mem::size_of_val(&future);

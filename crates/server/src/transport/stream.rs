@@ -5,6 +5,9 @@
 //!   prefixed by its varint length (as on a WebSocket, without the WebSocket framing);
 //! - SSE: one `data: <JSON message>` event per message (JSON only).
 //!
+//! The unidirectional `uni_http_stream` and `uni_sse` write bare pushes the same ways (JSON)
+//! and take no commands.
+//!
 //! The response body is fed through a channel of one chunk: a client that stops reading
 //! leaves the chunk unsent, the next write times out after a second (as upstream's write
 //! deadline) and the session's byte-bounded queue disconnects it as slow meanwhile, so
@@ -32,6 +35,10 @@ pub(crate) enum Framing {
     HttpStream(Protocol),
     /// Server-sent events (JSON).
     Sse,
+    /// Unidirectional HTTP-streaming (`uni_http_stream`): bare JSON pushes, one per line.
+    UniHttpStream,
+    /// Unidirectional server-sent events (`uni_sse`): bare JSON pushes.
+    UniSse,
 }
 
 impl Framing {
@@ -40,30 +47,42 @@ impl Framing {
             name: match self {
                 Self::HttpStream(_) => "http_stream",
                 Self::Sse => "sse",
+                Self::UniHttpStream => "uni_http_stream",
+                Self::UniSse => "uni_sse",
             },
-            unidirectional: false,
-            emulation: true,
+            unidirectional: self.unidirectional(),
+            emulation: !self.unidirectional(),
             disconnect_push: true,
         }
+    }
+
+    /// Whether this is a unidirectional transport.
+    pub(crate) fn unidirectional(self) -> bool {
+        matches!(self, Self::UniHttpStream | Self::UniSse)
+    }
+
+    /// Whether the response is an event stream.
+    pub(crate) fn is_sse(self) -> bool {
+        matches!(self, Self::Sse | Self::UniSse)
     }
 
     /// One chunk of the response for a batch of encoded messages.
     fn chunk(self, units: &[Bytes]) -> Bytes {
         let extra = match self {
-            Self::HttpStream(Protocol::Json) => 1,
+            Self::HttpStream(Protocol::Json) | Self::UniHttpStream => 1,
             Self::HttpStream(Protocol::Protobuf) => 0,
-            Self::Sse => 8,
+            Self::Sse | Self::UniSse => 8,
         };
         let mut chunk = BytesMut::with_capacity(units.iter().map(|u| u.len() + extra).sum());
         for unit in units {
             match self {
-                Self::HttpStream(Protocol::Json) => {
+                Self::HttpStream(Protocol::Json) | Self::UniHttpStream => {
                     chunk.put_slice(unit);
                     chunk.put_u8(b'\n');
                 }
                 // Protobuf units are already length-delimited.
                 Self::HttpStream(Protocol::Protobuf) => chunk.put_slice(unit),
-                Self::Sse => {
+                Self::Sse | Self::UniSse => {
                     chunk.put_slice(b"data: ");
                     chunk.put_slice(unit);
                     chunk.put_slice(b"\n\n");
@@ -79,23 +98,25 @@ pub(crate) struct StreamTransport {
     framing: Framing,
     /// The commands of the connection request itself (the connect command).
     first: Option<Bytes>,
-    commands: mpsc::Receiver<Bytes>,
+    /// Emulated commands (none for a unidirectional transport).
+    commands: Option<mpsc::Receiver<Bytes>>,
     /// The response body; `None` once closed.
     body: Option<mpsc::Sender<Bytes>>,
-    _registration: Registration,
+    _registration: Option<Registration>,
 }
 
 impl StreamTransport {
-    /// A transport whose first frame is `first` and whose later frames come from `commands`,
-    /// and the response body it writes to.
+    /// A transport whose first frame is `first` and whose later frames come from
+    /// `emulation` (an emulated session's registration and commands; `None` for a
+    /// unidirectional transport), and the response body it writes to.
     pub(crate) fn new(
         framing: Framing,
         first: Bytes,
-        registration: Registration,
-        commands: mpsc::Receiver<Bytes>,
+        emulation: Option<(Registration, mpsc::Receiver<Bytes>)>,
     ) -> (Self, Body) {
+        let (registration, commands) = emulation.unzip();
         let (tx, rx) = mpsc::channel::<Bytes>(1);
-        if framing == Framing::Sse {
+        if framing.is_sse() {
             // Upstream opens the event stream with an empty line, so headers go out at once.
             let _ = tx.try_send(Bytes::from_static(b"\r\n"));
         }
@@ -125,8 +146,12 @@ impl Transport for StreamTransport {
             return Some(Ok(first));
         }
         let body = self.body.as_ref()?;
+        let Some(commands) = self.commands.as_mut() else {
+            body.closed().await;
+            return None;
+        };
         tokio::select! {
-            frame = self.commands.recv() => frame.map(Ok),
+            frame = commands.recv() => frame.map(Ok),
             // The client went away (the server dropped the response body).
             () = body.closed() => None,
         }

@@ -2,6 +2,7 @@
 //! config, talks to its HTTP API, and locates the project-local client installs.
 #![allow(dead_code)]
 
+pub mod http_stream;
 pub mod js;
 pub mod json_conn;
 pub mod raw;

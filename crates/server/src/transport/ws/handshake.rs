@@ -71,8 +71,12 @@ pub(crate) struct Accepted {
 pub(crate) type UpgradedTransport = WsTransport<TokioIo<hyper::upgrade::Upgraded>>;
 
 impl Accepted {
-    /// Waits for the upgrade; `None` when it failed.
-    pub(crate) async fn transport(&mut self) -> Option<UpgradedTransport> {
+    /// Waits for the upgrade; `None` when it failed. Messages over `message_size_limit`
+    /// bytes (0: no limit) are refused with 1009.
+    pub(crate) async fn upgraded(
+        &mut self,
+        message_size_limit: usize,
+    ) -> Option<WsStream<TokioIo<hyper::upgrade::Upgraded>>> {
         let upgraded = match (&mut self.upgrade).await {
             Ok(upgraded) => upgraded,
             Err(err) => {
@@ -80,12 +84,21 @@ impl Accepted {
                 return None;
             }
         };
-        let config = &self.node.config.websocket;
         // 0 means no limit, as in Centrifugo (and as before the framing was ours).
-        let limit = config.message_size_limit;
-        let max_payload = if limit > 0 { limit } else { usize::MAX };
-        let ws = WsStream::new(TokioIo::new(upgraded), max_payload);
-        Some(WsTransport::new(ws, self.protocol, config.write_timeout.0))
+        let max_payload = if message_size_limit > 0 {
+            message_size_limit
+        } else {
+            usize::MAX
+        };
+        Some(WsStream::new(TokioIo::new(upgraded), max_payload))
+    }
+
+    /// Waits for the upgrade of a bidirectional WebSocket; `None` when it failed.
+    pub(crate) async fn transport(&mut self) -> Option<UpgradedTransport> {
+        let config = &self.node.config.websocket;
+        let (limit, write_timeout) = (config.message_size_limit, config.write_timeout.0);
+        let ws = self.upgraded(limit).await?;
+        Some(WsTransport::new(ws, self.protocol, write_timeout))
     }
 }
 

@@ -1,8 +1,10 @@
-//! The bidirectional WebSocket transport: the codec ([`codec`]), the upgrade handshake
-//! ([`handshake`]) and the adapter the session runs over ([`WsTransport`]).
+//! The WebSocket transports: the codec ([`codec`]), the upgrade handshake ([`handshake`]),
+//! the bidirectional adapter the session runs over ([`WsTransport`]) and the unidirectional
+//! one ([`uni`]).
 
 pub(crate) mod codec;
 pub(crate) mod handshake;
+pub(crate) mod uni;
 
 use std::time::Duration;
 
