@@ -1,6 +1,6 @@
 // 1. connect/disconnect: states disconnected → connecting → connected → disconnected; the
 // connected context carries a client id; disconnect() gives code 0.
-import { run, step, newClient, Events, CLIENT_EVENTS, assert, assertEq } from './lib.mjs';
+import { run, step, newClient, Events, CLIENT_EVENTS, assert, assertEq, TRANSPORT } from './lib.mjs';
 
 run('connect', async () => {
   const client = newClient();
@@ -14,7 +14,7 @@ run('connect', async () => {
   const connected = await events.next('connected');
   assert(typeof connected.client === 'string' && connected.client.length > 0, `client id in connected ctx: ${connected.client}`);
   assert(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(connected.client), `client id is a UUID v4: ${connected.client}`);
-  assertEq(connected.transport, 'websocket', 'transport');
+  assertEq(connected.transport, TRANSPORT, 'transport');
   assertEq(client.state, 'connected', 'state after connected');
 
   step('ready resolves');

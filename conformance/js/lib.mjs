@@ -9,6 +9,7 @@ import { appendFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import { isDeepStrictEqual, inspect } from 'node:util';
 import WebSocket from 'ws';
+import EventSource from 'eventsource';
 
 function requireEnv(name) {
   const value = process.env[name];
@@ -114,14 +115,39 @@ export function run(name, fn, timeoutMs = 15000) {
 
 /** A client for the selected protocol, with `ws` as its WebSocket (on `url`, default node). */
 export function newClient(options = {}, url = WS_URL) {
-  return new Centrifuge(url, {
+  return new Centrifuge(endpoints(url), {
     websocket: WebSocket,
+    eventsource: EventSource,
+    emulationEndpoint: `${httpBase(url)}/emulation`,
     minReconnectDelay: 100,
     maxReconnectDelay: 1000,
     timeout: 5000,
     debug: process.env.GYRE_JS_DEBUG === '1',
     ...options,
   });
+}
+
+/**
+ * The transport the scenario runs over: GYRE_TRANSPORT=websocket (the default), http_stream
+ * or sse (bidirectional emulation, commands through /emulation).
+ */
+export const TRANSPORT = process.env.GYRE_TRANSPORT || 'websocket';
+if (!['websocket', 'http_stream', 'sse'].includes(TRANSPORT)) {
+  console.error(`FAIL: GYRE_TRANSPORT must be websocket, http_stream or sse, not ${TRANSPORT}`);
+  process.exit(2);
+}
+
+/** `http://host:port` of a server's WebSocket URL. */
+function httpBase(wsUrl) {
+  return wsUrl.replace(/^ws/, 'http').replace(/\/connection\/websocket$/, '');
+}
+
+/** The SDK's endpoint argument for a server's WebSocket URL over TRANSPORT. */
+function endpoints(wsUrl) {
+  if (TRANSPORT === 'websocket') {
+    return wsUrl;
+  }
+  return [{ transport: TRANSPORT, endpoint: `${httpBase(wsUrl)}/connection/${TRANSPORT}` }];
 }
 
 const encoder = new TextEncoder();

@@ -48,6 +48,14 @@ pub struct Config {
     pub sse: SseConfig,
     /// HTTP streaming (bidirectional emulation) transport.
     pub http_stream: HttpStreamConfig,
+    /// The endpoint of the emulation transports' client-to-server commands.
+    pub emulation: EmulationConfig,
+    /// Unidirectional WebSocket transport.
+    pub uni_websocket: UniWebSocketConfig,
+    /// Unidirectional SSE transport.
+    pub uni_sse: UniSseConfig,
+    /// Unidirectional HTTP-streaming transport.
+    pub uni_http_stream: UniHttpStreamConfig,
     /// Named proxies, referred to by `*_proxy_name`.
     pub proxies: Vec<crate::NamedProxy>,
     /// Runtime lookup tables built by [`Config::prepare`].
@@ -441,6 +449,8 @@ pub struct SseConfig {
     pub enabled: bool,
     /// URL path of the SSE endpoint.
     pub handler_prefix: String,
+    /// Largest connect request body (POST) in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
 }
 
 impl Default for SseConfig {
@@ -448,6 +458,105 @@ impl Default for SseConfig {
         SseConfig {
             enabled: false,
             handler_prefix: "/connection/sse".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+/// The request body limit of the HTTP-based transports, as upstream.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 64 * 1024;
+
+/// `uni_websocket` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UniWebSocketConfig {
+    /// Enable the unidirectional WebSocket transport.
+    pub enabled: bool,
+    /// URL path of its endpoint.
+    pub handler_prefix: String,
+    /// Maximum incoming message size in bytes (the connect request).
+    pub message_size_limit: usize,
+    /// Timeout of one write to the socket.
+    pub write_timeout: Duration,
+    /// Join the pushes of one write into one message (newline-delimited JSON) instead of
+    /// one message per push.
+    pub join_push_messages: bool,
+    /// Do not send a disconnect push before the close frame.
+    pub disable_disconnect_push: bool,
+}
+
+impl Default for UniWebSocketConfig {
+    fn default() -> Self {
+        UniWebSocketConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_websocket".to_owned(),
+            message_size_limit: 65_536,
+            write_timeout: Duration::from_secs(1),
+            join_push_messages: false,
+            disable_disconnect_push: false,
+        }
+    }
+}
+
+/// `uni_sse` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UniSseConfig {
+    /// Enable the unidirectional SSE transport.
+    pub enabled: bool,
+    /// URL path of its endpoint.
+    pub handler_prefix: String,
+    /// Largest connect request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for UniSseConfig {
+    fn default() -> Self {
+        UniSseConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_sse".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+/// `uni_http_stream` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct UniHttpStreamConfig {
+    /// Enable the unidirectional HTTP-streaming transport.
+    pub enabled: bool,
+    /// URL path of its endpoint.
+    pub handler_prefix: String,
+    /// Largest connect request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for UniHttpStreamConfig {
+    fn default() -> Self {
+        UniHttpStreamConfig {
+            enabled: false,
+            handler_prefix: "/connection/uni_http_stream".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+        }
+    }
+}
+
+/// `emulation` section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmulationConfig {
+    /// URL path of the emulation endpoint (served when `sse` or `http_stream` is enabled).
+    pub handler_prefix: String,
+    /// Largest emulation request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
+}
+
+impl Default for EmulationConfig {
+    fn default() -> Self {
+        EmulationConfig {
+            handler_prefix: "/emulation".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
         }
     }
 }
@@ -460,6 +569,8 @@ pub struct HttpStreamConfig {
     pub enabled: bool,
     /// URL path of the HTTP-streaming endpoint.
     pub handler_prefix: String,
+    /// Largest connect request body in bytes; 0 means 65536.
+    pub max_request_body_size: usize,
 }
 
 impl Default for HttpStreamConfig {
@@ -467,6 +578,7 @@ impl Default for HttpStreamConfig {
         HttpStreamConfig {
             enabled: false,
             handler_prefix: "/connection/http_stream".to_owned(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
         }
     }
 }

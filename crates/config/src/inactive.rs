@@ -31,11 +31,6 @@ const INACTIVE: &[(&str, &str)] = &[
     ("websocket.write_buffer_size", "buffers are sized by Gyre"),
     ("prometheus.enabled", "no metrics endpoint is served"),
     ("admin.enabled", "no admin web interface is served"),
-    ("sse.enabled", "the SSE endpoint is not served"),
-    (
-        "http_stream.enabled",
-        "the HTTP-streaming endpoint is not served",
-    ),
     (
         "engine.redis.tls.client_ca_pem",
         "it is not used by a Redis client",

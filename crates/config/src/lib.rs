@@ -28,9 +28,10 @@ mod values;
 pub use channel::ResolvedChannel;
 pub use client::{ClientConfig, PersonalChannelConfig, SubscriptionTokenOptions, TokenOptions};
 pub use config::{
-    AdminConfig, Config, EngineConfig, HealthConfig, HttpApiConfig, HttpServerConfig,
-    HttpStreamConfig, LogConfig, NodeConfig, PrometheusConfig, RedisConfig, RedisTlsConfig,
-    RpcConfig, RpcPingConfig, ShutdownConfig, SseConfig, WebSocketConfig,
+    AdminConfig, Config, DEFAULT_MAX_REQUEST_BODY_SIZE, EmulationConfig, EngineConfig,
+    HealthConfig, HttpApiConfig, HttpServerConfig, HttpStreamConfig, LogConfig, NodeConfig,
+    PrometheusConfig, RedisConfig, RedisTlsConfig, RpcConfig, RpcPingConfig, ShutdownConfig,
+    SseConfig, UniHttpStreamConfig, UniSseConfig, UniWebSocketConfig, WebSocketConfig,
 };
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};

@@ -490,15 +490,13 @@ fn centrifuge_js_test_config_loads() {
         "key \"channel.namespaces[3].subscription_type\": \"map\" subscriptions are not implemented yet",
         "unknown key \"channel.namespaces[3].map\"",
         "key \"client.concurrency\" is not implemented yet",
-        "key \"sse.enabled\" is not implemented yet",
-        "key \"http_stream.enabled\" is not implemented yet",
     ] {
         assert!(
             w.iter().any(|m| m.starts_with(expected)),
             "missing {expected} in {w:?}"
         );
     }
-    assert_eq!(w.len(), 6, "{w:?}");
+    assert_eq!(w.len(), 4, "{w:?}");
 
     // The serialized form loads back to the same configuration, warning only about what is
     // not served yet.

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
-/// The external router: the WebSocket endpoint (and the API unless it has its own port).
+/// The external router: the connection endpoints (and the API unless it has its own port).
 pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
     let mut router = Router::new();
     if !node.config.websocket.disabled {
@@ -21,12 +21,45 @@ pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
         } else {
             node.config.websocket.handler_prefix.clone()
         };
-        router = router.route(&prefix, any(crate::ws::handle));
+        router = router.route(&prefix, any(crate::endpoint::websocket));
+    }
+    let config = &node.config;
+    if config.http_stream.enabled {
+        let prefix = route_path(&config.http_stream.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::stream::http_stream));
+    }
+    if config.sse.enabled {
+        let prefix = route_path(&config.sse.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::stream::sse));
+    }
+    if config.uni_websocket.enabled {
+        let prefix = route_path(&config.uni_websocket.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::uni::websocket));
+    }
+    if config.uni_http_stream.enabled {
+        let prefix = route_path(&config.uni_http_stream.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::uni::http_stream));
+    }
+    if config.uni_sse.enabled {
+        let prefix = route_path(&config.uni_sse.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::uni::sse));
+    }
+    if config.http_stream.enabled || config.sse.enabled {
+        let prefix = route_path(&config.emulation.handler_prefix);
+        router = router.route(&prefix, any(crate::endpoint::emulation::handle));
     }
     if with_internal {
         router = router.merge(internal_router(node));
     }
     router.with_state(node.clone())
+}
+
+/// A handler prefix as a route: without a trailing slash, `/` when empty.
+fn route_path(prefix: &str) -> String {
+    match prefix.trim_end_matches('/') {
+        "" => "/".to_owned(),
+        path => path.to_owned(),
+    }
 }
 
 fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {
@@ -142,8 +175,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let node2 = node.clone();
     let handle = tokio::spawn(async move {
         let token = shutdown.clone();
-        let main = axum::serve(listener.tap_io(set_nodelay), main)
-            .with_graceful_shutdown(async move { token.cancelled().await });
+        let main = axum::serve(
+            listener.tap_io(set_nodelay),
+            main.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await });
         let internal_task = internal_app.map(|(l, app)| {
             let token = shutdown.clone();
             tokio::spawn(async move {

@@ -12,7 +12,9 @@
 //! - `policy`: who may connect, subscribe, publish, call RPC and refresh.
 //! - [`proxy`]: the application backend's decisions over HTTP (connect, refresh, subscribe,
 //!   publish, RPC).
-//! - [`ws`]: the WebSocket endpoint; [`api`]: the server HTTP API.
+//! - `endpoint`: the connection endpoints, each running sessions over its transport;
+//! - [`transport`]: the client transports (WebSocket, HTTP-streaming, SSE) sessions run over;
+//!   [`api`]: the server HTTP API.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
 #![warn(unreachable_pub)]
@@ -20,6 +22,8 @@
 pub(crate) mod api;
 pub mod app;
 pub(crate) mod delta;
+pub(crate) mod emulation;
+pub(crate) mod endpoint;
 pub(crate) mod engine;
 pub(crate) mod http_client;
 pub mod hub;
@@ -33,8 +37,7 @@ pub(crate) mod session;
 pub(crate) mod sharded;
 pub mod tags_filter;
 pub(crate) mod time;
-pub(crate) mod websocket;
-pub(crate) mod ws;
+pub(crate) mod transport;
 
 pub use node::token_verifiers;
 pub use time::unix_now;

@@ -131,6 +131,8 @@ pub struct SessionHandle {
     pub user: parking_lot::RwLock<Arc<str>>,
     /// Encoding spoken by the connection.
     pub protocol: Protocol,
+    /// The connection is unidirectional: pushes are written bare, not in a reply.
+    pub unidirectional: bool,
     queue: parking_lot::Mutex<Queue>,
     queued_bytes: AtomicUsize,
     max_queue_bytes: usize,
@@ -138,16 +140,28 @@ pub struct SessionHandle {
 }
 
 impl SessionHandle {
-    /// A handle and the receiving end of its queue.
+    /// A handle and the receiving end of its queue (a bidirectional connection).
     pub fn new(
         client: Arc<str>,
         protocol: Protocol,
+        max_queue_bytes: usize,
+    ) -> (Arc<Self>, OutboundReceiver) {
+        Self::with_shape(client, protocol, false, max_queue_bytes)
+    }
+
+    /// A handle and the receiving end of its queue, for a connection that gets pushes bare
+    /// when `unidirectional`.
+    pub fn with_shape(
+        client: Arc<str>,
+        protocol: Protocol,
+        unidirectional: bool,
         max_queue_bytes: usize,
     ) -> (Arc<Self>, OutboundReceiver) {
         let handle = Arc::new(Self {
             client,
             user: parking_lot::RwLock::new(Arc::from("")),
             protocol,
+            unidirectional,
             queue: parking_lot::Mutex::new(Queue::default()),
             queued_bytes: AtomicUsize::new(0),
             max_queue_bytes,

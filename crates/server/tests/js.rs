@@ -1,5 +1,6 @@
 //! Conformance scenarios driving the real `gyre serve` binary with the real npm `centrifuge`
-//! SDK (centrifuge-js 5.8.0 with `ws`), in JSON and in protobuf.
+//! SDK (centrifuge-js 5.8.0 with `ws`), in JSON and in protobuf, over WebSocket and (module
+//! `emulated`) over HTTP-streaming and SSE (`eventsource`), commands through `/emulation`.
 //!
 //! Each scenario is a node script in `conformance/js/` (helpers in `conformance/js/lib.mjs`).
 //! A test starts one gyre with the config the scenario needs, runs `node <script>` with the
@@ -50,6 +51,45 @@ both_protocols!(
     errors,
     shutdown,
     ping,
+);
+
+/// Defines tests over the bidirectional emulation transports (HTTP-streaming in JSON and
+/// Protobuf, SSE in JSON: SSE is JSON only) in `emulated::<scenario>`.
+macro_rules! emulated {
+    ($($name:ident),* $(,)?) => {
+        mod emulated {
+            $(
+                mod $name {
+                    #[test]
+                    fn http_stream_json() {
+                        super::super::$name("http_stream/json");
+                    }
+                    #[test]
+                    fn http_stream_protobuf() {
+                        super::super::$name("http_stream/protobuf");
+                    }
+                    #[test]
+                    fn sse_json() {
+                        super::super::$name("sse/json");
+                    }
+                }
+            )*
+        }
+    };
+}
+
+emulated!(
+    connect,
+    pubsub,
+    api_publish,
+    presence,
+    history,
+    recovery,
+    delta,
+    server_subs,
+    errors,
+    ping,
+    token_refresh,
 );
 
 /// 1. States disconnected → connecting → connected → disconnected, client id, code 0.

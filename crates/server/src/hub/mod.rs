@@ -1,17 +1,18 @@
 //! The local registry: connected sessions by client and user, and subscribers by channel.
 //!
-//! Broadcasting encodes each push once per subscriber shape (protocol, delta mode) and hands a
-//! clone of the same bytes to every subscriber's queue. It never awaits.
+//! Broadcasting encodes each push once per subscriber shape ([`shape::ShapeKey`]: protocol,
+//! bare or in a reply, delta form) and hands a clone of the same bytes to every subscriber's
+//! queue. It never awaits.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use gyre_protocol::codec::encode;
-use gyre_protocol::{ClientInfo, Disconnect, Join, Leave, Protocol, Publication, Push, Reply};
+use gyre_protocol::{ClientInfo, Disconnect, Join, Leave, Protocol, Publication, Push};
 use parking_lot::{Mutex, RwLock};
 
+use self::shape::{DeltaForm, ShapeCache, ShapeKey};
 use crate::delta;
 use crate::outbound::SessionHandle;
 use crate::sharded::Sharded;
@@ -158,42 +159,6 @@ impl Default for Hub {
     }
 }
 
-/// Lazily encoded variants of one push.
-struct Encoded<'a> {
-    channel: &'a str,
-    variants: [Option<Option<Bytes>>; 6],
-}
-
-impl<'a> Encoded<'a> {
-    fn new(channel: &'a str) -> Self {
-        Self {
-            channel,
-            variants: Default::default(),
-        }
-    }
-
-    fn get(
-        &mut self,
-        slot: usize,
-        protocol: Protocol,
-        build: impl FnOnce() -> Publication,
-    ) -> Option<Bytes> {
-        self.variants[slot]
-            .get_or_insert_with(|| {
-                let reply = Reply {
-                    push: Some(Push {
-                        channel: self.channel.to_owned(),
-                        publication: Some(build()),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                };
-                encode(protocol, &reply).ok()
-            })
-            .clone()
-    }
-}
-
 impl Hub {
     fn shard(&self, channel: &str) -> &Mutex<Shard> {
         self.channels.get(channel)
@@ -327,7 +292,12 @@ impl Hub {
             (Some(prev), true) => delta::patch(prev, &publication.data),
             _ => None,
         };
-        let mut encoded = Encoded::new(channel);
+        let mut encoded = ShapeCache::default();
+        let push = |publication: Publication| Push {
+            channel: channel.to_owned(),
+            publication: Some(publication),
+            ..Default::default()
+        };
         let mut failed: Vec<Arc<SessionHandle>> = Vec::new();
         let mut dropped = 0;
         let mut verdicts = Verdicts::default();
@@ -353,15 +323,20 @@ impl Hub {
             }
             let protocol = sub.handle.protocol;
             let unit = if !sub.delta {
-                encoded.get(protocol.index(), protocol, || publication.clone())
+                let key = ShapeKey::of(&sub.handle, DeltaForm::Plain);
+                encoded.get(key, || push(publication.clone()))
             } else {
                 match (&patch, sub.has_delta_base) {
-                    (Some(patch), true) => encoded.get(4 + protocol.index(), protocol, || {
-                        delta_publication(publication, patch, protocol)
-                    }),
-                    _ => encoded.get(2 + protocol.index(), protocol, || {
-                        full_for_delta(publication, protocol)
-                    }),
+                    (Some(patch), true) => {
+                        let key = ShapeKey::of(&sub.handle, DeltaForm::Patch);
+                        encoded.get(key, || {
+                            push(delta_publication(publication, patch, protocol))
+                        })
+                    }
+                    _ => {
+                        let key = ShapeKey::of(&sub.handle, DeltaForm::Full);
+                        encoded.get(key, || push(full_for_delta(publication, protocol)))
+                    }
                 }
             };
             match unit {
@@ -427,21 +402,18 @@ impl Hub {
                 dropped += 1;
                 continue;
             }
-            let publication = if sub.delta {
+            let (publication, form) = if sub.delta {
                 sub.has_delta_base = true;
-                full_for_delta(&publication, protocol)
+                (full_for_delta(&publication, protocol), DeltaForm::Full)
             } else {
-                publication
+                (publication, DeltaForm::Plain)
             };
-            let reply = Reply {
-                push: Some(Push {
-                    channel: channel.to_owned(),
-                    publication: Some(publication),
-                    ..Default::default()
-                }),
+            let push = Push {
+                channel: channel.to_owned(),
+                publication: Some(publication),
                 ..Default::default()
             };
-            if let Ok(unit) = encode(protocol, &reply) {
+            if let Some(unit) = shape::encode_push(ShapeKey::of(&sub.handle, form), push) {
                 sub.handle.send_unit(unit);
             }
         }
@@ -482,10 +454,10 @@ impl Hub {
         let Some(entry) = shard.get(channel) else {
             return;
         };
-        let mut encoded: [Option<Option<Bytes>>; 2] = Default::default();
+        let mut encoded = ShapeCache::default();
         for sub in entry.subscribers.values().filter(|s| s.join_leave) {
-            let protocol = sub.handle.protocol;
-            let unit = encoded[protocol.index()].get_or_insert_with(|| {
+            let key = ShapeKey::of(&sub.handle, DeltaForm::Plain);
+            let unit = encoded.get(key, || {
                 let mut push = Push {
                     channel: channel.to_owned(),
                     ..Default::default()
@@ -499,17 +471,10 @@ impl Hub {
                         info: Some(info.clone()),
                     });
                 }
-                encode(
-                    protocol,
-                    &Reply {
-                        push: Some(push),
-                        ..Default::default()
-                    },
-                )
-                .ok()
+                push
             });
             if let Some(unit) = unit {
-                sub.handle.send_unit(unit.clone());
+                sub.handle.send_unit(unit);
             }
         }
     }
@@ -540,5 +505,6 @@ pub fn delta_publication(
     p
 }
 
+mod shape;
 #[cfg(test)]
 mod tests;

@@ -75,6 +75,14 @@ impl Cluster {
         self.publish(&message, None).await
     }
 
+    /// Whether `uid` is another live node.
+    pub(crate) fn knows(&self, uid: &str) -> bool {
+        self.nodes
+            .lock()
+            .get(uid)
+            .is_some_and(|(_, at)| at.elapsed() < NODE_TTL)
+    }
+
     /// Stats of the other live nodes, as `info` reports them.
     pub(crate) fn other_nodes(&self) -> Vec<Value> {
         self.nodes

@@ -91,6 +91,8 @@ pub(crate) struct Node {
     pub(crate) connect_jwks: Option<Arc<JwksSource>>,
     /// Where subscription token keys come from (the connection one unless separately set).
     pub(crate) subscribe_jwks: Option<Arc<JwksSource>>,
+    /// HTTP-streaming and SSE sessions by session id, for `/emulation`.
+    pub(crate) emulation: Arc<crate::emulation::Registry>,
 }
 
 /// A service error: a code and a message (the server API's error object).
@@ -265,6 +267,7 @@ impl Node {
             proxy: http,
             connect_jwks,
             subscribe_jwks,
+            emulation: Arc::default(),
             config,
         }))
     }

@@ -22,11 +22,17 @@ use crate::policy::{
 
 type Outcome<T> = Result<T, ProtocolError>;
 
-/// What a connection brings from its HTTP upgrade request.
+/// What a connection brings from the HTTP request that opened it.
 #[derive(Debug, Default)]
 pub(crate) struct ConnMeta {
-    /// The upgrade request's headers (forwarded as configured in `http_headers`).
+    /// The request's headers (forwarded as configured in `http_headers`).
     pub headers: ::http::HeaderMap,
+    /// The client's address, when the server knows it.
+    pub remote: Option<std::net::SocketAddr>,
+    /// Transport name (`websocket`, `http_stream`, `sse`, ...; "" reads as `websocket`).
+    pub transport: &'static str,
+    /// Session id of an emulated or unidirectional connection.
+    pub session: Option<std::sync::Arc<str>>,
 }
 
 /// Who calls, for the common request fields.
@@ -45,7 +51,11 @@ impl Caller {
     fn common(&self, options: &ProxyOptions) -> wire::Common<'_> {
         wire::Common {
             client: &self.client,
-            transport: "websocket",
+            transport: if self.conn.transport.is_empty() {
+                "websocket"
+            } else {
+                self.conn.transport
+            },
             protocol: match self.protocol {
                 Protocol::Json => "json",
                 Protocol::Protobuf => "protobuf",

@@ -60,6 +60,10 @@ impl Session {
 
     /// Answers the connect command.
     pub(super) fn answer_connect(&mut self, id: u32, result: Result<ConnectResult, ProtocolError>) {
+        if self.transport.unidirectional {
+            self.answer_uni_connect(result);
+            return;
+        }
         match result {
             Ok(result) => {
                 self.push_reply(&Reply {
@@ -169,14 +173,23 @@ impl Session {
             ttl,
             subs,
             ping: pinger.interval_secs(),
-            pong: pinger.expects_pong(),
+            pong: self.expects_pong(),
             time: if cfg.connect_include_server_time {
                 crate::time::unix_now_millis()
             } else {
                 0
             },
             data,
-            ..Default::default()
+            session: if self.transport.emulation || self.transport.unidirectional {
+                self.conn.session.as_deref().unwrap_or_default().to_owned()
+            } else {
+                String::new()
+            },
+            node: if self.transport.emulation {
+                node.events.id.clone()
+            } else {
+                String::new()
+            },
         })
     }
 }

@@ -1,14 +1,15 @@
-//! A session: one task per WebSocket connection that owns all of the connection's state.
+//! A session: one task per client connection that owns all of the connection's state.
 //!
 //! The task `select!`s over frames from the client, its outbound queue (publications from the
 //! hub, pings from the shared pinger, server-side actions) and one optional deadline (stale
-//! connection, connection or subscription expiry). Everything that is ready is written as one
-//! WebSocket message.
+//! connection, connection or subscription expiry). Everything that is ready is handed to the
+//! transport as one batch (one WebSocket message, one chunk of an HTTP stream).
 
 mod commands;
 mod connect;
 mod pending;
 mod subscribe;
+mod uni;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,22 +17,17 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use gyre_protocol::codec::{self, decode_all, join_units};
-use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Reply};
-use tokio::io::{AsyncRead, AsyncWrite};
+use gyre_protocol::codec::{self, decode_all};
+use gyre_protocol::{ClientInfo, Command, Disconnect, Protocol, ProtocolError, Push, Reply};
 use tokio::time::Instant;
 
 use crate::node::{Node, unix_now};
 use crate::outbound::{Control, Outbound, OutboundReceiver, SessionHandle};
 use crate::proxy::ConnMeta;
-use crate::websocket::{Message, WsError, WsStream};
+use crate::transport::{Transport, TransportError, TransportInfo};
 
 /// A frame is written once this many bytes are pending, even if more is queued.
 const MAX_FRAME_BYTES: usize = 64 * 1024;
-
-/// How long a closing connection may take at least to accept its close frame (the configured
-/// write timeout applies when it is longer).
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// State of one subscription of the session.
 #[derive(Debug, Clone, Default)]
@@ -57,20 +53,22 @@ struct Session {
     node: Arc<Node>,
     handle: Arc<SessionHandle>,
     protocol: Protocol,
+    /// What the transport needs done differently (pong, push shape, session id).
+    transport: TransportInfo,
     connected: bool,
     user: Arc<str>,
     conn_info: Bytes,
     expire_at: Option<i64>,
     subs: HashMap<String, SubState>,
     awaiting_pong: bool,
-    /// Encoded messages waiting to be written as one WebSocket message.
+    /// Encoded messages waiting to be written as one batch.
     out: Vec<Bytes>,
     /// Their total size in bytes.
     out_len: usize,
     out_queued: usize,
     closing: Option<Disconnect>,
     stale_at: Option<Instant>,
-    /// The upgrade request's metadata, for proxy requests.
+    /// The connection request's metadata, for proxy requests.
     conn: Arc<ConnMeta>,
     /// Connection meta from the token or the connect proxy.
     meta: Option<Arc<serde_json::value::RawValue>>,
@@ -86,19 +84,33 @@ struct Session {
     pending: parking_lot::Mutex<FuturesUnordered<pending::Pending>>,
 }
 
-/// Runs a session over an upgraded WebSocket until it closes.
-pub(crate) async fn run<S>(node: Arc<Node>, mut ws: WsStream<S>, protocol: Protocol, conn: ConnMeta)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
+/// Runs a session over a transport until it closes.
+pub(crate) async fn run<T: Transport>(
+    node: Arc<Node>,
+    mut transport: T,
+    protocol: Protocol,
+    conn: Arc<ConnMeta>,
+) {
     let client: Arc<str> = Arc::from(uuid::Uuid::new_v4().to_string());
-    let (handle, mut rx) =
-        SessionHandle::new(client, protocol, node.config.client.queue_max_size.max(1));
+    let info = transport.info();
+    let (handle, mut rx) = SessionHandle::with_shape(
+        client,
+        protocol,
+        info.unidirectional,
+        node.config.client.queue_max_size.max(1),
+    );
+    tracing::debug!(
+        client = %handle.client,
+        transport = info.name,
+        remote = ?conn.remote,
+        "client connection established"
+    );
     let stale = node.config.client.stale_close_delay.0;
     let mut session = Session {
         node: node.clone(),
         handle,
         protocol,
+        transport: info,
         connected: false,
         user: Arc::from(""),
         conn_info: Bytes::new(),
@@ -110,7 +122,7 @@ where
         out_queued: 0,
         closing: None,
         stale_at: (!stale.is_zero()).then(|| Instant::now() + stale),
-        conn: Arc::new(conn),
+        conn,
         meta: None,
         proxied: false,
         connecting: false,
@@ -120,7 +132,6 @@ where
     let shutdown = node.shutdown.clone();
     let shutdown = shutdown.cancelled();
     tokio::pin!(shutdown);
-    let close_timeout = CLOSE_TIMEOUT.max(node.config.websocket.write_timeout.0);
     // The one deadline timer, re-armed only when something other than queued output was
     // handled (only commands, server actions and the deadline itself change expiries).
     let timer = tokio::time::sleep_until(Instant::now());
@@ -142,15 +153,14 @@ where
                 recompute = true;
                 Box::pin(session.on_completion(done)).await;
             }
-            frame = ws.next(), if session.reading() => match frame {
-                Some(Ok(message)) => {
+            frame = transport.recv(), if session.reading() => match frame {
+                Some(Ok(frame)) => {
                     recompute = true;
-                    Box::pin(session.on_message(&message)).await;
+                    Box::pin(session.on_message(&frame)).await;
                 }
                 Some(Err(err)) => {
-                    tracing::debug!(client = %session.handle.client, "websocket read error: {err}");
-                    // Flush the close frame the codec queued (1009 for an oversized message).
-                    let _ = tokio::time::timeout(close_timeout, ws.close()).await;
+                    tracing::debug!(client = %session.handle.client, transport = session.transport.name, "read error: {err}");
+                    Box::pin(transport.close(None)).await;
                     break;
                 }
                 None => break,
@@ -162,15 +172,12 @@ where
             }
         }
         recompute |= session.drain(&mut rx).await;
-        if session.write(&mut ws).await.is_err() {
+        if session.write(&mut transport).await.is_err() {
             break;
         }
         if let Some(disconnect) = session.closing.clone() {
-            let _ = tokio::time::timeout(close_timeout, async {
-                let _ = ws.send_close(disconnect.code, &disconnect.reason).await;
-                let _ = ws.close().await;
-            })
-            .await;
+            // Rare: boxed, so that its futures do not add to every idle connection's.
+            Box::pin(session.end(&mut transport, &disconnect)).await;
             break;
         }
     }
@@ -232,7 +239,7 @@ impl Session {
         }
     }
 
-    /// Adds an encoded message to the next WebSocket message.
+    /// Adds an encoded message to the next batch.
     fn queue_unit(&mut self, unit: Bytes) {
         self.out_len += unit.len();
         self.out.push(unit);
@@ -267,15 +274,56 @@ impl Session {
         }
     }
 
-    async fn on_message(&mut self, message: &Message) {
+    /// Encodes a push in the transport's shape: bare on a unidirectional transport, in a
+    /// reply otherwise.
+    fn encode_push(&self, push: Push) -> Result<Bytes, gyre_protocol::EncodeError> {
+        if self.transport.unidirectional {
+            codec::encode(self.protocol, &push)
+        } else {
+            codec::encode(
+                self.protocol,
+                &Reply {
+                    push: Some(push),
+                    ..Default::default()
+                },
+            )
+        }
+    }
+
+    /// Appends an encoded push to the batch being built.
+    fn push_push(&mut self, push: Push) {
+        match self.encode_push(push) {
+            Ok(unit) => self.queue_unit(unit),
+            Err(err) => {
+                tracing::debug!(client = %self.handle.client, "can't encode push: {err}");
+                self.close(Disconnect::INAPPROPRIATE_PROTOCOL);
+            }
+        }
+    }
+
+    /// Queues the disconnect push a streaming transport ends with.
+    fn queue_disconnect_push(&mut self, disconnect: &Disconnect) {
+        self.push_push(Push {
+            disconnect: Some(gyre_protocol::DisconnectPush {
+                code: u32::from(disconnect.code),
+                reason: disconnect.reason.to_string(),
+                reconnect: false,
+            }),
+            ..Default::default()
+        });
+    }
+
+    async fn on_message(&mut self, frame: &[u8]) {
         if self.closing.is_some() {
             return;
         }
-        let frame: &[u8] = if message.is_text() || message.is_binary() {
-            message.as_payload()
-        } else {
-            return; // ping/pong/close frames are handled by the WebSocket layer
-        };
+        if self.transport.unidirectional {
+            // The connect request; a unidirectional client sends nothing else that matters.
+            if !self.connected && !self.connecting {
+                self.uni_connect(frame).await;
+            }
+            return;
+        }
         let commands = match decode_all::<Command>(self.protocol, frame) {
             Ok(commands) => commands,
             Err(err) => {
@@ -302,7 +350,7 @@ impl Session {
             Outbound::Ping => {
                 if self.connected {
                     self.queue_unit(self.protocol.empty_message());
-                    self.awaiting_pong = self.node.pinger.expects_pong();
+                    self.awaiting_pong = self.expects_pong();
                 }
             }
             Outbound::CheckPong => {
@@ -368,33 +416,31 @@ impl Session {
         changed
     }
 
-    async fn write<S>(&mut self, ws: &mut WsStream<S>) -> Result<(), WsError>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    /// Ends the connection with `disconnect`: a disconnect push first where the transport
+    /// carries one, then the transport's own close.
+    async fn end<T: Transport>(&mut self, transport: &mut T, disconnect: &Disconnect) {
+        if self.transport.disconnect_push {
+            self.queue_disconnect_push(disconnect);
+            let _ = self.write(transport).await;
+        }
+        transport.close(Some(disconnect)).await;
+    }
+
+    /// Hands the batch to the transport.
+    async fn write<T: Transport>(&mut self, transport: &mut T) -> Result<(), TransportError> {
         if self.out.is_empty() {
             return Ok(());
         }
-        // A single message (the common case of one publication) is written as the shared
-        // bytes themselves; several are joined into one frame.
-        let frame = if self.out.len() == 1 {
-            self.out.pop().unwrap_or_default()
-        } else {
-            join_units(self.protocol, self.out.drain(..).as_slice())
-        };
+        let result = transport.send_units(&self.out).await;
+        self.out.clear();
         self.out_len = 0;
-        let text = self.protocol == Protocol::Json;
-        let timeout = self.node.config.websocket.write_timeout.0;
-        let result = if timeout.is_zero() {
-            ws.send(text, &frame).await
-        } else {
-            match tokio::time::timeout(timeout, ws.send(text, &frame)).await {
-                Ok(result) => result,
-                Err(_) => Err(WsError::Io(std::io::ErrorKind::TimedOut.into())),
-            }
-        };
         self.handle.release(std::mem::take(&mut self.out_queued));
         result
+    }
+
+    /// Whether the client must answer pings.
+    fn expects_pong(&self) -> bool {
+        self.transport.expects_pong(self.node.pinger.expects_pong())
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -512,23 +558,4 @@ impl Session {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Every connection holds its session future for its whole life, so its size is paid per
-    /// idle connection: command handling, server actions and clean-up are boxed while they run
-    /// instead of being laid out inline (inline, the future was 6.6 KB).
-    #[tokio::test]
-    async fn session_future_stays_small() {
-        let node = Node::new(
-            gyre_config::Config::default(),
-            tokio_util::sync::CancellationToken::new(),
-        )
-        .expect("node");
-        let (io, _peer) = tokio::io::duplex(64);
-        let ws = WsStream::new(io, 1 << 16);
-        let future = run(node, ws, Protocol::Json, ConnMeta::default());
-        let size = std::mem::size_of_val(&future);
-        assert!(size <= 1536, "session future is {size} bytes");
-    }
-}
+mod tests;

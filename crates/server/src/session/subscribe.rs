@@ -5,7 +5,7 @@ use bytes::Bytes;
 use gyre_auth::ChannelOverride;
 use gyre_config::ProxyKind;
 use gyre_protocol::{
-    Disconnect, ErrorCode, ProtocolError, Publication, Push, Reply, Subscribe, SubscribeRequest,
+    Disconnect, ErrorCode, ProtocolError, Publication, Push, Subscribe, SubscribeRequest,
     SubscribeResult, Unsubscribe,
 };
 
@@ -386,10 +386,7 @@ impl Session {
                 }),
                 ..Default::default()
             };
-            self.push_reply(&Reply {
-                push: Some(push),
-                ..Default::default()
-            });
+            self.push_push(push);
         }
     }
 
@@ -428,10 +425,7 @@ impl Session {
                     }),
                     ..Default::default()
                 };
-                self.push_reply(&Reply {
-                    push: Some(push),
-                    ..Default::default()
-                });
+                self.push_push(push);
             }
             Err(err) => {
                 tracing::debug!(client = %self.handle.client, "server subscribe failed: {err:?}");

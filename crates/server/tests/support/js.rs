@@ -14,8 +14,9 @@ use super::Gyre;
 /// Hard limit for one node script (each script also has its own, shorter, timeout).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(40);
 
-/// Runs `script` against `gyre` with `protocol` and extra environment; panics with the
-/// script's output unless it exits 0. `on_action` handles `GYRE:<action>` lines.
+/// Runs `script` against `gyre` with `protocol` (`json`, `protobuf`, or `<transport>/<protocol>`
+/// for `http_stream` or `sse`) and extra environment; panics with the script's output unless
+/// it exits 0. `on_action` handles `GYRE:<action>` lines.
 pub fn run_script(
     gyre: &mut Gyre,
     script: &str,
@@ -23,6 +24,8 @@ pub fn run_script(
     env: &[(&str, String)],
     mut on_action: impl FnMut(&str, &mut Gyre),
 ) {
+    // `transport/protocol` runs over another transport than WebSocket.
+    let (transport, protocol) = protocol.split_once('/').unwrap_or(("websocket", protocol));
     let dir = super::node_deps();
     let mut cmd = Command::new("node");
     cmd.arg(script)
@@ -31,6 +34,7 @@ pub fn run_script(
         .env("GYRE_API_URL", gyre.api_base())
         .env("GYRE_API_KEY", super::API_KEY)
         .env("GYRE_PROTOCOL", protocol)
+        .env("GYRE_TRANSPORT", transport)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -2,6 +2,7 @@
 //! config, talks to its HTTP API, and locates the project-local client installs.
 #![allow(dead_code)]
 
+pub mod http_stream;
 pub mod js;
 pub mod json_conn;
 pub mod raw;
@@ -35,13 +36,15 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root")
 }
 
-/// A config with the test secret, API key and a loopback address on a free port; `extra` is
-/// merged over it (objects deep-merged).
+/// A config with the test secret, API key, the emulation transports on and a loopback address
+/// on a free port; `extra` is merged over it (objects deep-merged).
 pub fn config(extra: Value) -> Value {
     let mut base = json!({
         "http_server": { "address": "127.0.0.1", "port": 0 },
         "client": { "token": { "hmac_secret_key": SECRET } },
         "http_api": { "key": API_KEY },
+        "http_stream": { "enabled": true },
+        "sse": { "enabled": true },
     });
     merge(&mut base, extra);
     base

@@ -46,18 +46,26 @@ pub(crate) struct Message {
 
 impl Message {
     /// Whether the message was sent as text (opcode 1).
+    #[cfg(test)]
     pub(crate) fn is_text(&self) -> bool {
         self.text
     }
 
     /// Whether the message was sent as binary (opcode 2).
+    #[cfg(test)]
     pub(crate) fn is_binary(&self) -> bool {
         !self.text
     }
 
     /// The message's bytes (fragments joined, unmasked).
+    #[cfg(test)]
     pub(crate) fn as_payload(&self) -> &[u8] {
         &self.payload
+    }
+
+    /// The message's bytes, taken.
+    pub(crate) fn into_payload(self) -> Bytes {
+        self.payload
     }
 }
 

@@ -2,29 +2,21 @@
 //! hand-over of the upgraded connection to a session.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use axum::body::Body;
-use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use gyre_protocol::Protocol;
 use hyper_util::rt::TokioIo;
 
+use super::WsTransport;
+use super::codec::WsStream;
 use crate::node::Node;
-use crate::websocket::WsStream;
+use crate::transport::OpenConnection;
+use crate::transport::cors::origin_allowed;
 
 const WS_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-
-/// Counts an open connection for `client.connection_limit` until dropped.
-struct OpenConnection(Arc<Node>);
-
-impl Drop for OpenConnection {
-    fn drop(&mut self) {
-        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
-    }
-}
 
 fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
     headers
@@ -32,18 +24,6 @@ fn header_has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) 
         .iter()
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-}
-
-/// Whether a request's `Origin` is allowed by `client.allowed_origins`.
-pub(crate) fn origin_allowed(allowed: &[String], origin: Option<&str>) -> bool {
-    let Some(origin) = origin else {
-        return true;
-    };
-    let origin = origin.to_ascii_lowercase();
-    allowed.iter().any(|pattern| {
-        pattern == "*"
-            || glob::Pattern::new(&pattern.to_ascii_lowercase()).is_ok_and(|p| p.matches(&origin))
-    })
 }
 
 fn query_protocol(query: Option<&str>) -> Option<Protocol> {
@@ -75,34 +55,93 @@ fn select_subprotocol(headers: &HeaderMap) -> Option<(&'static str, Protocol)> {
     None
 }
 
-/// Handles a request to the WebSocket endpoint.
-pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>) -> Response {
+/// An accepted upgrade: the connection to come, once the switching response is sent.
+pub(crate) struct Accepted {
+    upgrade: hyper::upgrade::OnUpgrade,
+    node: Arc<Node>,
+    /// The encoding the client chose.
+    pub protocol: Protocol,
+    /// The upgrade request's metadata.
+    pub conn: crate::proxy::ConnMeta,
+    /// Counts the connection until dropped.
+    pub counted: OpenConnection,
+}
+
+/// The transport a session runs over, on an upgraded connection.
+pub(crate) type UpgradedTransport = WsTransport<TokioIo<hyper::upgrade::Upgraded>>;
+
+impl Accepted {
+    /// Waits for the upgrade; `None` when it failed. Messages over `message_size_limit`
+    /// bytes (0: no limit) are refused with 1009.
+    pub(crate) async fn upgraded(
+        &mut self,
+        message_size_limit: usize,
+    ) -> Option<WsStream<TokioIo<hyper::upgrade::Upgraded>>> {
+        let upgraded = match (&mut self.upgrade).await {
+            Ok(upgraded) => upgraded,
+            Err(err) => {
+                tracing::debug!("websocket upgrade failed: {err}");
+                return None;
+            }
+        };
+        // 0 means no limit, as in Centrifugo (and as before the framing was ours).
+        let max_payload = if message_size_limit > 0 {
+            message_size_limit
+        } else {
+            usize::MAX
+        };
+        Some(WsStream::new(TokioIo::new(upgraded), max_payload))
+    }
+
+    /// Waits for the upgrade of a bidirectional WebSocket; `None` when it failed.
+    pub(crate) async fn transport(&mut self) -> Option<UpgradedTransport> {
+        let config = &self.node.config.websocket;
+        let (limit, write_timeout) = (config.message_size_limit, config.write_timeout.0);
+        let ws = self.upgraded(limit).await?;
+        Some(WsTransport::new(ws, self.protocol, write_timeout))
+    }
+}
+
+/// Checks a request to the WebSocket endpoint: the switching response and the connection to
+/// come, or the refusal.
+pub(crate) fn accept(
+    node: &Arc<Node>,
+    mut req: Request<Body>,
+) -> Result<(Response, Accepted), Box<Response>> {
     let headers = req.headers();
     let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
         && header_has_token(headers, header::UPGRADE, "websocket");
     if req.method() != axum::http::Method::GET || !is_upgrade {
-        return (
+        return Err((
             StatusCode::BAD_REQUEST,
             "Can \"Upgrade\" only to \"WebSocket\".",
         )
-            .into_response();
+            .into_response()
+            .into());
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .and_then(|v| v.to_str().ok())
         != Some("13")
     {
-        return (StatusCode::BAD_REQUEST, "unsupported WebSocket version").into_response();
+        return Err((StatusCode::BAD_REQUEST, "unsupported WebSocket version")
+            .into_response()
+            .into());
     }
     let Some(key) = headers
         .get(header::SEC_WEBSOCKET_KEY)
         .map(HeaderValue::as_bytes)
     else {
-        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
+        return Err((StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key")
+            .into_response()
+            .into());
     };
-    let limit = node.config.client.connection_limit;
-    if limit > 0 && node.open_connections.load(Ordering::Relaxed) >= limit {
-        return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
+    if !OpenConnection::available(node) {
+        return Err(
+            (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached")
+                .into_response()
+                .into(),
+        );
     }
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if !origin_allowed(&node.config.client.allowed_origins, origin) {
@@ -110,7 +149,9 @@ pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>
             origin = origin.unwrap_or(""),
             "request origin is not allowed"
         );
-        return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        return Err((StatusCode::FORBIDDEN, "origin not allowed")
+            .into_response()
+            .into());
     }
     let mut sha = sha1_smol::Sha1::new();
     sha.update(key);
@@ -123,27 +164,17 @@ pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>
 
     let conn = crate::proxy::ConnMeta {
         headers: req.headers().clone(),
+        remote: crate::transport::remote_addr(req.extensions()),
+        transport: "websocket",
+        session: None,
     };
-    let upgrade = hyper::upgrade::on(&mut req);
-    let limit = node.config.websocket.message_size_limit;
-    let tracker = node.tasks.clone();
-    node.open_connections.fetch_add(1, Ordering::Relaxed);
-    let counted = OpenConnection(node.clone());
-    tracker.spawn(async move {
-        let _counted = counted;
-        let upgraded = match upgrade.await {
-            Ok(upgraded) => upgraded,
-            Err(err) => {
-                tracing::debug!("websocket upgrade failed: {err}");
-                return;
-            }
-        };
-        // 0 means no limit, as in Centrifugo (and as before the framing was ours).
-        let max_payload = if limit > 0 { limit } else { usize::MAX };
-        let ws = WsStream::new(TokioIo::new(upgraded), max_payload);
-        crate::session::run(node, ws, protocol, conn).await;
-    });
-
+    let accepted = Accepted {
+        upgrade: hyper::upgrade::on(&mut req),
+        protocol,
+        conn,
+        counted: OpenConnection::count(node),
+        node: node.clone(),
+    };
     let mut response = Response::new(Body::empty());
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = response.headers_mut();
@@ -158,22 +189,12 @@ pub(crate) async fn handle(State(node): State<Arc<Node>>, mut req: Request<Body>
             HeaderValue::from_static(name),
         );
     }
-    response
+    Ok((response, accepted))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn origins() {
-        assert!(origin_allowed(&[], None));
-        assert!(!origin_allowed(&[], Some("http://a.com")));
-        let allowed = vec!["https://*.example.com".to_owned()];
-        assert!(origin_allowed(&allowed, Some("https://app.Example.com")));
-        assert!(!origin_allowed(&allowed, Some("https://evil.com")));
-        assert!(origin_allowed(&["*".to_owned()], Some("http://x")));
-    }
 
     #[test]
     fn protocol_from_query() {
