@@ -18,6 +18,7 @@ use crate::event::{
 };
 use crate::options::{ClientOptions, SubscriptionOptions};
 use crate::state_cell::StateCell;
+use crate::stats::ClientStats;
 use crate::transport::{self, Cmd};
 
 /// A stream of events, in order. Implements [`futures_util::Stream`]; [`EventStream::recv`]
@@ -162,6 +163,13 @@ impl Client {
             Ok(r) => r.map_err(closed)?.map(|_| ()),
             Err(_) => Err(Error::Timeout),
         }
+    }
+
+    /// Counters of the work this client did (see [`ClientStats`]).
+    pub async fn stats(&self) -> Result<ClientStats, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd(Cmd::Stats(tx))?;
+        rx.await.map_err(closed)
     }
 
     /// A new stream of client events (register it before `connect` to see everything).

@@ -101,6 +101,7 @@ mod error;
 pub mod event;
 mod options;
 mod state_cell;
+mod stats;
 mod tls;
 mod transport;
 
@@ -108,3 +109,4 @@ pub use client::{Client, EventStream, Subscription};
 pub use error::Error;
 pub use event::*;
 pub use options::{BoxError, ClientOptions, Protocol, SubscriptionOptions, TokenContext};
+pub use stats::ClientStats;

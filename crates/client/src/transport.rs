@@ -26,6 +26,7 @@ use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, Tran
 use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
 use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
 use crate::state_cell::StateCell;
+use crate::stats::ClientStats;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<CallResult, Error>>;
@@ -47,6 +48,7 @@ pub(crate) enum Cmd {
     Call(Scope, Request, Reply),
     Ready(Option<String>, Reply),
     ClientEvents(mpsc::Sender<ClientEvent>),
+    Stats(oneshot::Sender<ClientStats>),
     SubscriptionEvents(String, mpsc::Sender<SubscriptionEvent>),
 }
 
@@ -134,6 +136,8 @@ struct Driver {
     pending_removals: Vec<String>,
     write_timeout: Duration,
     backpressure: bool,
+    frames_received: u64,
+    publications_dropped: u64,
 }
 
 /// Starts the driver task.
@@ -164,6 +168,8 @@ pub(crate) fn spawn(
         opening: None,
         tokens: FuturesUnordered::new(),
         pending_removals: Vec::new(),
+        frames_received: 0,
+        publications_dropped: 0,
     };
     handle.spawn(driver.run(rx));
     Ok(())
@@ -239,7 +245,10 @@ impl Driver {
                         let now = self.now();
                         self.core.close(now);
                     }
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => {
+                        self.command(cmd);
+                        self.drain_commands(&mut rx, &mut close_waiters);
+                    }
                     None => {
                         let now = self.now();
                         self.core.close(now);
@@ -295,6 +304,30 @@ impl Driver {
         for w in close_waiters {
             let _ = w.send(());
         }
+    }
+
+    /// Applies the commands already waiting (up to a bound), with the core held, so that a
+    /// burst of calls (say, thousands of `subscribe`) goes out as a few large frames.
+    fn drain_commands(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Cmd>,
+        close_waiters: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        const MAX_BURST: usize = 4096;
+        self.core.hold();
+        for _ in 0..MAX_BURST {
+            match rx.try_recv() {
+                Ok(Cmd::Close(done)) => {
+                    close_waiters.push(done);
+                    let now = self.now();
+                    self.core.close(now);
+                    break;
+                }
+                Ok(cmd) => self.command(cmd),
+                Err(_) => break,
+            }
+        }
+        self.core.release();
     }
 
     fn command(&mut self, cmd: Cmd) {
@@ -356,6 +389,14 @@ impl Driver {
                 self.calls.insert(id, reply);
             }
             Cmd::ClientEvents(tx) => self.listeners.push(Listener { tx, missed: 0 }),
+            Cmd::Stats(tx) => {
+                let stats = ClientStats::new(
+                    self.core.stats(),
+                    self.frames_received,
+                    self.publications_dropped,
+                );
+                let _ = tx.send(stats);
+            }
             Cmd::SubscriptionEvents(ch, tx) => {
                 if let Some(e) = self.subs.get_mut(&ch) {
                     e.listeners.push(Listener { tx, missed: 0 });
@@ -371,6 +412,7 @@ impl Driver {
         };
         match msg {
             Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                self.frames_received += 1;
                 let payload = Bytes::from(m.into_payload());
                 self.core.transport_frame(now, id, &payload);
             }
