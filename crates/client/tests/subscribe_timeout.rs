@@ -1,0 +1,193 @@
+//! A subscribe timeout fails one subscription, not the connection, and its retries back off
+//! exponentially (full jitter, capped). Driven on the sans-IO core with a seeded RNG and a
+//! simulated clock, so the timing is exact and the test deterministic.
+
+use gyre_client::core::{Config, Core, Output, SubConfig, TransportId};
+use gyre_client::{ClientEvent, Error, ErrorKind, State, SubscriptionEvent, SubscriptionState};
+use serde_json::{Value, json};
+
+const TIMEOUT: u64 = 1_000;
+const MIN: u64 = 100;
+const MAX: u64 = 10_000;
+
+struct Harness {
+    core: Core,
+    t: TransportId,
+    now: u64,
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Commands of each frame written.
+    frames: Vec<Vec<Value>>,
+    client: Vec<ClientEvent>,
+    sub: Vec<(String, SubscriptionEvent)>,
+    closed: bool,
+}
+
+impl Harness {
+    fn connected() -> Self {
+        let cfg = Config {
+            timeout: TIMEOUT,
+            max_server_ping_delay: 0,
+            ..Config::default()
+        };
+        let mut core = Core::new(cfg, 11);
+        core.connect(0);
+        let mut t = None;
+        while let Some(out) = core.poll_output() {
+            if let Output::Open(id) = out {
+                t = Some(id);
+            }
+        }
+        let t = t.expect("transport opened");
+        let mut h = Self { core, t, now: 0 };
+        h.core.transport_opened(0, t);
+        let connect = h.drain().frames.concat();
+        let id = connect[0]["id"].as_u64().expect("connect id");
+        h.reply(json!({"id": id, "connect": {"client": "c", "version": "v"}}));
+        assert_eq!(h.core.state(), State::Connected);
+        h
+    }
+
+    fn reply(&mut self, reply: Value) {
+        let frame = reply.to_string();
+        self.core
+            .transport_frame(self.now, self.t, frame.as_bytes());
+    }
+
+    fn drain(&mut self) -> Seen {
+        let mut seen = Seen::default();
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                Output::Send { frame, .. } => seen.frames.push(
+                    frame
+                        .split(|b| *b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .map(|l| serde_json::from_slice(l).expect("json command"))
+                        .collect(),
+                ),
+                Output::Client(e) => seen.client.push(e),
+                Output::Subscription { channel, event } => seen.sub.push((channel, event)),
+                Output::Close { .. } | Output::Open(_) => seen.closed = true,
+                _ => {}
+            }
+        }
+        seen
+    }
+
+    /// Advances the clock to the next deadline and handles it.
+    fn tick(&mut self) -> Seen {
+        self.now = self.core.next_deadline().expect("a deadline is armed");
+        self.core.handle_timeout(self.now);
+        self.drain()
+    }
+}
+
+fn subscribe_of(frames: &[Vec<Value>], channel: &str) -> Option<u64> {
+    frames
+        .iter()
+        .flatten()
+        .find(|c| c["subscribe"]["channel"] == channel)
+        .and_then(|c| c["id"].as_u64())
+}
+
+#[test]
+fn subscribe_timeout_retries_one_subscription_with_growing_backoff() {
+    let mut h = Harness::connected();
+    let sub_cfg = || SubConfig {
+        min_resubscribe_delay: MIN,
+        max_resubscribe_delay: MAX,
+        ..SubConfig::default()
+    };
+    h.core.new_subscription("slow", sub_cfg()).expect("slow");
+    h.core.new_subscription("fine", sub_cfg()).expect("fine");
+    // Both subscribes of one held burst travel in one frame.
+    h.core.hold();
+    h.core.subscribe(h.now, "slow").expect("subscribe slow");
+    h.core.subscribe(h.now, "fine").expect("subscribe fine");
+    h.core.release();
+    let seen = h.drain();
+    assert_eq!(seen.frames.len(), 1, "one frame for both subscribes");
+    assert_eq!(seen.frames[0].len(), 2);
+    let fine = subscribe_of(&seen.frames, "fine").expect("fine subscribe");
+    let mut slow = subscribe_of(&seen.frames, "slow").expect("slow subscribe");
+    h.reply(json!({"id": fine, "subscribe": {}}));
+    h.drain();
+    assert_eq!(
+        h.core.subscription_state("fine"),
+        Some(SubscriptionState::Subscribed)
+    );
+
+    let mut delays = Vec::new();
+    for attempt in 0..8u32 {
+        // The server never answers `slow`: its timeout fires after exactly TIMEOUT.
+        let sent_at = h.now;
+        let seen = h.tick();
+        assert_eq!(h.now, sent_at + TIMEOUT, "attempt {attempt}: reply timeout");
+        assert!(!seen.closed, "the connection is kept");
+        assert!(
+            !seen
+                .client
+                .iter()
+                .any(|e| matches!(e, ClientEvent::Connecting { .. })),
+            "no reconnect: {:?}",
+            seen.client
+        );
+        assert_eq!(h.core.state(), State::Connected);
+        assert!(seen.sub.iter().any(|(ch, e)| ch == "slow"
+            && matches!(
+                e,
+                SubscriptionEvent::Error {
+                    kind: ErrorKind::Subscribe,
+                    error: Error::Timeout
+                }
+            )));
+        // What the server may still do with the late subscribe is undone.
+        let unsub = seen
+            .frames
+            .iter()
+            .flatten()
+            .find(|c| c["unsubscribe"]["channel"] == "slow")
+            .and_then(|c| c["id"].as_u64())
+            .expect("unsubscribe of the timed-out channel");
+        h.reply(json!({"id": unsub, "unsubscribe": {}}));
+        h.drain();
+        // A late reply to the abandoned command changes nothing.
+        h.reply(json!({"id": slow, "subscribe": {}}));
+        h.drain();
+        assert_eq!(
+            h.core.subscription_state("slow"),
+            Some(SubscriptionState::Subscribing)
+        );
+        assert_eq!(
+            h.core.subscription_state("fine"),
+            Some(SubscriptionState::Subscribed)
+        );
+        // The retry comes after the backoff delay.
+        let timed_out_at = h.now;
+        let seen = h.tick();
+        let delay = h.now - timed_out_at;
+        let cap = MIN.saturating_mul(1 << attempt).min(MAX);
+        let most = (MIN + cap).min(MAX);
+        assert!(
+            (MIN..=most).contains(&delay),
+            "attempt {attempt}: delay {delay} outside [{MIN}, {most}]"
+        );
+        delays.push(delay);
+        slow = subscribe_of(&seen.frames, "slow").expect("resubscribe sent");
+    }
+    // The window grows: later delays go beyond anything the first attempt could draw.
+    assert!(
+        delays[4..].iter().any(|d| *d > 2 * MIN),
+        "delays never grew: {delays:?}"
+    );
+    // Success ends the retries.
+    h.reply(json!({"id": slow, "subscribe": {}}));
+    h.drain();
+    assert_eq!(
+        h.core.subscription_state("slow"),
+        Some(SubscriptionState::Subscribed)
+    );
+    assert_eq!(h.core.next_deadline(), None, "no timer left");
+}
