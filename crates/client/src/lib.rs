@@ -38,7 +38,7 @@
 //!   [`ClientOptions::event_capacity`]) and lossless: when a stream is full the client waits
 //!   for its consumer and reads nothing from the socket meanwhile, so the server's
 //!   slow-client limit decides ([`ClientOptions::backpressure`]`(false)` is the lossy mode,
-//!   where a full stream loses the newest events and receives `Lagged { missed }` first). Register streams
+//!   where a full stream loses the newest events and receives a `Lagged` notice, with the count and the position to recover from, as soon as it has room; [`Client::stats`] counts the dropped publications). Register streams
 //!   before `connect`/`subscribe` to see every state change. Handle states are also
 //!   readable at any time with [`Client::state`] and [`Subscription::state`]: a call that
 //!   changes the state (`connect`, `disconnect`, `subscribe`, `unsubscribe`) sets it before
@@ -97,6 +97,7 @@
 mod client;
 pub mod codes;
 pub mod core;
+mod delivery;
 mod error;
 pub mod event;
 mod options;

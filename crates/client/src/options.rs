@@ -125,6 +125,14 @@ impl ClientOptions {
         self
     }
 
+    /// A header sent inside the connect command (its `headers` field: Centrifugo v6 header
+    /// emulation, for servers that read headers from there rather than from the upgrade
+    /// request). See [`Client::set_connect_headers`](crate::Client::set_connect_headers).
+    pub fn connect_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.core.headers.insert(name.into(), value.into());
+        self
+    }
+
     /// Connect data sent with every connect command (JSON text in JSON mode).
     pub fn data(mut self, data: impl Into<Bytes>) -> Self {
         self.core.data = data.into();
@@ -218,7 +226,9 @@ impl ClientOptions {
     /// may fall; no publication is lost and the stream position never passes an event the
     /// consumer has not been given. Every stream must then be read (or dropped): one that
     /// is kept but never read stalls the client. `false` restores the lossy mode: a full
-    /// stream drops the newest events and gets `Lagged { missed }` before its next one.
+    /// stream drops the newest events and gets a `Lagged` notice as soon as it has room
+    /// (how many events and publications, and the position before the first lost
+    /// publication, where the next recovering resubscribe starts again).
     pub fn backpressure(mut self, on: bool) -> Self {
         self.backpressure = on;
         self
@@ -260,20 +270,29 @@ impl ClientOptions {
                 )));
             }
         }
-        for (name, value) in &self.headers {
-            http::HeaderName::try_from(name.as_str())
-                .map_err(|e| Error::Configuration(format!("bad header name {name:?}: {e}")))?;
-            http::HeaderValue::try_from(value.as_str())
-                .map_err(|e| Error::Configuration(format!("bad value of header {name}: {e}")))?;
-        }
-        if self.core.protocol == Protocol::Json
-            && !self.core.data.is_empty()
-            && !gyre_protocol::raw::is_json(&self.core.data)
-        {
-            return Err(Error::InvalidData("connect data must be JSON".into()));
-        }
+        check_headers(&self.headers)?;
+        check_data(self.core.protocol, &self.core.data)?;
         Client::start(self)
     }
+}
+
+/// Refuses header names and values HTTP does not allow.
+pub(crate) fn check_headers(headers: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in headers {
+        http::HeaderName::try_from(name.as_str())
+            .map_err(|e| Error::Configuration(format!("bad header name {name:?}: {e}")))?;
+        http::HeaderValue::try_from(value.as_str())
+            .map_err(|e| Error::Configuration(format!("bad value of header {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses connect data that is not JSON with the JSON protocol.
+pub(crate) fn check_data(protocol: Protocol, data: &[u8]) -> Result<(), Error> {
+    if protocol == Protocol::Json && !data.is_empty() && !gyre_protocol::raw::is_json(data) {
+        return Err(Error::InvalidData("connect data must be JSON".into()));
+    }
+    Ok(())
 }
 
 /// Options of a [`Subscription`](crate::Subscription).

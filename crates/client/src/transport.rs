@@ -5,7 +5,7 @@
 //! stream is full (backpressure); in the lossy mode it is fed with `try_send`, and a full
 //! stream loses events and is told how many with a `Lagged` event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,6 +23,7 @@ use tokio_websockets::{CloseCode, Connector, Limits, MaybeTlsStream, Message, We
 
 use crate::Error;
 use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, TransportId};
+use crate::delivery::{Listener, deliver, deliver_waiting, retry_losses};
 use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
 use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
 use crate::state_cell::StateCell;
@@ -32,6 +33,9 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<CallResult, Error>>;
 type TokenDone = (u64, Option<String>, Result<String, String>);
 type TokenFut = Pin<Box<dyn Future<Output = TokenDone> + Send>>;
+
+/// How often a lossy stream that lost events is offered its `Lagged` notice again.
+const LOSS_RETRY: Duration = Duration::from_millis(10);
 
 /// Largest WebSocket message accepted from the server.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -49,63 +53,11 @@ pub(crate) enum Cmd {
     Ready(Option<String>, Reply),
     ClientEvents(mpsc::Sender<ClientEvent>),
     Stats(oneshot::Sender<ClientStats>),
+    SetToken(String),
+    SetData(Bytes),
+    SetHeaders(Vec<(String, String)>),
+    SetConnectHeaders(BTreeMap<String, String>),
     SubscriptionEvents(String, mpsc::Sender<SubscriptionEvent>),
-}
-
-trait Lag {
-    fn lagged(missed: u64) -> Self;
-}
-impl Lag for ClientEvent {
-    fn lagged(missed: u64) -> Self {
-        Self::Lagged { missed }
-    }
-}
-impl Lag for SubscriptionEvent {
-    fn lagged(missed: u64) -> Self {
-        Self::Lagged { missed }
-    }
-}
-
-struct Listener<T> {
-    tx: mpsc::Sender<T>,
-    missed: u64,
-}
-
-/// Delivers to every listener without blocking; drops closed listeners.
-fn deliver<T: Clone + Lag>(listeners: &mut Vec<Listener<T>>, ev: &T) {
-    listeners.retain_mut(|l| {
-        if l.missed > 0 {
-            match l.tx.try_send(T::lagged(l.missed)) {
-                Ok(()) => l.missed = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    l.missed += 1;
-                    return true;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            }
-        }
-        match l.tx.try_send(ev.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                l.missed += 1;
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    })
-}
-
-/// Delivers to every listener, waiting while a stream is full (backpressure: the task reads
-/// nothing from the socket meanwhile); drops closed listeners.
-async fn deliver_waiting<T: Clone>(listeners: &mut Vec<Listener<T>>, ev: &T) {
-    let mut i = 0;
-    while i < listeners.len() {
-        if listeners[i].tx.send(ev.clone()).await.is_err() {
-            listeners.remove(i);
-        } else {
-            i += 1;
-        }
-    }
 }
 
 struct SubEntry {
@@ -138,6 +90,8 @@ struct Driver {
     backpressure: bool,
     frames_received: u64,
     publications_dropped: u64,
+    /// Streams with a loss not reported yet: `None` for the client's, else the channel's.
+    lagging: BTreeSet<Option<String>>,
 }
 
 /// Starts the driver task.
@@ -170,6 +124,7 @@ pub(crate) fn spawn(
         pending_removals: Vec::new(),
         frames_received: 0,
         publications_dropped: 0,
+        lagging: BTreeSet::new(),
     };
     handle.spawn(driver.run(rx));
     Ok(())
@@ -277,6 +232,9 @@ impl Driver {
                         Some(ch) => self.core.subscription_token(now, id, &ch, result),
                     }
                 }
+                () = tokio::time::sleep(LOSS_RETRY), if !self.lagging.is_empty() => {
+                    self.retry_losses();
+                }
                 () = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -303,6 +261,22 @@ impl Driver {
         drop(rx);
         for w in close_waiters {
             let _ = w.send(());
+        }
+    }
+
+    /// Tells lossy streams that have room again what they lost.
+    fn retry_losses(&mut self) {
+        for key in std::mem::take(&mut self.lagging) {
+            let pending = match &key {
+                None => retry_losses(&mut self.listeners),
+                Some(ch) => self
+                    .subs
+                    .get_mut(ch)
+                    .is_some_and(|e| retry_losses(&mut e.listeners)),
+            };
+            if pending {
+                self.lagging.insert(key);
+            }
         }
     }
 
@@ -388,7 +362,11 @@ impl Driver {
                 let id = self.core.call(now, scope, Request::Ready);
                 self.calls.insert(id, reply);
             }
-            Cmd::ClientEvents(tx) => self.listeners.push(Listener { tx, missed: 0 }),
+            Cmd::ClientEvents(tx) => self.listeners.push(Listener::new(tx)),
+            Cmd::SetToken(t) => self.core.set_token(t),
+            Cmd::SetData(d) => self.core.set_data(d),
+            Cmd::SetHeaders(h) => self.headers = h,
+            Cmd::SetConnectHeaders(h) => self.core.set_connect_headers(h),
             Cmd::Stats(tx) => {
                 let stats = ClientStats::new(
                     self.core.stats(),
@@ -399,7 +377,7 @@ impl Driver {
             }
             Cmd::SubscriptionEvents(ch, tx) => {
                 if let Some(e) = self.subs.get_mut(&ch) {
-                    e.listeners.push(Listener { tx, missed: 0 });
+                    e.listeners.push(Listener::new(tx));
                 }
             }
         }
@@ -494,7 +472,11 @@ impl Driver {
                     if self.backpressure {
                         deliver_waiting(&mut self.listeners, &ev).await;
                     } else {
-                        deliver(&mut self.listeners, &ev);
+                        let d = deliver(&mut self.listeners, &ev, &String::new);
+                        self.publications_dropped += d.publications;
+                        if d.lagging {
+                            self.lagging.insert(None);
+                        }
                     }
                 }
                 Output::Subscription { channel, event } => {
@@ -515,7 +497,20 @@ impl Driver {
                         if self.backpressure {
                             deliver_waiting(&mut e.listeners, &event).await;
                         } else {
-                            deliver(&mut e.listeners, &event);
+                            let core = &self.core;
+                            let epoch = || {
+                                core.subscription_position(&channel)
+                                    .map(|p| p.epoch)
+                                    .unwrap_or_default()
+                            };
+                            let d = deliver(&mut e.listeners, &event, &epoch);
+                            self.publications_dropped += d.publications;
+                            if let Some(offset) = d.rewind_to {
+                                self.core.publications_lost(&channel, offset);
+                            }
+                            if d.lagging {
+                                self.lagging.insert(Some(channel));
+                            }
                         }
                     }
                 }

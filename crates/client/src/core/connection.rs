@@ -96,6 +96,12 @@ impl Core {
                 subs,
                 name: self.cfg.name.clone(),
                 version: self.cfg.version.clone(),
+                headers: self
+                    .cfg
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 ..Default::default()
             }),
             ..Default::default()

@@ -1,5 +1,9 @@
 //! The inputs of [`Core`]: user calls, transport events, timeouts and token results.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
 use super::{CallId, Core, Inflight, Millis, Request, Scope, Sub, SubConfig, TransportId};
 use crate::Error;
 use crate::codes;
@@ -75,6 +79,32 @@ impl Core {
         self.finish();
     }
 
+    /// User: the connection token for the next connect (and for a reconnect after the
+    /// server said the token expired, unless a token callback gives a newer one).
+    pub fn set_token(&mut self, token: String) {
+        self.token = token;
+        self.token_stale = false;
+    }
+
+    /// User: the connect data of the next connect command.
+    pub fn set_data(&mut self, data: Bytes) {
+        self.cfg.data = data;
+    }
+
+    /// User: the headers of the next connect command (header emulation).
+    pub fn set_connect_headers(&mut self, headers: BTreeMap<String, String>) {
+        self.cfg.headers = headers;
+    }
+
+    /// Driver: publications of `channel` after `offset` were not delivered (a full lossy
+    /// event stream). The next subscribe that recovers starts from `offset`, so they come
+    /// again (with those delivered after them).
+    pub fn publications_lost(&mut self, channel: &str, offset: u64) {
+        if let Some(sub) = self.subs.get_mut(channel) {
+            sub.rewind_to = Some(sub.rewind_to.map_or(offset, |o| o.min(offset)));
+        }
+    }
+
     /// User: add a subscription to the registry (`Unsubscribed`).
     pub fn new_subscription(&mut self, channel: &str, cfg: SubConfig) -> Result<(), Error> {
         if self.state == State::Closed {
@@ -106,6 +136,7 @@ impl Core {
                 refresh_cmd: None,
                 refresh_attempts: 0,
                 token_req: None,
+                rewind_to: None,
             },
         );
         Ok(())

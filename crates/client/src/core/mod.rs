@@ -77,6 +77,8 @@ pub struct Config {
     pub max_server_ping_delay: Millis,
     /// Commands produced together are batched into one frame up to this many bytes.
     pub max_frame_size: usize,
+    /// Headers sent in the connect command (header emulation).
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -93,6 +95,7 @@ impl Default for Config {
             max_reconnect_delay: 20_000,
             max_server_ping_delay: 10_000,
             max_frame_size: 60 * 1024,
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -340,6 +343,9 @@ struct Sub {
     refresh_cmd: Option<u32>,
     refresh_attempts: u32,
     token_req: Option<(u64, TokenPurpose)>,
+    /// The driver dropped publications after this offset (lossy delivery): the next
+    /// recovering subscribe starts from here.
+    rewind_to: Option<u64>,
 }
 
 /// One server-side subscription.

@@ -35,6 +35,11 @@ impl Core {
             }
             return;
         }
+        if let Some(offset) = sub.rewind_to.take()
+            && sub.recover
+        {
+            sub.offset = sub.offset.min(offset);
+        }
         let req = proto::SubscribeRequest {
             channel: channel.to_owned(),
             token: sub.token.clone(),

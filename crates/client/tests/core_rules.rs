@@ -1,6 +1,8 @@
-//! A subscribe timeout fails one subscription, not the connection, and its retries back off
-//! exponentially (full jitter, capped). Driven on the sans-IO core with a seeded RNG and a
-//! simulated clock, so the timing is exact and the test deterministic.
+//! Rules of the sans-IO core, driven with a seeded RNG and a simulated clock so the timing is
+//! exact and the tests deterministic: a subscribe timeout fails one subscription, not the
+//! connection, and its retries back off exponentially (full jitter, capped); publications
+//! the driver could not deliver (lossy mode) are asked for again by the next recovering
+//! subscribe.
 
 use gyre_client::core::{Config, Core, Output, SubConfig, TransportId};
 use gyre_client::{ClientEvent, Error, ErrorKind, State, SubscriptionEvent, SubscriptionState};
@@ -190,4 +192,93 @@ fn subscribe_timeout_retries_one_subscription_with_growing_backoff() {
         Some(SubscriptionState::Subscribed)
     );
     assert_eq!(h.core.next_deadline(), None, "no timer left");
+}
+
+#[test]
+fn lost_publications_rewind_the_recovery_position() {
+    let mut h = Harness::connected();
+    let cfg = SubConfig {
+        recoverable: true,
+        ..SubConfig::default()
+    };
+    h.core.new_subscription("feed", cfg).expect("feed");
+    h.core.subscribe(h.now, "feed").expect("subscribe");
+    let id = subscribe_of(&h.drain().frames, "feed").expect("subscribe sent");
+    h.reply(json!({"id": id, "subscribe": {
+        "recoverable": true, "epoch": "e1", "offset": 10
+    }}));
+    for offset in 11..=20u64 {
+        h.reply(json!({"push": {"channel": "feed", "pub": {"data": {}, "offset": offset}}}));
+    }
+    h.drain();
+    assert_eq!(
+        h.core.subscription_position("feed").map(|p| p.offset),
+        Some(20)
+    );
+    // The driver could not deliver offsets 14.. (and later ones after 17).
+    h.core.publications_lost("feed", 13);
+    h.core.publications_lost("feed", 17);
+    // Until the next subscribe nothing changes.
+    assert_eq!(
+        h.core.subscription_position("feed").map(|p| p.offset),
+        Some(20)
+    );
+    // The connection drops; the resubscribe recovers from the earliest loss.
+    h.core.transport_closed(h.now, h.t, None, "cut");
+    h.drain();
+    let t = loop {
+        h.now = h.core.next_deadline().expect("reconnect armed");
+        h.core.handle_timeout(h.now);
+        let mut opened = None;
+        while let Some(out) = h.core.poll_output() {
+            if let Output::Open(t) = out {
+                opened = Some(t);
+            }
+        }
+        if let Some(t) = opened {
+            break t;
+        }
+    };
+    h.t = t;
+    h.core.transport_opened(h.now, t);
+    let connect = h.drain().frames.concat();
+    let cid = connect[0]["id"].as_u64().expect("connect id");
+    h.reply(json!({"id": cid, "connect": {"client": "c", "version": "v"}}));
+    let frames = h.drain().frames;
+    let sub = frames
+        .iter()
+        .flatten()
+        .find(|c| c["subscribe"]["channel"] == "feed")
+        .expect("resubscribe")
+        .clone();
+    assert_eq!(sub["subscribe"]["recover"], true, "{sub}");
+    assert_eq!(sub["subscribe"]["offset"], 13, "{sub}");
+    assert_eq!(sub["subscribe"]["epoch"], "e1", "{sub}");
+}
+
+#[test]
+fn set_token_data_and_connect_headers_apply_to_the_next_connect() {
+    let mut h = Harness::connected();
+    h.core.set_token("t2".into());
+    h.core.set_data(bytes::Bytes::from_static(br#"{"v":2}"#));
+    h.core
+        .set_connect_headers([("x-team".to_owned(), "blue".to_owned())].into());
+    // Nothing is sent on the current connection.
+    assert!(h.drain().frames.is_empty());
+    h.core.disconnect(h.now);
+    h.drain();
+    h.core.connect(h.now);
+    let mut t = None;
+    while let Some(out) = h.core.poll_output() {
+        if let Output::Open(id) = out {
+            t = Some(id);
+        }
+    }
+    h.t = t.expect("transport opened");
+    h.core.transport_opened(h.now, h.t);
+    let connect = h.drain().frames.concat();
+    let c = &connect[0]["connect"];
+    assert_eq!(c["token"], "t2", "{c}");
+    assert_eq!(c["data"], json!({"v": 2}), "{c}");
+    assert_eq!(c["headers"], json!({"x-team": "blue"}), "{c}");
 }
