@@ -101,6 +101,7 @@ mod delivery;
 mod error;
 pub mod event;
 mod options;
+mod proxy;
 mod state_cell;
 mod stats;
 mod tls;

@@ -11,6 +11,7 @@ pub use gyre_protocol::Protocol;
 
 use crate::core::{Config, SubConfig};
 use crate::event::StreamPosition;
+use crate::proxy::Proxy;
 use crate::tls::{self, TlsOptions};
 use crate::{Client, Error};
 use tokio_websockets::Connector;
@@ -67,6 +68,10 @@ pub struct ClientOptions {
     pub(crate) backpressure: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) tls: TlsOptions,
+    /// The proxy URL as given with the scheme its option expects (parsed by `build()`).
+    pub(crate) proxy_url: Option<(&'static str, String)>,
+    /// Set by `build()` from `proxy_url`.
+    pub(crate) proxy: Option<Proxy>,
     /// Set by `build()` for `wss://` URLs.
     pub(crate) connector: Option<Arc<Connector>>,
 }
@@ -101,6 +106,8 @@ impl ClientOptions {
             seed: None,
             backpressure: true,
             tls: TlsOptions::default(),
+            proxy_url: None,
+            proxy: None,
             connector: None,
         }
     }
@@ -130,6 +137,23 @@ impl ClientOptions {
     /// request). See [`Client::set_connect_headers`](crate::Client::set_connect_headers).
     pub fn connect_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.core.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Connects through an HTTP proxy with a `CONNECT` tunnel:
+    /// `http://[user:password@]host[:port]` (port 80 by default; the user info is sent as
+    /// `Proxy-Authorization: Basic`). `wss://` runs TLS to the server inside the tunnel.
+    /// The last of `http_proxy` and [`ClientOptions::socks5_proxy`] wins.
+    pub fn http_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy_url = Some(("http://", url.into()));
+        self
+    }
+
+    /// Connects through a SOCKS5 proxy: `socks5://[user:password@]host[:port]` (port 1080
+    /// by default; user name and password authentication when given). The server's host
+    /// name is resolved by the proxy.
+    pub fn socks5_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy_url = Some(("socks5://", url.into()));
         self
     }
 
@@ -272,6 +296,14 @@ impl ClientOptions {
         }
         check_headers(&self.headers)?;
         check_data(self.core.protocol, &self.core.data)?;
+        if let Some((scheme, url)) = &self.proxy_url {
+            if !url.starts_with(scheme) {
+                return Err(Error::Configuration(format!(
+                    "proxy URL {url:?} must start with {scheme}"
+                )));
+            }
+            self.proxy = Some(Proxy::parse(url)?);
+        }
         Client::start(self)
     }
 }

@@ -26,6 +26,7 @@ use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, Tran
 use crate::delivery::{Listener, deliver, deliver_waiting, retry_losses};
 use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
 use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
+use crate::proxy::Proxy;
 use crate::state_cell::StateCell;
 use crate::stats::ClientStats;
 
@@ -73,6 +74,7 @@ struct Driver {
     start: Instant,
     url: String,
     connector: Option<Arc<Connector>>,
+    proxy: Option<Proxy>,
     headers: Vec<(String, String)>,
     get_token: Option<GetToken>,
     get_subscription_token: Option<GetToken>,
@@ -109,6 +111,7 @@ pub(crate) fn spawn(
         start: Instant::now(),
         url: options.url,
         connector: options.connector,
+        proxy: options.proxy,
         backpressure: options.backpressure,
         headers: options.headers,
         get_token: options.get_token,
@@ -135,6 +138,7 @@ async fn open(
     headers: Vec<(String, String)>,
     protocol: Protocol,
     connector: Option<Arc<Connector>>,
+    proxy: Option<Proxy>,
 ) -> Result<Ws, Error> {
     let t = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
     let mut builder = tokio_websockets::ClientBuilder::new()
@@ -152,6 +156,27 @@ async fn open(
         let name = http::HeaderName::try_from(k.as_str()).map_err(|e| t(&e))?;
         let value = http::HeaderValue::try_from(v.as_str()).map_err(|e| t(&e))?;
         builder = builder.add_header(name, value).map_err(|e| t(&e))?;
+    }
+    if let Some(proxy) = proxy {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| Error::Configuration(format!("bad URL: {e}")))?;
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let tcp = proxy.tunnel(&host, port).await?;
+        // `wss://` always has its rustls connector (see `ClientOptions::build`).
+        let stream = match connector.as_deref() {
+            Some(c) if tls => c.wrap(&host, tcp).await.map_err(|e| t(&e))?,
+            _ => MaybeTlsStream::Plain(tcp),
+        };
+        let (ws, _resp) = builder.connect_on(stream).await.map_err(|e| t(&e))?;
+        return Ok(ws);
     }
     // `wss://` always brings its rustls connector (see `ClientOptions::build`), so the
     // library never picks its plaintext default for it.
@@ -428,6 +453,7 @@ impl Driver {
                         self.headers.clone(),
                         self.core.protocol(),
                         self.connector.clone(),
+                        self.proxy.clone(),
                     );
                     self.opening = Some((id, tokio::spawn(fut)));
                 }
