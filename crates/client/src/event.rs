@@ -124,8 +124,8 @@ pub struct ConnectedContext {
 pub enum ClientEvent {
     /// The client moved to `Connecting`.
     Connecting {
-        /// Why (0 connect called, 1 transport closed, 2 no ping, 3 subscribe timeout,
-        /// 4 unsubscribe error, or a server disconnect code).
+        /// Why (0 connect called, 1 transport closed, 2 no ping, 4 unsubscribe error, or a
+        /// server disconnect code).
         code: u32,
         /// Human-readable reason.
         reason: String,
