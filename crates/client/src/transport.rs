@@ -35,6 +35,13 @@ type Reply = oneshot::Sender<Result<CallResult, Error>>;
 type TokenDone = (u64, Option<String>, Result<String, String>);
 type TokenFut = Pin<Box<dyn Future<Output = TokenDone> + Send>>;
 
+/// Whether the outputs of `cmd` must be carried out before the next command is applied: the
+/// events of a removed subscription go to its own registry entry, which a new subscription
+/// to the same channel in the same burst would replace.
+fn ends_burst(cmd: &Cmd) -> bool {
+    matches!(cmd, Cmd::RemoveSubscription(_) | Cmd::Close(_))
+}
+
 /// How often a lossy stream that lost events is offered its `Lagged` notice again.
 const LOSS_RETRY: Duration = Duration::from_millis(10);
 
@@ -226,8 +233,11 @@ impl Driver {
                         self.core.close(now);
                     }
                     Some(cmd) => {
+                        let burst = !ends_burst(&cmd);
                         self.command(cmd);
-                        self.drain_commands(&mut rx, &mut close_waiters);
+                        if burst {
+                            self.drain_commands(&mut rx, &mut close_waiters);
+                        }
                     }
                     None => {
                         let now = self.now();
@@ -322,7 +332,13 @@ impl Driver {
                     self.core.close(now);
                     break;
                 }
-                Ok(cmd) => self.command(cmd),
+                Ok(cmd) => {
+                    let end = ends_burst(&cmd);
+                    self.command(cmd);
+                    if end {
+                        break;
+                    }
+                }
                 Err(_) => break,
             }
         }

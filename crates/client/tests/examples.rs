@@ -43,7 +43,20 @@ fn example_path(name: &str) -> PathBuf {
             .to_path_buf();
         let target = profile.parent().expect("target dir");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let mut build = Command::new(cargo);
+        // Without what cargo sets for test processes (package variables, the library path):
+        // build scripts that watch the environment would otherwise rebuild their crates here
+        // and again on the next `cargo test`.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy().into_owned();
+            let set_by_cargo = (k.starts_with("CARGO_")
+                && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR"))
+                || matches!(k.as_str(), "LD_LIBRARY_PATH" | "OUT_DIR");
+            if set_by_cargo {
+                build.env_remove(&k);
+            }
+        }
+        let status = build
             .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
             .args(["build", "-p", "gyre-client", "--examples", "--target-dir"])
             .arg(target)
@@ -80,8 +93,12 @@ fn run(name: &str, url: &str, args: &[&str]) -> Example {
 }
 
 impl Example {
-    /// Waits (at most 30 s) for a line containing `text`; returns it.
+    /// Waits (at most 30 s) for a line containing `text`, or finds it among the lines
+    /// already read (lines from concurrent events may come in either order); returns it.
     fn expect(&mut self, text: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
+            return line.clone();
+        }
         let end = Instant::now() + Duration::from_secs(30);
         loop {
             let left = end.saturating_duration_since(Instant::now());
