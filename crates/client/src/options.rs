@@ -144,6 +144,14 @@ impl ClientOptions {
     /// `http://[user:password@]host[:port]` (port 80 by default; the user info is sent as
     /// `Proxy-Authorization: Basic`). `wss://` runs TLS to the server inside the tunnel.
     /// The last of `http_proxy` and [`ClientOptions::socks5_proxy`] wins.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), gyre_client::Error> {
+    /// let client = gyre_client::ClientOptions::new("wss://example.com/connection/websocket")
+    ///     .http_proxy("http://user:secret@proxy.internal:3128")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn http_proxy(mut self, url: impl Into<String>) -> Self {
         self.proxy_url = Some(("http://", url.into()));
         self

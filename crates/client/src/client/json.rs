@@ -20,6 +20,19 @@ fn decode<T: DeserializeOwned>(data: &[u8]) -> Result<T, Error> {
 impl Client {
     /// [`Client::rpc`] with a serde request and result.
     ///
+    /// ```no_run
+    /// # async fn run(client: gyre_client::Client) -> Result<(), gyre_client::Error> {
+    /// #[derive(serde::Deserialize)]
+    /// struct Year {
+    ///     year: u32,
+    /// }
+    /// let y: Year = client
+    ///     .rpc_json("getCurrentYear", &serde_json::json!({}))
+    ///     .await?;
+    /// println!("{}", y.year);
+    /// # Ok(()) }
+    /// ```
+    ///
     /// # Errors
     ///
     /// Those of [`Client::rpc`], and [`Error::InvalidData`] when the request does not

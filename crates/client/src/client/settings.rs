@@ -14,6 +14,16 @@ impl Client {
     /// Replaces the connection token used by the next connect. A token callback
     /// ([`ClientOptions::get_token`](crate::ClientOptions::get_token)) still refreshes it
     /// when the server says it expired.
+    ///
+    /// ```no_run
+    /// # fn run(client: gyre_client::Client, jwt: String) -> Result<(), gyre_client::Error> {
+    /// client.set_token(jwt)?;
+    /// client.set_data(&br#"{"room":"lobby"}"#[..])?;
+    /// client.set_headers([("authorization", "Bearer abc")])?;
+    /// client.disconnect(); // the current connection keeps the old values
+    /// client.connect(); // this one sends the new ones
+    /// # Ok(()) }
+    /// ```
     pub fn set_token(&self, token: impl Into<String>) -> Result<(), Error> {
         self.cmd(Cmd::SetToken(token.into()))
     }
