@@ -89,7 +89,7 @@
 //! | publication context: data, offset, tags, info | [`Publication`] |
 //! | subscribe before connect | [`Subscription::subscribe`] then [`Client::connect`] |
 //! | recovery state; `wasRecovering`/`recovered` in `subscribed` | [`SubscriptionOptions::recoverable`]/[`positioned`](SubscriptionOptions::positioned)/[`since`](SubscriptionOptions::since); [`SubscribedContext`] |
-//! | subscription options: token, data, resubscribe backoff | [`SubscriptionOptions::token`], [`get_token`](SubscriptionOptions::get_token), [`data`](SubscriptionOptions::data), [`resubscribe_delay`](SubscriptionOptions::resubscribe_delay), [`delta`](SubscriptionOptions::delta), [`join_leave`](SubscriptionOptions::join_leave) |
+//! | subscription options: token, data, resubscribe backoff | [`SubscriptionOptions::subscribe_timeout`], [`SubscriptionOptions::token`], [`get_token`](SubscriptionOptions::get_token), [`data`](SubscriptionOptions::data), [`resubscribe_delay`](SubscriptionOptions::resubscribe_delay), [`delta`](SubscriptionOptions::delta), [`join_leave`](SubscriptionOptions::join_leave) |
 //! | subscription methods `publish`, `history`, `presence`, `presenceStats` | [`Subscription::publish`], [`history`](Subscription::history), [`presence`](Subscription::presence), [`presence_stats`](Subscription::presence_stats) (wait until subscribed) |
 //! | client-wide `getSubscriptionToken` | [`ClientOptions::get_subscription_token`], used by subscriptions without a callback of their own |
 //! | subscription token refresh; empty → `unsubscribed` | [`SubscriptionOptions::get_token`]; `sub_refresh` after `ttl`; `Unsubscribed { code: 1 }` |

@@ -395,6 +395,14 @@ impl SubscriptionOptions {
         self
     }
 
+    /// How long a subscribe command may wait for its reply (default: the client's
+    /// [`ClientOptions::timeout`]). On timeout only this subscription retries, after its
+    /// resubscribe backoff; the connection is kept.
+    pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
+        self.core.subscribe_timeout = Some(millis(timeout).max(1));
+        self
+    }
+
     /// Ask the server to make the stream recoverable (it must allow it).
     pub fn recoverable(mut self, on: bool) -> Self {
         self.core.recoverable = on;

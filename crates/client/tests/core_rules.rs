@@ -282,3 +282,49 @@ fn set_token_data_and_connect_headers_apply_to_the_next_connect() {
     assert_eq!(c["data"], json!({"v": 2}), "{c}");
     assert_eq!(c["headers"], json!({"x-team": "blue"}), "{c}");
 }
+
+#[test]
+fn a_subscription_can_have_its_own_subscribe_timeout() {
+    let mut h = Harness::connected();
+    let quick = SubConfig {
+        subscribe_timeout: Some(300),
+        ..SubConfig::default()
+    };
+    h.core.new_subscription("quick", quick).expect("quick");
+    h.core
+        .new_subscription("default", SubConfig::default())
+        .expect("default");
+    h.core.subscribe(h.now, "quick").expect("subscribe");
+    h.core.subscribe(h.now, "default").expect("subscribe");
+    h.drain();
+    let start = h.now;
+    let seen = h.tick();
+    assert_eq!(h.now - start, 300, "the subscription's own timeout");
+    assert!(seen.sub.iter().any(|(ch, e)| ch == "quick"
+        && matches!(
+            e,
+            SubscriptionEvent::Error {
+                error: Error::Timeout,
+                ..
+            }
+        )));
+    assert!(!seen.sub.iter().any(|(ch, _)| ch == "default"));
+    // The other one still has the client's timeout.
+    loop {
+        let seen = h.tick();
+        if seen.sub.iter().any(|(ch, e)| {
+            ch == "default"
+                && matches!(
+                    e,
+                    SubscriptionEvent::Error {
+                        error: Error::Timeout,
+                        ..
+                    }
+                )
+        }) {
+            assert_eq!(h.now - start, TIMEOUT);
+            break;
+        }
+        assert!(h.now < start + TIMEOUT, "default timed out late");
+    }
+}

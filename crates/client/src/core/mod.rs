@@ -123,6 +123,8 @@ pub struct SubConfig {
     pub join_leave: bool,
     /// Start by recovering from this position.
     pub since: Option<StreamPosition>,
+    /// Reply timeout of this subscription's subscribe commands, ms (`None`: the client's).
+    pub subscribe_timeout: Option<Millis>,
 }
 
 impl Default for SubConfig {
@@ -138,6 +140,7 @@ impl Default for SubConfig {
             positioned: false,
             join_leave: false,
             since: None,
+            subscribe_timeout: None,
         }
     }
 }

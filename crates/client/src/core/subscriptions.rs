@@ -65,8 +65,9 @@ impl Core {
             subscribe: Some(req),
             ..Default::default()
         };
+        let timeout = sub.cfg.subscribe_timeout.unwrap_or(self.cfg.timeout);
         let kind = Inflight::Subscribe(channel.to_owned());
-        match self.send_tracked(cmd, kind, Some(now + self.cfg.timeout)) {
+        match self.send_tracked(cmd, kind, Some(now + timeout)) {
             Ok(id) => {
                 if let Some(sub) = self.subs.get_mut(channel) {
                     sub.subscribe_cmd = Some(id);
