@@ -70,7 +70,7 @@
 //! |---|---|
 //! | states `disconnected`/`connecting`/`connected`/`closed` | [`State`], [`Client::state`], [`ClientEvent::Connecting`]/[`Connected`](ClientEvent::Connected)/[`Disconnected`](ClientEvent::Disconnected)/[`Closed`](ClientEvent::Closed) with `code` and `reason` |
 //! | new client starts `disconnected`; `connect()` → `connecting` → `connected` | [`ClientOptions::build`], [`Client::connect`], [`Client::ready`] |
-//! | reconnect with exponential backoff and jitter | [`ClientOptions::reconnect_delay`] (500 ms – 20 s), [`core::backoff`] |
+//! | reconnect with exponential backoff and jitter | [`ClientOptions::reconnect_delay`] (500 ms – 20 s), [`core::backoff`]; the backoff starts again from the minimum only after a connection lasted the maximum delay, so connections that keep failing soon after connecting keep backing off |
 //! | lost connection → `connecting`; terminal condition → `disconnected` | disconnect codes: reconnect iff `code < 3500 \|\| code >= 5000 \|\| 4000..4500` |
 //! | `error` event with its `type` | [`ClientEvent::Error`], [`SubscriptionEvent::Error`]: `{ kind: ErrorKind, error: Error }` ([`ErrorKind`]: transport, connect, connect token, refresh, refresh token, subscribe, subscribe token, subscribe refresh, protocol, configuration) |
 //! | `disconnect()`, `close()` (subscriptions → `unsubscribed`, unusable after) | [`Client::disconnect`], [`Client::close`] |

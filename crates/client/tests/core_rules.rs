@@ -328,3 +328,58 @@ fn a_subscription_can_have_its_own_subscribe_timeout() {
         assert!(h.now < start + TIMEOUT, "default timed out late");
     }
 }
+
+impl Harness {
+    /// Drops the connection now; returns the delay until the reconnect attempt opens a new
+    /// transport, after which the connect reply is given.
+    fn drop_and_reconnect(&mut self) -> u64 {
+        self.core.transport_closed(self.now, self.t, None, "cut");
+        self.drain();
+        let lost_at = self.now;
+        self.now = self.core.next_deadline().expect("reconnect armed");
+        self.core.handle_timeout(self.now);
+        let mut t = None;
+        while let Some(out) = self.core.poll_output() {
+            if let Output::Open(id) = out {
+                t = Some(id);
+            }
+        }
+        self.t = t.expect("reconnect opens a transport");
+        self.core.transport_opened(self.now, self.t);
+        let connect = self.drain().frames.concat();
+        let id = connect[0]["id"].as_u64().expect("connect id");
+        self.reply(json!({"id": id, "connect": {"client": "c", "version": "v"}}));
+        assert_eq!(self.core.state(), State::Connected);
+        self.now - lost_at
+    }
+}
+
+#[test]
+fn reconnect_backoff_keeps_growing_until_a_connection_proves_stable() {
+    // The defaults: 500 ms – 20 s.
+    const RMIN: u64 = 500;
+    const RMAX: u64 = 20_000;
+    let mut h = Harness::connected();
+    let mut delays = Vec::new();
+    for attempt in 0..6u32 {
+        // Each connection fails right after its connect reply.
+        let d = h.drop_and_reconnect();
+        let most = (RMIN + RMIN.saturating_mul(1 << attempt).min(RMAX)).min(RMAX);
+        assert!(
+            (RMIN..=most).contains(&d),
+            "attempt {attempt}: {d} outside [{RMIN}, {most}]"
+        );
+        delays.push(d);
+    }
+    assert!(
+        delays[3..].iter().any(|d| *d > 2 * RMIN),
+        "never grew: {delays:?}"
+    );
+    // A connection that lasted the maximum delay was a success: back to the first window.
+    h.now += RMAX;
+    let d = h.drop_and_reconnect();
+    assert!(
+        (RMIN..=2 * RMIN).contains(&d),
+        "after a stable connection: {d}"
+    );
+}

@@ -184,6 +184,15 @@ impl Core {
                 reason: "transport closed".into(),
             });
         }
+        // A connection that lasted at least the maximum reconnect delay was a success: the
+        // backoff starts again from the minimum. One that failed sooner keeps it growing.
+        if self
+            .connected_at
+            .take()
+            .is_some_and(|t| now.saturating_sub(t) >= self.cfg.max_reconnect_delay)
+        {
+            self.reconnect_attempts = 0;
+        }
         if reconnect {
             self.set_connecting(code, &reason);
             let d = self.delay(

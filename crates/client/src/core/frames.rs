@@ -116,7 +116,10 @@ impl Core {
             return;
         };
         self.state = State::Connected;
-        self.reconnect_attempts = 0;
+        // The reconnect backoff is reset once this connection has proved stable (see
+        // `connection_lost`), not here: connections that keep failing soon after the
+        // connect reply keep backing off.
+        self.connected_at = Some(now);
         self.token_stale = false;
         self.client_id = res.client.clone();
         self.emit(ClientEvent::Connected(ConnectedContext {

@@ -377,6 +377,8 @@ pub struct Core {
     handshake_deadline: Option<Millis>,
     reconnect_at: Option<Millis>,
     reconnect_attempts: u32,
+    /// When the current connection got its connect reply.
+    connected_at: Option<Millis>,
     ping_deadline: Option<Millis>,
     ping_interval: Millis,
     send_pong: bool,
@@ -416,6 +418,7 @@ impl Core {
             handshake_deadline: None,
             reconnect_at: None,
             reconnect_attempts: 0,
+            connected_at: None,
             ping_deadline: None,
             ping_interval: 0,
             send_pong: false,
