@@ -42,20 +42,7 @@ fn example_path(name: &str) -> PathBuf {
             .expect("profile dir")
             .to_path_buf();
         let target = profile.parent().expect("target dir");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut build = Command::new(cargo);
-        // Without what cargo sets for test processes (package variables, the library path):
-        // build scripts that watch the environment would otherwise rebuild their crates here
-        // and again on the next `cargo test`.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy().into_owned();
-            let set_by_cargo = (k.starts_with("CARGO_")
-                && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR"))
-                || matches!(k.as_str(), "LD_LIBRARY_PATH" | "OUT_DIR");
-            if set_by_cargo {
-                build.env_remove(&k);
-            }
-        }
+        let mut build = common::cargo_command();
         let status = build
             .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
             .args(["build", "-p", "gyre-client", "--examples", "--target-dir"])
