@@ -461,7 +461,7 @@ async fn subscribe_counting(
                 while let Some(e) = events.recv().await {
                     match e {
                         gyre_client::SubscriptionEvent::Publication(_) => meter.hit(),
-                        gyre_client::SubscriptionEvent::Lagged { missed } => {
+                        gyre_client::SubscriptionEvent::Lagged { missed, .. } => {
                             eprintln!("lagged: {missed} publications dropped");
                         }
                         _ => {}

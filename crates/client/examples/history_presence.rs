@@ -2,11 +2,15 @@
 //! history and presence enabled, e.g. `channel.without_namespace` with `presence`,
 //! `history_size` and `history_ttl`).
 
+//!
+//! The server URL is `$GYRE_URL` (default `ws://127.0.0.1:8000/connection/websocket`).
+mod support;
+
 use gyre_client::{ClientOptions, HistoryOptions, SubscriptionOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), gyre_client::Error> {
-    let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket").build()?;
+    let client = ClientOptions::new(support::url()).build()?;
     let sub = client.new_subscription("room", SubscriptionOptions::new())?;
     sub.subscribe();
     client.connect();

@@ -2,11 +2,15 @@
 //! or `POST /api/subscribe {"channel":"news","client":"<id>"}`); their events arrive on the
 //! client event stream, and client-level `publish`/`history`/`presence` work by channel.
 
+//!
+//! The server URL is `$GYRE_URL` (default `ws://127.0.0.1:8000/connection/websocket`).
+mod support;
+
 use gyre_client::{ClientEvent, ClientOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), gyre_client::Error> {
-    let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket").build()?;
+    let client = ClientOptions::new(support::url()).build()?;
     let mut events = client.events();
     client.connect();
     while let Some(e) = events.recv().await {

@@ -1,11 +1,15 @@
 //! Logs every client state change. Run `gyre serve --client.insecure` (port 8000), then
 //! `cargo run -p gyre-client --example state_logging`.
 
+//!
+//! The server URL is `$GYRE_URL` (default `ws://127.0.0.1:8000/connection/websocket`).
+mod support;
+
 use gyre_client::{ClientEvent, ClientOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), gyre_client::Error> {
-    let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket").build()?;
+    let client = ClientOptions::new(support::url()).build()?;
     let mut events = client.events(); // register before connect to see everything
     client.connect();
     while let Some(event) = events.recv().await {

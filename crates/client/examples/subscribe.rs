@@ -3,12 +3,16 @@
 //! `curl -X POST -H 'X-API-Key: <key>' -d '{"channel":"news","data":{"text":"hi"}}' \
 //!   http://127.0.0.1:8000/api/publish`.
 
+//!
+//! The server URL is `$GYRE_URL` (default `ws://127.0.0.1:8000/connection/websocket`).
+mod support;
+
 use gyre_client::{ClientOptions, SubscriptionEvent, SubscriptionOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), gyre_client::Error> {
     let channel = std::env::args().nth(1).unwrap_or_else(|| "news".into());
-    let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket").build()?;
+    let client = ClientOptions::new(support::url()).build()?;
     let sub = client.new_subscription(
         &channel,
         SubscriptionOptions::new()

@@ -6,13 +6,17 @@
 //! `client.token.hmac_secret_key` set and pass a token: `cargo run -p gyre-client --example
 //! tokens -- <jwt>`.
 
+//!
+//! The server URL is `$GYRE_URL` (default `ws://127.0.0.1:8000/connection/websocket`).
+mod support;
+
 use gyre_client::{ClientEvent, ClientOptions, SubscriptionOptions, TokenContext};
 
 #[tokio::main]
 async fn main() -> Result<(), gyre_client::Error> {
     let jwt = std::env::args().nth(1).unwrap_or_default();
     let for_refresh = jwt.clone();
-    let client = ClientOptions::new("ws://127.0.0.1:8000/connection/websocket")
+    let client = ClientOptions::new(support::url())
         .get_token(move |_ctx: TokenContext| {
             let token = for_refresh.clone();
             async move {

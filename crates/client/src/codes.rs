@@ -14,7 +14,9 @@ pub mod connecting {
     pub const CONNECT_TIMEOUT: u32 = 1;
     /// No ping from the server within the ping interval plus `max_server_ping_delay`.
     pub const NO_PING: u32 = 2;
-    /// A subscribe command got no reply within the timeout.
+    /// No longer used: a subscribe timeout now retries that subscription alone (an error
+    /// event of kind `Subscribe` and its resubscribe backoff) and keeps the connection.
+    #[deprecated(note = "a subscribe timeout no longer reconnects the client")]
     pub const SUBSCRIBE_TIMEOUT: u32 = 3;
     /// An unsubscribe command failed or timed out.
     pub const UNSUBSCRIBE_ERROR: u32 = 4;

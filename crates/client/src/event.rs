@@ -124,8 +124,8 @@ pub struct ConnectedContext {
 pub enum ClientEvent {
     /// The client moved to `Connecting`.
     Connecting {
-        /// Why (0 connect called, 1 transport closed, 2 no ping, 3 subscribe timeout,
-        /// 4 unsubscribe error, or a server disconnect code).
+        /// Why (0 connect called, 1 transport closed, 2 no ping, 4 unsubscribe error, or a
+        /// server disconnect code).
         code: u32,
         /// Human-readable reason.
         reason: String,
@@ -226,10 +226,19 @@ pub enum SubscriptionEvent {
         /// The error.
         error: Error,
     },
-    /// This event stream fell behind and `missed` events were dropped (bounded memory).
+    /// Lossy mode only ([`ClientOptions::backpressure`](crate::ClientOptions::backpressure)`(false)`):
+    /// this event stream fell behind and events were dropped. Delivered as soon as the
+    /// stream has room again, before any later event.
     Lagged {
         /// Number of dropped events.
         missed: u64,
+        /// How many of them were publications.
+        publications: u64,
+        /// For a positioned stream: the position just before the first dropped publication.
+        /// `history` with `since` set to it returns what was lost; the client also rewinds its
+        /// recovery position there, so the next resubscribe with recovery delivers them again
+        /// (with the publications after them: at least once).
+        recover_from: Option<StreamPosition>,
     },
 }
 

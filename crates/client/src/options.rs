@@ -11,6 +11,7 @@ pub use gyre_protocol::Protocol;
 
 use crate::core::{Config, SubConfig};
 use crate::event::StreamPosition;
+use crate::proxy::Proxy;
 use crate::tls::{self, TlsOptions};
 use crate::{Client, Error};
 use tokio_websockets::Connector;
@@ -67,6 +68,10 @@ pub struct ClientOptions {
     pub(crate) backpressure: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) tls: TlsOptions,
+    /// The proxy URL as given with the scheme its option expects (parsed by `build()`).
+    pub(crate) proxy_url: Option<(&'static str, String)>,
+    /// Set by `build()` from `proxy_url`.
+    pub(crate) proxy: Option<Proxy>,
     /// Set by `build()` for `wss://` URLs.
     pub(crate) connector: Option<Arc<Connector>>,
 }
@@ -101,6 +106,8 @@ impl ClientOptions {
             seed: None,
             backpressure: true,
             tls: TlsOptions::default(),
+            proxy_url: None,
+            proxy: None,
             connector: None,
         }
     }
@@ -122,6 +129,39 @@ impl ClientOptions {
     {
         self.get_token = Some(boxed(f));
         self.core.has_get_token = true;
+        self
+    }
+
+    /// A header sent inside the connect command (its `headers` field: Centrifugo v6 header
+    /// emulation, for servers that read headers from there rather than from the upgrade
+    /// request). See [`Client::set_connect_headers`](crate::Client::set_connect_headers).
+    pub fn connect_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.core.headers.insert(name.into(), value.into());
+        self
+    }
+
+    /// Connects through an HTTP proxy with a `CONNECT` tunnel:
+    /// `http://[user:password@]host[:port]` (port 80 by default; the user info is sent as
+    /// `Proxy-Authorization: Basic`). `wss://` runs TLS to the server inside the tunnel.
+    /// The last of `http_proxy` and [`ClientOptions::socks5_proxy`] wins.
+    ///
+    /// ```no_run
+    /// # fn run() -> Result<(), gyre_client::Error> {
+    /// let client = gyre_client::ClientOptions::new("wss://example.com/connection/websocket")
+    ///     .http_proxy("http://user:secret@proxy.internal:3128")
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn http_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy_url = Some(("http://", url.into()));
+        self
+    }
+
+    /// Connects through a SOCKS5 proxy: `socks5://[user:password@]host[:port]` (port 1080
+    /// by default; user name and password authentication when given). The server's host
+    /// name is resolved by the proxy.
+    pub fn socks5_proxy(mut self, url: impl Into<String>) -> Self {
+        self.proxy_url = Some(("socks5://", url.into()));
         self
     }
 
@@ -218,7 +258,9 @@ impl ClientOptions {
     /// may fall; no publication is lost and the stream position never passes an event the
     /// consumer has not been given. Every stream must then be read (or dropped): one that
     /// is kept but never read stalls the client. `false` restores the lossy mode: a full
-    /// stream drops the newest events and gets `Lagged { missed }` before its next one.
+    /// stream drops the newest events and gets a `Lagged` notice as soon as it has room
+    /// (how many events and publications, and the position before the first lost
+    /// publication, where the next recovering resubscribe starts again).
     pub fn backpressure(mut self, on: bool) -> Self {
         self.backpressure = on;
         self
@@ -260,20 +302,37 @@ impl ClientOptions {
                 )));
             }
         }
-        for (name, value) in &self.headers {
-            http::HeaderName::try_from(name.as_str())
-                .map_err(|e| Error::Configuration(format!("bad header name {name:?}: {e}")))?;
-            http::HeaderValue::try_from(value.as_str())
-                .map_err(|e| Error::Configuration(format!("bad value of header {name}: {e}")))?;
-        }
-        if self.core.protocol == Protocol::Json
-            && !self.core.data.is_empty()
-            && !gyre_protocol::raw::is_json(&self.core.data)
-        {
-            return Err(Error::InvalidData("connect data must be JSON".into()));
+        check_headers(&self.headers)?;
+        check_data(self.core.protocol, &self.core.data)?;
+        if let Some((scheme, url)) = &self.proxy_url {
+            if !url.starts_with(scheme) {
+                return Err(Error::Configuration(format!(
+                    "proxy URL {url:?} must start with {scheme}"
+                )));
+            }
+            self.proxy = Some(Proxy::parse(url)?);
         }
         Client::start(self)
     }
+}
+
+/// Refuses header names and values HTTP does not allow.
+pub(crate) fn check_headers(headers: &[(String, String)]) -> Result<(), Error> {
+    for (name, value) in headers {
+        http::HeaderName::try_from(name.as_str())
+            .map_err(|e| Error::Configuration(format!("bad header name {name:?}: {e}")))?;
+        http::HeaderValue::try_from(value.as_str())
+            .map_err(|e| Error::Configuration(format!("bad value of header {name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses connect data that is not JSON with the JSON protocol.
+pub(crate) fn check_data(protocol: Protocol, data: &[u8]) -> Result<(), Error> {
+    if protocol == Protocol::Json && !data.is_empty() && !gyre_protocol::raw::is_json(data) {
+        return Err(Error::InvalidData("connect data must be JSON".into()));
+    }
+    Ok(())
 }
 
 /// Options of a [`Subscription`](crate::Subscription).
@@ -333,6 +392,14 @@ impl SubscriptionOptions {
     pub fn resubscribe_delay(mut self, min: Duration, max: Duration) -> Self {
         self.core.min_resubscribe_delay = millis(min);
         self.core.max_resubscribe_delay = millis(max);
+        self
+    }
+
+    /// How long a subscribe command may wait for its reply (default: the client's
+    /// [`ClientOptions::timeout`]). On timeout only this subscription retries, after its
+    /// resubscribe backoff; the connection is kept.
+    pub fn subscribe_timeout(mut self, timeout: Duration) -> Self {
+        self.core.subscribe_timeout = Some(millis(timeout).max(1));
         self
     }
 

@@ -5,7 +5,7 @@
 //! stream is full (backpressure); in the lossy mode it is fed with `try_send`, and a full
 //! stream loses events and is told how many with a `Lagged` event.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -23,14 +23,27 @@ use tokio_websockets::{CloseCode, Connector, Limits, MaybeTlsStream, Message, We
 
 use crate::Error;
 use crate::core::{CallId, CallResult, Core, Millis, Output, Request, Scope, TransportId};
+use crate::delivery::{Listener, deliver, deliver_waiting, retry_losses};
 use crate::event::{ClientEvent, State, SubscriptionEvent, SubscriptionState};
 use crate::options::{ClientOptions, GetToken, SubscriptionOptions, TokenContext};
+use crate::proxy::Proxy;
 use crate::state_cell::StateCell;
+use crate::stats::ClientStats;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Reply = oneshot::Sender<Result<CallResult, Error>>;
 type TokenDone = (u64, Option<String>, Result<String, String>);
 type TokenFut = Pin<Box<dyn Future<Output = TokenDone> + Send>>;
+
+/// Whether the outputs of `cmd` must be carried out before the next command is applied: the
+/// events of a removed subscription go to its own registry entry, which a new subscription
+/// to the same channel in the same burst would replace.
+fn ends_burst(cmd: &Cmd) -> bool {
+    matches!(cmd, Cmd::RemoveSubscription(_) | Cmd::Close(_))
+}
+
+/// How often a lossy stream that lost events is offered its `Lagged` notice again.
+const LOSS_RETRY: Duration = Duration::from_millis(10);
 
 /// Largest WebSocket message accepted from the server.
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
@@ -47,63 +60,12 @@ pub(crate) enum Cmd {
     Call(Scope, Request, Reply),
     Ready(Option<String>, Reply),
     ClientEvents(mpsc::Sender<ClientEvent>),
+    Stats(oneshot::Sender<ClientStats>),
+    SetToken(String),
+    SetData(Bytes),
+    SetHeaders(Vec<(String, String)>),
+    SetConnectHeaders(BTreeMap<String, String>),
     SubscriptionEvents(String, mpsc::Sender<SubscriptionEvent>),
-}
-
-trait Lag {
-    fn lagged(missed: u64) -> Self;
-}
-impl Lag for ClientEvent {
-    fn lagged(missed: u64) -> Self {
-        Self::Lagged { missed }
-    }
-}
-impl Lag for SubscriptionEvent {
-    fn lagged(missed: u64) -> Self {
-        Self::Lagged { missed }
-    }
-}
-
-struct Listener<T> {
-    tx: mpsc::Sender<T>,
-    missed: u64,
-}
-
-/// Delivers to every listener without blocking; drops closed listeners.
-fn deliver<T: Clone + Lag>(listeners: &mut Vec<Listener<T>>, ev: &T) {
-    listeners.retain_mut(|l| {
-        if l.missed > 0 {
-            match l.tx.try_send(T::lagged(l.missed)) {
-                Ok(()) => l.missed = 0,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    l.missed += 1;
-                    return true;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            }
-        }
-        match l.tx.try_send(ev.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                l.missed += 1;
-                true
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    })
-}
-
-/// Delivers to every listener, waiting while a stream is full (backpressure: the task reads
-/// nothing from the socket meanwhile); drops closed listeners.
-async fn deliver_waiting<T: Clone>(listeners: &mut Vec<Listener<T>>, ev: &T) {
-    let mut i = 0;
-    while i < listeners.len() {
-        if listeners[i].tx.send(ev.clone()).await.is_err() {
-            listeners.remove(i);
-        } else {
-            i += 1;
-        }
-    }
 }
 
 struct SubEntry {
@@ -119,6 +81,7 @@ struct Driver {
     start: Instant,
     url: String,
     connector: Option<Arc<Connector>>,
+    proxy: Option<Proxy>,
     headers: Vec<(String, String)>,
     get_token: Option<GetToken>,
     get_subscription_token: Option<GetToken>,
@@ -134,6 +97,10 @@ struct Driver {
     pending_removals: Vec<String>,
     write_timeout: Duration,
     backpressure: bool,
+    frames_received: u64,
+    publications_dropped: u64,
+    /// Streams with a loss not reported yet: `None` for the client's, else the channel's.
+    lagging: BTreeSet<Option<String>>,
 }
 
 /// Starts the driver task.
@@ -151,6 +118,7 @@ pub(crate) fn spawn(
         start: Instant::now(),
         url: options.url,
         connector: options.connector,
+        proxy: options.proxy,
         backpressure: options.backpressure,
         headers: options.headers,
         get_token: options.get_token,
@@ -164,6 +132,9 @@ pub(crate) fn spawn(
         opening: None,
         tokens: FuturesUnordered::new(),
         pending_removals: Vec::new(),
+        frames_received: 0,
+        publications_dropped: 0,
+        lagging: BTreeSet::new(),
     };
     handle.spawn(driver.run(rx));
     Ok(())
@@ -174,6 +145,7 @@ async fn open(
     headers: Vec<(String, String)>,
     protocol: Protocol,
     connector: Option<Arc<Connector>>,
+    proxy: Option<Proxy>,
 ) -> Result<Ws, Error> {
     let t = |e: &dyn std::fmt::Display| Error::Transport(e.to_string());
     let mut builder = tokio_websockets::ClientBuilder::new()
@@ -191,6 +163,27 @@ async fn open(
         let name = http::HeaderName::try_from(k.as_str()).map_err(|e| t(&e))?;
         let value = http::HeaderValue::try_from(v.as_str()).map_err(|e| t(&e))?;
         builder = builder.add_header(name, value).map_err(|e| t(&e))?;
+    }
+    if let Some(proxy) = proxy {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| Error::Configuration(format!("bad URL: {e}")))?;
+        let host = uri
+            .host()
+            .unwrap_or_default()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let tls = uri.scheme_str() == Some("wss");
+        let port = uri.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let tcp = proxy.tunnel(&host, port).await?;
+        // `wss://` always has its rustls connector (see `ClientOptions::build`).
+        let stream = match connector.as_deref() {
+            Some(c) if tls => c.wrap(&host, tcp).await.map_err(|e| t(&e))?,
+            _ => MaybeTlsStream::Plain(tcp),
+        };
+        let (ws, _resp) = builder.connect_on(stream).await.map_err(|e| t(&e))?;
+        return Ok(ws);
     }
     // `wss://` always brings its rustls connector (see `ClientOptions::build`), so the
     // library never picks its plaintext default for it.
@@ -239,7 +232,13 @@ impl Driver {
                         let now = self.now();
                         self.core.close(now);
                     }
-                    Some(cmd) => self.command(cmd),
+                    Some(cmd) => {
+                        let burst = !ends_burst(&cmd);
+                        self.command(cmd);
+                        if burst {
+                            self.drain_commands(&mut rx, &mut close_waiters);
+                        }
+                    }
                     None => {
                         let now = self.now();
                         self.core.close(now);
@@ -268,6 +267,9 @@ impl Driver {
                         Some(ch) => self.core.subscription_token(now, id, &ch, result),
                     }
                 }
+                () = tokio::time::sleep(LOSS_RETRY), if !self.lagging.is_empty() => {
+                    self.retry_losses();
+                }
                 () = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
@@ -295,6 +297,52 @@ impl Driver {
         for w in close_waiters {
             let _ = w.send(());
         }
+    }
+
+    /// Tells lossy streams that have room again what they lost.
+    fn retry_losses(&mut self) {
+        for key in std::mem::take(&mut self.lagging) {
+            let pending = match &key {
+                None => retry_losses(&mut self.listeners),
+                Some(ch) => self
+                    .subs
+                    .get_mut(ch)
+                    .is_some_and(|e| retry_losses(&mut e.listeners)),
+            };
+            if pending {
+                self.lagging.insert(key);
+            }
+        }
+    }
+
+    /// Applies the commands already waiting (up to a bound), with the core held, so that a
+    /// burst of calls (say, thousands of `subscribe`) goes out as a few large frames.
+    fn drain_commands(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Cmd>,
+        close_waiters: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        const MAX_BURST: usize = 4096;
+        self.core.hold();
+        for _ in 0..MAX_BURST {
+            match rx.try_recv() {
+                Ok(Cmd::Close(done)) => {
+                    close_waiters.push(done);
+                    let now = self.now();
+                    self.core.close(now);
+                    break;
+                }
+                Ok(cmd) => {
+                    let end = ends_burst(&cmd);
+                    self.command(cmd);
+                    if end {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        self.core.release();
     }
 
     fn command(&mut self, cmd: Cmd) {
@@ -355,10 +403,22 @@ impl Driver {
                 let id = self.core.call(now, scope, Request::Ready);
                 self.calls.insert(id, reply);
             }
-            Cmd::ClientEvents(tx) => self.listeners.push(Listener { tx, missed: 0 }),
+            Cmd::ClientEvents(tx) => self.listeners.push(Listener::new(tx)),
+            Cmd::SetToken(t) => self.core.set_token(t),
+            Cmd::SetData(d) => self.core.set_data(d),
+            Cmd::SetHeaders(h) => self.headers = h,
+            Cmd::SetConnectHeaders(h) => self.core.set_connect_headers(h),
+            Cmd::Stats(tx) => {
+                let stats = ClientStats::new(
+                    self.core.stats(),
+                    self.frames_received,
+                    self.publications_dropped,
+                );
+                let _ = tx.send(stats);
+            }
             Cmd::SubscriptionEvents(ch, tx) => {
                 if let Some(e) = self.subs.get_mut(&ch) {
-                    e.listeners.push(Listener { tx, missed: 0 });
+                    e.listeners.push(Listener::new(tx));
                 }
             }
         }
@@ -371,6 +431,7 @@ impl Driver {
         };
         match msg {
             Some(Ok(m)) if m.is_text() || m.is_binary() => {
+                self.frames_received += 1;
                 let payload = Bytes::from(m.into_payload());
                 self.core.transport_frame(now, id, &payload);
             }
@@ -408,6 +469,7 @@ impl Driver {
                         self.headers.clone(),
                         self.core.protocol(),
                         self.connector.clone(),
+                        self.proxy.clone(),
                     );
                     self.opening = Some((id, tokio::spawn(fut)));
                 }
@@ -452,7 +514,11 @@ impl Driver {
                     if self.backpressure {
                         deliver_waiting(&mut self.listeners, &ev).await;
                     } else {
-                        deliver(&mut self.listeners, &ev);
+                        let d = deliver(&mut self.listeners, &ev, &String::new);
+                        self.publications_dropped += d.publications;
+                        if d.lagging {
+                            self.lagging.insert(None);
+                        }
                     }
                 }
                 Output::Subscription { channel, event } => {
@@ -473,7 +539,20 @@ impl Driver {
                         if self.backpressure {
                             deliver_waiting(&mut e.listeners, &event).await;
                         } else {
-                            deliver(&mut e.listeners, &event);
+                            let core = &self.core;
+                            let epoch = || {
+                                core.subscription_position(&channel)
+                                    .map(|p| p.epoch)
+                                    .unwrap_or_default()
+                            };
+                            let d = deliver(&mut e.listeners, &event, &epoch);
+                            self.publications_dropped += d.publications;
+                            if let Some(offset) = d.rewind_to {
+                                self.core.publications_lost(&channel, offset);
+                            }
+                            if d.lagging {
+                                self.lagging.insert(Some(channel));
+                            }
                         }
                     }
                 }

@@ -47,7 +47,7 @@ async fn a_stalled_consumer_loses_no_publication() {
                 let v: serde_json::Value = serde_json::from_slice(&p.data).expect("json");
                 got.push(v["n"].as_u64().expect("n"));
             }
-            SubscriptionEvent::Lagged { missed } => panic!("lost {missed} events"),
+            SubscriptionEvent::Lagged { missed, .. } => panic!("lost {missed} events"),
             _ => {}
         }
     }

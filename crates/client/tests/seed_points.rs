@@ -84,6 +84,7 @@ async fn connect_data_name_version_headers_sub_data_and_send_reach_the_server() 
         .name("seed-test")
         .version("1.2.3")
         .header("authorization", "Bearer abc")
+        .connect_header("x-emulated", "yes")
         .build()
         .expect("build");
     let sub = client
@@ -107,6 +108,11 @@ async fn connect_data_name_version_headers_sub_data_and_send_reach_the_server() 
     );
     assert_eq!(connect["connect"]["name"], "seed-test", "{connect}");
     assert_eq!(connect["connect"]["version"], "1.2.3", "{connect}");
+    assert_eq!(
+        connect["connect"]["headers"],
+        json!({"x-emulated": "yes"}),
+        "connect-command headers (header emulation): {connect}"
+    );
     let subscribe = next_with(&mut rx, "subscribe").await;
     assert_eq!(subscribe["subscribe"]["channel"], "news", "{subscribe}");
     assert_eq!(

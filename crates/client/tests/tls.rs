@@ -1,6 +1,7 @@
 //! `wss://` over rustls: a TLS-terminating proxy with a certificate made at test time sits in
 //! front of a `gyre serve`; the client connects only when it trusts the test CA, and a `wss://`
-//! URL never reaches `Connected` against a plaintext server.
+//! URL never reaches `Connected` against a plaintext server; through an HTTP proxy the TLS
+//! session runs inside the `CONNECT` tunnel.
 
 mod common;
 
@@ -179,4 +180,29 @@ fn bad_tls_material_fails_at_build() {
         .build()
         .expect_err("a CA PEM without a certificate is refused");
     assert!(matches!(err, Error::Configuration(_)), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_runs_tls_inside_an_http_proxy_tunnel() {
+    let server = Server::start(insecure_config());
+    let pki = pki();
+    let port = tls_proxy(&pki, server.port, false).await;
+    let (proxy, mut asked) = common::proxies::http_proxy(false).await;
+    let client = ClientOptions::new(wss(port))
+        .tls_ca_pem(pki.ca_pem.as_bytes())
+        .http_proxy(format!("http://127.0.0.1:{proxy}"))
+        .build()
+        .expect("build");
+    let mut events = client.events();
+    client.connect();
+    wait_client(&mut events, "connected over TLS through the proxy", |e| {
+        matches!(e, ClientEvent::Connected(_))
+    })
+    .await;
+    // The proxy only saw the tunnel request; the TLS endpoint did the handshake.
+    assert_eq!(
+        common::proxies::asked(&mut asked).await.target,
+        format!("CONNECT 127.0.0.1:{port} HTTP/1.1")
+    );
+    client.close().await;
 }

@@ -1,9 +1,11 @@
 //! User calls through [`Core`]: queueing while not connected, sending, and resolving replies exactly once.
 
+use std::collections::BTreeMap;
+
 use gyre_protocol::{self as proto, Protocol};
 
 use super::pushes::publication;
-use super::{CallId, CallResult, Core, Expect, Inflight, Millis, Pending, Queued, Request, Scope};
+use super::{CallId, CallResult, Core, Expect, Inflight, Millis, Queued, Request, Scope, TimerKey};
 use crate::Error;
 use crate::event::{HistoryResult, PresenceResult, PresenceStatsResult, State, SubscriptionState};
 
@@ -57,22 +59,34 @@ impl Core {
         if ready {
             self.send_call(id, request, deadline);
         } else {
-            self.queued.push(Queued {
-                id,
-                scope,
-                request,
-                deadline,
-            });
+            self.arm(deadline, TimerKey::Queued(scope.clone(), id));
+            self.queued
+                .entry(scope)
+                .or_default()
+                .insert(id, Queued { request, deadline });
         }
     }
 
-    pub(super) fn send_queued(&mut self, _now: Millis, pred: impl Fn(&Scope) -> bool) {
-        let (go, keep): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queued)
-            .into_iter()
-            .partition(|q| pred(&q.scope));
-        self.queued = keep;
-        for q in go {
-            self.send_call(q.id, q.request, q.deadline);
+    /// Sends the calls waiting for `scope`, in call order.
+    pub(super) fn send_queued(&mut self, scope: &Scope) {
+        let Some(go) = self.queued.remove(scope) else {
+            return;
+        };
+        for (id, q) in go {
+            self.send_call(id, q.request, q.deadline);
+        }
+    }
+
+    /// Fails the calls waiting for `scope` (all of them for `None`) with `err`.
+    pub(super) fn fail_queued(&mut self, scope: Option<&Scope>, err: &Error) {
+        let fail: Vec<BTreeMap<CallId, Queued>> = match scope {
+            Some(s) => self.queued.remove(s).into_iter().collect(),
+            None => std::mem::take(&mut self.queued).into_values().collect(),
+        };
+        for calls in fail {
+            for id in calls.into_keys() {
+                self.resolve(id, Err(err.clone()));
+            }
         }
     }
 
@@ -122,18 +136,8 @@ impl Core {
                 Expect::PresenceStats
             }
         };
-        cmd.id = self.next_cmd_id();
-        match self.push_command(&cmd) {
-            Ok(()) => {
-                self.inflight.insert(
-                    cmd.id,
-                    Pending {
-                        kind: Inflight::Call(call, expect),
-                        deadline: Some(deadline),
-                    },
-                );
-            }
-            Err(e) => self.resolve(call, Err(e)),
+        if let Err(e) = self.send_tracked(cmd, Inflight::Call(call, expect), Some(deadline)) {
+            self.resolve(call, Err(e));
         }
     }
 

@@ -2,9 +2,7 @@
 
 use gyre_protocol::{self as proto};
 
-use super::{
-    Core, Inflight, Millis, Output, Pending, Queued, Scope, TokenPurpose, TokenRequest, TransportId,
-};
+use super::{Core, Inflight, Millis, Output, TokenPurpose, TokenRequest, TransportId};
 use crate::Error;
 use crate::codes;
 use crate::event::{ClientEvent, ErrorKind, State, SubscriptionEvent, SubscriptionState};
@@ -75,7 +73,6 @@ impl Core {
     }
 
     pub(super) fn send_connect(&mut self, now: Millis) {
-        let id = self.next_cmd_id();
         let subs = self
             .server_subs
             .iter()
@@ -93,27 +90,24 @@ impl Core {
             })
             .collect();
         let cmd = proto::Command {
-            id,
             connect: Some(proto::ConnectRequest {
                 token: self.token.clone(),
                 data: self.cfg.data.clone(),
                 subs,
                 name: self.cfg.name.clone(),
                 version: self.cfg.version.clone(),
+                headers: self
+                    .cfg
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 ..Default::default()
             }),
             ..Default::default()
         };
-        match self.push_command(&cmd) {
-            Ok(()) => {
-                self.inflight.insert(
-                    id,
-                    Pending {
-                        kind: Inflight::Connect,
-                        deadline: None,
-                    },
-                );
-            }
+        match self.send_tracked(cmd, Inflight::Connect, None) {
+            Ok(_) => {}
             Err(e) => {
                 self.emit(ClientEvent::Error {
                     kind: ErrorKind::Configuration,
@@ -150,11 +144,9 @@ impl Core {
                 self.resolve(c, Err(Error::ConnectionClosed));
             }
         }
-        let channels: Vec<String> = self.subs.keys().cloned().collect();
-        for ch in &channels {
-            let Some(sub) = self.subs.get_mut(ch) else {
-                continue;
-            };
+        self.stats.registry_walks += 1;
+        let mut now_subscribing = Vec::new();
+        for (ch, sub) in &mut self.subs {
             sub.subscribe_cmd = None;
             sub.refresh_cmd = None;
             sub.refresh_at = None;
@@ -164,14 +156,17 @@ impl Core {
             }
             if sub.state == SubscriptionState::Subscribed {
                 sub.state = SubscriptionState::Subscribing;
-                self.emit_sub(
-                    ch,
-                    SubscriptionEvent::Subscribing {
-                        code: codes::subscribing::TRANSPORT_CLOSED,
-                        reason: "transport closed".into(),
-                    },
-                );
+                now_subscribing.push(ch.clone());
             }
+        }
+        for ch in now_subscribing {
+            self.emit_sub(
+                &ch,
+                SubscriptionEvent::Subscribing {
+                    code: codes::subscribing::TRANSPORT_CLOSED,
+                    reason: "transport closed".into(),
+                },
+            );
         }
         let server: Vec<String> = self
             .server_subs
@@ -189,6 +184,15 @@ impl Core {
                 reason: "transport closed".into(),
             });
         }
+        // A connection that lasted at least the maximum reconnect delay was a success: the
+        // backoff starts again from the minimum. One that failed sooner keeps it growing.
+        if self
+            .connected_at
+            .take()
+            .is_some_and(|t| now.saturating_sub(t) >= self.cfg.max_reconnect_delay)
+        {
+            self.reconnect_attempts = 0;
+        }
         if reconnect {
             self.set_connecting(code, &reason);
             let d = self.delay(
@@ -203,17 +207,7 @@ impl Core {
             self.conn_token = None;
             self.state = State::Disconnected;
             self.emit(ClientEvent::Disconnected { code, reason });
-            self.fail_queued(|_| true, &Error::Disconnected);
-        }
-    }
-
-    pub(super) fn fail_queued(&mut self, pred: impl Fn(&Scope) -> bool, err: &Error) {
-        let (fail, keep): (Vec<Queued>, Vec<Queued>) = std::mem::take(&mut self.queued)
-            .into_iter()
-            .partition(|q| pred(&q.scope));
-        self.queued = keep;
-        for q in fail {
-            self.resolve(q.id, Err(err.clone()));
+            self.fail_queued(None, &Error::Disconnected);
         }
     }
 }

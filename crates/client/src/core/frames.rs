@@ -3,7 +3,7 @@
 use gyre_protocol::{self as proto, codec};
 use std::collections::BTreeSet;
 
-use super::{Core, Inflight, Millis, Pending, Scope, TokenPurpose};
+use super::{Core, Inflight, Millis, Scope, TokenPurpose};
 use crate::Error;
 use crate::codes;
 use crate::event::{
@@ -116,7 +116,10 @@ impl Core {
             return;
         };
         self.state = State::Connected;
-        self.reconnect_attempts = 0;
+        // The reconnect backoff is reset once this connection has proved stable (see
+        // `connection_lost`), not here: connections that keep failing soon after the
+        // connect reply keep backing off.
+        self.connected_at = Some(now);
         self.token_stale = false;
         self.client_id = res.client.clone();
         self.emit(ClientEvent::Connected(ConnectedContext {
@@ -176,20 +179,23 @@ impl Core {
             });
         }
         // Client-side subscriptions waiting for the connection.
+        // Their subscribe commands are batched into as few frames as `max_frame_size` allows.
+        // The resubscribe backoff is not reset here: a subscription that keeps failing keeps
+        // backing off across reconnects until it is subscribed.
+        self.stats.registry_walks += 1;
         let waiting: Vec<String> = self
             .subs
-            .iter()
+            .iter_mut()
             .filter(|(_, s)| s.state == SubscriptionState::Subscribing)
-            .map(|(c, _)| c.clone())
+            .map(|(c, s)| {
+                s.resubscribe_at = None;
+                c.clone()
+            })
             .collect();
         for ch in waiting {
-            if let Some(sub) = self.subs.get_mut(&ch) {
-                sub.attempts = 0;
-                sub.resubscribe_at = None;
-            }
             self.start_subscribe(now, &ch);
         }
-        self.send_queued(now, |s| *s == Scope::Client);
+        self.send_queued(&Scope::Client);
     }
 
     pub(super) fn on_refresh_reply(&mut self, now: Millis, reply: proto::Reply) {
@@ -260,23 +266,15 @@ impl Core {
                 self.token = t;
                 self.token_stale = false;
                 if self.state == State::Connected {
-                    let id = self.next_cmd_id();
                     let cmd = proto::Command {
-                        id,
                         refresh: Some(proto::RefreshRequest {
                             token: self.token.clone(),
                         }),
                         ..Default::default()
                     };
-                    if self.push_command(&cmd).is_ok() {
-                        self.inflight.insert(
-                            id,
-                            Pending {
-                                kind: Inflight::Refresh,
-                                deadline: Some(now + self.cfg.timeout),
-                            },
-                        );
-                    }
+                    let deadline = Some(now + self.cfg.timeout);
+                    // Encoding a refresh (a string) can't fail.
+                    let _ = self.send_tracked(cmd, Inflight::Refresh, deadline);
                 }
             }
             (TokenPurpose::Connect, Err(e)) => {

@@ -1,5 +1,9 @@
 //! The inputs of [`Core`]: user calls, transport events, timeouts and token results.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
 use super::{CallId, Core, Inflight, Millis, Request, Scope, Sub, SubConfig, TransportId};
 use crate::Error;
 use crate::codes;
@@ -14,7 +18,7 @@ impl Core {
         self.set_connecting(codes::connecting::CONNECT_CALLED, "connect called");
         self.reconnect_attempts = 0;
         self.start_connecting(now);
-        self.flush();
+        self.finish();
     }
 
     /// User: disconnect (no reconnect until `connect` is called again).
@@ -29,7 +33,7 @@ impl Core {
             "disconnect called".into(),
             false,
         );
-        self.flush();
+        self.finish();
     }
 
     /// User: close for good. All subscriptions end `Unsubscribed`, every call fails `Closed`.
@@ -46,6 +50,7 @@ impl Core {
                 false,
             );
         }
+        self.stats.registry_walks += 1;
         let channels: Vec<String> = self.subs.keys().cloned().collect();
         for ch in channels {
             self.set_unsubscribed(
@@ -58,7 +63,7 @@ impl Core {
         }
         self.subs.clear();
         self.server_subs.clear();
-        self.fail_queued(|_| true, &Error::Closed);
+        self.fail_queued(None, &Error::Closed);
         let calls: Vec<CallId> = std::mem::take(&mut self.inflight)
             .into_values()
             .filter_map(|p| match p.kind {
@@ -71,7 +76,33 @@ impl Core {
         }
         self.state = State::Closed;
         self.emit(ClientEvent::Closed);
-        self.flush();
+        self.finish();
+    }
+
+    /// User: the connection token for the next connect (and for a reconnect after the
+    /// server said the token expired, unless a token callback gives a newer one).
+    pub fn set_token(&mut self, token: String) {
+        self.token = token;
+        self.token_stale = false;
+    }
+
+    /// User: the connect data of the next connect command.
+    pub fn set_data(&mut self, data: Bytes) {
+        self.cfg.data = data;
+    }
+
+    /// User: the headers of the next connect command (header emulation).
+    pub fn set_connect_headers(&mut self, headers: BTreeMap<String, String>) {
+        self.cfg.headers = headers;
+    }
+
+    /// Driver: publications of `channel` after `offset` were not delivered (a full lossy
+    /// event stream). The next subscribe that recovers starts from `offset`, so they come
+    /// again (with those delivered after them).
+    pub fn publications_lost(&mut self, channel: &str, offset: u64) {
+        if let Some(sub) = self.subs.get_mut(channel) {
+            sub.rewind_to = Some(sub.rewind_to.map_or(offset, |o| o.min(offset)));
+        }
     }
 
     /// User: add a subscription to the registry (`Unsubscribed`).
@@ -105,6 +136,7 @@ impl Core {
                 refresh_cmd: None,
                 refresh_attempts: 0,
                 token_req: None,
+                rewind_to: None,
             },
         );
         Ok(())
@@ -117,6 +149,7 @@ impl Core {
         }
         self.unsubscribe(now, channel)?;
         self.subs.remove(channel);
+        self.prune_timers();
         Ok(())
     }
 
@@ -144,7 +177,7 @@ impl Core {
         if self.state == State::Connected {
             self.start_subscribe(now, channel);
         }
-        self.flush();
+        self.finish();
         Ok(())
     }
 
@@ -166,7 +199,7 @@ impl Core {
             "unsubscribe called",
             send,
         );
-        self.flush();
+        self.finish();
         Ok(())
     }
 
@@ -176,7 +209,7 @@ impl Core {
         self.next_call += 1;
         let id = CallId(self.next_call);
         self.start_call(now, id, scope, request);
-        self.flush();
+        self.finish();
         id
     }
 
@@ -187,7 +220,7 @@ impl Core {
         }
         self.transport_open = true;
         self.send_connect(now);
-        self.flush();
+        self.finish();
     }
 
     /// Transport: one WebSocket message arrived.
@@ -196,7 +229,7 @@ impl Core {
             return;
         }
         self.handle_frame(now, frame);
-        self.flush();
+        self.finish();
     }
 
     /// Transport: the transport closed or could not be opened. `code` is the close frame's
@@ -239,19 +272,19 @@ impl Core {
                 self.connection_lost(now, codes::connecting::TRANSPORT_CLOSED, reason, true);
             }
         }
-        self.flush();
+        self.finish();
     }
 
     /// Timer: call when `now >= next_deadline()` (calling early is harmless).
     pub fn handle_timeout(&mut self, now: Millis) {
         self.run_timers(now);
-        self.flush();
+        self.finish();
     }
 
     /// Token callback: the result of a connection token request. `Ok("")` means unauthorized.
     pub fn connection_token(&mut self, now: Millis, id: u64, result: Result<String, String>) {
         self.on_connection_token(now, id, result);
-        self.flush();
+        self.finish();
     }
 
     /// Token callback: the result of a subscription token request. `Ok("")` means
@@ -264,6 +297,6 @@ impl Core {
         result: Result<String, String>,
     ) {
         self.on_subscription_token(now, id, channel, result);
-        self.flush();
+        self.finish();
     }
 }

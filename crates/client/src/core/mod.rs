@@ -22,6 +22,7 @@ mod calls;
 mod connection;
 mod delta;
 mod frames;
+mod index;
 mod inputs;
 mod outputs;
 mod pushes;
@@ -37,6 +38,9 @@ use rand::rngs::StdRng;
 
 pub use backoff::backoff;
 pub use delta::{MAX_PATCH_OUTPUT, apply_patch, decode_json_string};
+pub use index::CoreStats;
+
+use index::{TimerIndex, TimerKey};
 
 use crate::Error;
 use crate::event::{
@@ -73,6 +77,8 @@ pub struct Config {
     pub max_server_ping_delay: Millis,
     /// Commands produced together are batched into one frame up to this many bytes.
     pub max_frame_size: usize,
+    /// Headers sent in the connect command (header emulation).
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -89,6 +95,7 @@ impl Default for Config {
             max_reconnect_delay: 20_000,
             max_server_ping_delay: 10_000,
             max_frame_size: 60 * 1024,
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -116,6 +123,8 @@ pub struct SubConfig {
     pub join_leave: bool,
     /// Start by recovering from this position.
     pub since: Option<StreamPosition>,
+    /// Reply timeout of this subscription's subscribe commands, ms (`None`: the client's).
+    pub subscribe_timeout: Option<Millis>,
 }
 
 impl Default for SubConfig {
@@ -131,6 +140,7 @@ impl Default for SubConfig {
             positioned: false,
             join_leave: false,
             since: None,
+            subscribe_timeout: None,
         }
     }
 }
@@ -205,7 +215,7 @@ impl Request {
 }
 
 /// Whom a call waits for: the connection or one subscription.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scope {
     /// Sent once the client is connected.
     Client,
@@ -312,8 +322,6 @@ struct Pending {
 /// A call waiting for the connection or its subscription.
 #[derive(Debug, Clone)]
 struct Queued {
-    id: CallId,
-    scope: Scope,
     request: Request,
     deadline: Millis,
 }
@@ -338,6 +346,9 @@ struct Sub {
     refresh_cmd: Option<u32>,
     refresh_attempts: u32,
     token_req: Option<(u64, TokenPurpose)>,
+    /// The driver dropped publications after this offset (lossy delivery): the next
+    /// recovering subscribe starts from here.
+    rewind_to: Option<u64>,
 }
 
 /// One server-side subscription.
@@ -366,6 +377,8 @@ pub struct Core {
     handshake_deadline: Option<Millis>,
     reconnect_at: Option<Millis>,
     reconnect_attempts: u32,
+    /// When the current connection got its connect reply.
+    connected_at: Option<Millis>,
     ping_deadline: Option<Millis>,
     ping_interval: Millis,
     send_pong: bool,
@@ -376,10 +389,15 @@ pub struct Core {
     next_cmd: u32,
     inflight: BTreeMap<u32, Pending>,
     next_call: u64,
-    queued: Vec<Queued>,
+    /// Calls waiting, by scope, in call order.
+    queued: BTreeMap<Scope, BTreeMap<CallId, Queued>>,
     subs: BTreeMap<String, Sub>,
     server_subs: BTreeMap<String, ServerSub>,
     client_id: String,
+    /// Held inputs leave their commands unflushed (see [`Core::hold`]).
+    held: bool,
+    timers: TimerIndex,
+    stats: CoreStats,
 }
 
 impl Core {
@@ -400,6 +418,7 @@ impl Core {
             handshake_deadline: None,
             reconnect_at: None,
             reconnect_attempts: 0,
+            connected_at: None,
             ping_deadline: None,
             ping_interval: 0,
             send_pong: false,
@@ -410,10 +429,13 @@ impl Core {
             next_cmd: 0,
             inflight: BTreeMap::new(),
             next_call: 0,
-            queued: Vec::new(),
+            queued: BTreeMap::new(),
             subs: BTreeMap::new(),
             server_subs: BTreeMap::new(),
             client_id: String::new(),
+            held: false,
+            timers: TimerIndex::default(),
+            stats: CoreStats::default(),
         }
     }
 
@@ -457,7 +479,7 @@ impl Core {
 
     /// Number of unresolved calls (queued or in flight).
     pub fn pending_calls(&self) -> usize {
-        self.queued.len()
+        self.queued.values().map(BTreeMap::len).sum::<usize>()
             + self
                 .inflight
                 .values()
@@ -475,28 +497,41 @@ impl Core {
         self.out.pop_front()
     }
 
-    /// The earliest deadline at which [`Core::handle_timeout`] must be called.
+    /// The earliest deadline at which [`Core::handle_timeout`] must be called: the earliest of
+    /// the connection's own four deadlines and the front of the timer index, without a scan.
     pub fn next_deadline(&self) -> Option<Millis> {
-        let mut d: Option<Millis> = None;
-        let mut add = |t: Option<Millis>| {
-            if let Some(t) = t {
-                d = Some(d.map_or(t, |d| d.min(t)));
-            }
-        };
-        add(self.handshake_deadline);
-        add(self.reconnect_at);
-        add(self.ping_deadline);
-        add(self.refresh_at);
-        for p in self.inflight.values() {
-            add(p.deadline);
-        }
-        for q in &self.queued {
-            add(Some(q.deadline));
-        }
-        for s in self.subs.values() {
-            add(s.resubscribe_at);
-            add(s.refresh_at);
-        }
-        d
+        [
+            self.handshake_deadline,
+            self.reconnect_at,
+            self.ping_deadline,
+            self.refresh_at,
+            self.timers.first(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Counters of the work done so far (see [`CoreStats`]).
+    pub fn stats(&self) -> CoreStats {
+        self.stats
+    }
+
+    /// Number of entries in the timer index (live or stale), for tests.
+    pub fn armed_timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Holds the commands of the following inputs back, so that many inputs in a row (say,
+    /// thousands of `subscribe` calls) are written as a few large frames; [`Core::release`]
+    /// sends them. A frame that reaches `max_frame_size` is still sent at once.
+    pub fn hold(&mut self) {
+        self.held = true;
+    }
+
+    /// Ends [`Core::hold`] and sends what was held.
+    pub fn release(&mut self) {
+        self.held = false;
+        self.finish();
     }
 }

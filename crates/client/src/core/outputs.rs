@@ -2,7 +2,7 @@
 
 use gyre_protocol::{self as proto, codec};
 
-use super::{CallId, CallResult, Core, Millis, Output, backoff};
+use super::{CallId, CallResult, Core, Inflight, Millis, Output, Pending, TimerKey, backoff};
 use crate::Error;
 use crate::event::{ClientEvent, SubscriptionEvent};
 
@@ -43,7 +43,35 @@ impl Core {
         }
         self.units_len += unit.len() + 1;
         self.units.push(unit);
+        self.stats.commands += 1;
         Ok(())
+    }
+
+    /// Sends a command that expects a reply: gives it an id, queues it and registers it in
+    /// flight as `kind`, with its reply timeout at `deadline` (armed in the timer index).
+    /// Returns the command id.
+    pub(super) fn send_tracked(
+        &mut self,
+        mut cmd: proto::Command,
+        kind: Inflight,
+        deadline: Option<Millis>,
+    ) -> Result<u32, Error> {
+        let id = self.next_cmd_id();
+        cmd.id = id;
+        self.push_command(&cmd)?;
+        self.inflight.insert(id, Pending { kind, deadline });
+        if let Some(at) = deadline {
+            self.arm(at, TimerKey::Inflight(id));
+        }
+        Ok(id)
+    }
+
+    /// Ends an input: sends the commands produced (unless held) and tidies the timer index.
+    pub(super) fn finish(&mut self) {
+        if !self.held {
+            self.flush();
+        }
+        self.prune_timers();
     }
 
     /// Sends the commands produced so far as one frame.
@@ -55,6 +83,7 @@ impl Core {
         self.units_len = 0;
         if let (Some(transport), true) = (self.transport, self.transport_open) {
             let frame = codec::join_units(self.cfg.protocol, &units);
+            self.stats.frames += 1;
             self.out.push_back(Output::Send { transport, frame });
         }
     }

@@ -2,7 +2,7 @@
 
 use gyre_protocol::{self as proto};
 
-use super::{Core, Inflight, Millis, Output, Pending, Scope, TokenPurpose, TokenRequest};
+use super::{Core, Inflight, Millis, Output, Scope, TimerKey, TokenPurpose, TokenRequest};
 use crate::Error;
 use crate::codes;
 use crate::event::{
@@ -35,6 +35,11 @@ impl Core {
             }
             return;
         }
+        if let Some(offset) = sub.rewind_to.take()
+            && sub.recover
+        {
+            sub.offset = sub.offset.min(offset);
+        }
         let req = proto::SubscribeRequest {
             channel: channel.to_owned(),
             token: sub.token.clone(),
@@ -56,24 +61,17 @@ impl Core {
             },
             ..Default::default()
         };
-        let id = self.next_cmd_id();
         let cmd = proto::Command {
-            id,
             subscribe: Some(req),
             ..Default::default()
         };
-        match self.push_command(&cmd) {
-            Ok(()) => {
+        let timeout = sub.cfg.subscribe_timeout.unwrap_or(self.cfg.timeout);
+        let kind = Inflight::Subscribe(channel.to_owned());
+        match self.send_tracked(cmd, kind, Some(now + timeout)) {
+            Ok(id) => {
                 if let Some(sub) = self.subs.get_mut(channel) {
                     sub.subscribe_cmd = Some(id);
                 }
-                self.inflight.insert(
-                    id,
-                    Pending {
-                        kind: Inflight::Subscribe(channel.to_owned()),
-                        deadline: Some(now + self.cfg.timeout),
-                    },
-                );
             }
             Err(e) => {
                 self.emit_sub(
@@ -95,17 +93,22 @@ impl Core {
     }
 
     pub(super) fn schedule_resubscribe(&mut self, now: Millis, channel: &str) {
-        self.schedule_sub_retry(now, channel, |s| (&mut s.attempts, &mut s.resubscribe_at));
+        let key = TimerKey::Resubscribe(channel.to_owned());
+        self.schedule_sub_retry(now, key, |s| (&mut s.attempts, &mut s.resubscribe_at));
     }
 
     /// Schedules a subscription retry with the subscription's backoff: `slot` picks the
     /// attempt counter to advance and the deadline to set.
+    /// `key` names the subscription and the timer (resubscribe or refresh).
     pub(super) fn schedule_sub_retry(
         &mut self,
         now: Millis,
-        channel: &str,
+        key: TimerKey,
         slot: fn(&mut super::Sub) -> (&mut u32, &mut Option<Millis>),
     ) {
+        let (TimerKey::Resubscribe(channel) | TimerKey::SubRefresh(channel)) = &key else {
+            return;
+        };
         let Some(sub) = self.subs.get_mut(channel) else {
             return;
         };
@@ -116,6 +119,16 @@ impl Core {
             let (attempts, at) = slot(sub);
             *attempts = attempts.saturating_add(1);
             *at = Some(now + d);
+            self.arm(now + d, key);
+        }
+    }
+
+    /// Arms a subscription's token refresh `ttl` seconds from now.
+    fn arm_sub_refresh(&mut self, now: Millis, channel: &str, ttl: u32) {
+        if let Some(sub) = self.subs.get_mut(channel) {
+            let at = now + u64::from(ttl) * 1000;
+            sub.refresh_at = Some(at);
+            self.arm(at, TimerKey::SubRefresh(channel.to_owned()));
         }
     }
 
@@ -153,23 +166,15 @@ impl Core {
     }
 
     pub(super) fn send_unsubscribe(&mut self, now: Millis, channel: &str) {
-        let id = self.next_cmd_id();
         let cmd = proto::Command {
-            id,
             unsubscribe: Some(proto::UnsubscribeRequest {
                 channel: channel.to_owned(),
             }),
             ..Default::default()
         };
-        if self.push_command(&cmd).is_ok() {
-            self.inflight.insert(
-                id,
-                Pending {
-                    kind: Inflight::Unsubscribe(channel.to_owned()),
-                    deadline: Some(now + self.cfg.timeout),
-                },
-            );
-        }
+        let kind = Inflight::Unsubscribe(channel.to_owned());
+        // Encoding an unsubscribe (a channel name) can't fail.
+        let _ = self.send_tracked(cmd, kind, Some(now + self.cfg.timeout));
     }
 
     pub(super) fn set_unsubscribed(
@@ -202,7 +207,7 @@ impl Core {
             },
         );
         self.fail_queued(
-            |s| matches!(s, Scope::Subscription(c) if c == channel),
+            Some(&Scope::Subscription(channel.to_owned())),
             &Error::Unsubscribed,
         );
         if send && self.state == State::Connected {
@@ -275,9 +280,12 @@ impl Core {
         }
         let top = res.offset;
         sub.recover = res.recoverable;
-        if res.expires && sub.cfg.has_get_token {
+        let refresh_ttl = (res.expires && sub.cfg.has_get_token).then_some(res.ttl);
+        if refresh_ttl.is_some() {
             sub.refresh_attempts = 0;
-            sub.refresh_at = Some(now + u64::from(res.ttl) * 1000);
+        }
+        if let Some(ttl) = refresh_ttl {
+            self.arm_sub_refresh(now, channel, ttl);
         }
         self.emit_sub(
             channel,
@@ -304,8 +312,7 @@ impl Core {
         {
             sub.offset = sub.offset.max(top);
         }
-        let ch = channel.to_owned();
-        self.send_queued(now, |s| matches!(s, Scope::Subscription(c) if *c == ch));
+        self.send_queued(&Scope::Subscription(channel.to_owned()));
     }
 
     pub(super) fn on_sub_refresh_reply(
@@ -341,14 +348,13 @@ impl Core {
         if let Some(r) = reply.sub_refresh
             && r.expires
         {
-            sub.refresh_at = Some(now + u64::from(r.ttl) * 1000);
+            self.arm_sub_refresh(now, channel, r.ttl);
         }
     }
 
     pub(super) fn schedule_sub_refresh_retry(&mut self, now: Millis, channel: &str) {
-        self.schedule_sub_retry(now, channel, |s| {
-            (&mut s.refresh_attempts, &mut s.refresh_at)
-        });
+        let key = TimerKey::SubRefresh(channel.to_owned());
+        self.schedule_sub_retry(now, key, |s| (&mut s.refresh_attempts, &mut s.refresh_at));
     }
 
     pub(super) fn on_subscription_token(
@@ -395,9 +401,7 @@ impl Core {
                             && sub.state == SubscriptionState::Subscribed
                         {
                             let token = sub.token.clone();
-                            let id = self.next_cmd_id();
                             let cmd = proto::Command {
-                                id,
                                 sub_refresh: Some(proto::SubRefreshRequest {
                                     channel: channel.to_owned(),
                                     token,
@@ -405,17 +409,12 @@ impl Core {
                                 }),
                                 ..Default::default()
                             };
-                            if self.push_command(&cmd).is_ok() {
-                                if let Some(sub) = self.subs.get_mut(channel) {
-                                    sub.refresh_cmd = Some(id);
-                                }
-                                self.inflight.insert(
-                                    id,
-                                    Pending {
-                                        kind: Inflight::SubRefresh(channel.to_owned()),
-                                        deadline: Some(now + self.cfg.timeout),
-                                    },
-                                );
+                            let kind = Inflight::SubRefresh(channel.to_owned());
+                            let deadline = Some(now + self.cfg.timeout);
+                            if let Ok(id) = self.send_tracked(cmd, kind, deadline)
+                                && let Some(sub) = self.subs.get_mut(channel)
+                            {
+                                sub.refresh_cmd = Some(id);
                             }
                         }
                     }

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxies;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -34,8 +36,7 @@ pub fn gyre_bin() -> PathBuf {
             .to_path_buf();
         let target = profile_dir.parent().expect("target").to_path_buf();
         let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
+        let status = cargo_command()
             .current_dir(&workspace)
             .args([
                 "build",
@@ -52,6 +53,24 @@ pub fn gyre_bin() -> PathBuf {
         profile_dir.join("gyre")
     })
     .clone()
+}
+
+/// A `cargo` command for builds from inside a test, without what cargo sets for test
+/// processes (package variables, the library path): build scripts that watch the
+/// environment would otherwise rebuild their crates here and again on the next `cargo test`.
+pub fn cargo_command() -> Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut build = Command::new(cargo);
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        let set_by_cargo = (k.starts_with("CARGO_")
+            && !matches!(k.as_str(), "CARGO_HOME" | "CARGO_TARGET_DIR"))
+            || matches!(k.as_str(), "LD_LIBRARY_PATH" | "OUT_DIR");
+        if set_by_cargo {
+            build.env_remove(&k);
+        }
+    }
+    build
 }
 
 /// The default test configuration: insecure clients, history and recovery everywhere.

@@ -18,14 +18,18 @@ use crate::event::{
 };
 use crate::options::{ClientOptions, SubscriptionOptions};
 use crate::state_cell::StateCell;
+use crate::stats::ClientStats;
 use crate::transport::{self, Cmd};
+
+mod json;
+mod settings;
 
 /// A stream of events, in order. Implements [`futures_util::Stream`]; [`EventStream::recv`]
 /// is the same without the trait.
 ///
 /// Bounded: when the stream falls the configured capacity behind, the client waits for it
 /// (see [`ClientOptions::backpressure`]); in the lossy mode the newest events are dropped
-/// instead and a `Lagged { missed }` event is delivered before the next one.
+/// instead and a `Lagged` notice is delivered as soon as the stream has room.
 #[derive(Debug)]
 pub struct EventStream<T> {
     rx: mpsc::Receiver<T>,
@@ -60,6 +64,7 @@ struct Shared {
     registry: Mutex<Registry>,
     event_capacity: usize,
     timeout: Duration,
+    protocol: gyre_protocol::Protocol,
 }
 
 #[derive(Default)]
@@ -96,6 +101,7 @@ impl Client {
         let state_tx = StateCell::new(State::Disconnected);
         let event_capacity = options.event_capacity;
         let timeout = Duration::from_millis(options.core.timeout);
+        let protocol = options.core.protocol;
         transport::spawn(options, rx, state_tx.clone())?;
         Ok(Self {
             shared: Arc::new(Shared {
@@ -104,6 +110,7 @@ impl Client {
                 registry: Mutex::new(Registry::default()),
                 event_capacity,
                 timeout,
+                protocol,
             }),
         })
     }
@@ -162,6 +169,13 @@ impl Client {
             Ok(r) => r.map_err(closed)?.map(|_| ()),
             Err(_) => Err(Error::Timeout),
         }
+    }
+
+    /// Counters of the work this client did (see [`ClientStats`]).
+    pub async fn stats(&self) -> Result<ClientStats, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd(Cmd::Stats(tx))?;
+        rx.await.map_err(closed)
     }
 
     /// A new stream of client events (register it before `connect` to see everything).
