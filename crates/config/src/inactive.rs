@@ -29,7 +29,6 @@ const INACTIVE: &[(&str, &str)] = &[
     ),
     ("websocket.read_buffer_size", "buffers are sized by Gyre"),
     ("websocket.write_buffer_size", "buffers are sized by Gyre"),
-    ("prometheus.enabled", "no metrics endpoint is served"),
     ("admin.enabled", "no admin web interface is served"),
     (
         "engine.redis.tls.client_ca_pem",

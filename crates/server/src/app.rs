@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::State;
 use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use gyre_config::Config;
@@ -69,6 +70,21 @@ fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {
         router = router.route(
             &format!("{prefix}/{{method}}"),
             post(crate::api::http::handle),
+        );
+    }
+    if node.config.prometheus.enabled {
+        router = router.route(
+            &node.config.prometheus.handler_prefix,
+            get(|State(node): State<Arc<Node>>| async move {
+                let nodes = node.events.cluster.other_nodes().len() + 1;
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4",
+                    )],
+                    node.metrics.render(&node.hub.counts(), nodes),
+                )
+            }),
         );
     }
     if node.config.health.enabled {

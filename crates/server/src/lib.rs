@@ -28,6 +28,7 @@ pub(crate) mod engine;
 pub(crate) mod http_client;
 pub mod hub;
 pub(crate) mod jwks;
+pub(crate) mod metrics;
 pub(crate) mod node;
 pub mod outbound;
 pub(crate) mod pinger;

@@ -85,6 +85,8 @@ pub(crate) struct Node {
     pub tasks: tokio_util::task::TaskTracker,
     /// This node's identity, as the engines report to it.
     pub events: Arc<NodeEvents>,
+    /// Prometheus metrics (`prometheus.enabled` serves them).
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The keep-alive HTTP client for proxy calls.
     pub(crate) proxy: crate::http_client::HttpClient,
     /// Where connection token keys come from, with `client.token.jwks_public_endpoint`.
@@ -268,6 +270,7 @@ impl Node {
             connect_jwks,
             subscribe_jwks,
             emulation: Arc::default(),
+            metrics: crate::metrics::Metrics::new(VERSION),
             config,
         }))
     }
@@ -320,6 +323,7 @@ impl Node {
             tracing::debug!("publish to {channel} failed: {err}");
             ErrorCode::Internal
         })?;
+        self.metrics.node_message_sent("publication");
         Ok(PublishResult {
             offset: position.offset,
             epoch: position.epoch,

@@ -39,6 +39,8 @@ impl Session {
             }
             return;
         }
+        let method = method_name(&cmd);
+        let started = std::time::Instant::now();
         let mut reply = Reply {
             id,
             ..Default::default()
@@ -98,6 +100,11 @@ impl Session {
             // The legacy ping command and commands without a known request.
             Err(Disconnect::BAD_REQUEST.into())
         };
+        let metrics = &self.node.metrics;
+        metrics.command(method, started.elapsed());
+        if let Err(ProtocolError::Reply(error)) = &outcome {
+            metrics.reply_error(method, error.code);
+        }
         match outcome {
             Ok(()) if deferred => {}
             Ok(()) => self.push_reply(&reply),
@@ -316,5 +323,32 @@ impl Session {
             ttl,
             ..Default::default()
         })
+    }
+}
+
+/// The method label of a command, for metrics.
+fn method_name(cmd: &Command) -> &'static str {
+    if cmd.subscribe.is_some() {
+        "subscribe"
+    } else if cmd.unsubscribe.is_some() {
+        "unsubscribe"
+    } else if cmd.publish.is_some() {
+        "publish"
+    } else if cmd.presence.is_some() {
+        "presence"
+    } else if cmd.presence_stats.is_some() {
+        "presence_stats"
+    } else if cmd.history.is_some() {
+        "history"
+    } else if cmd.rpc.is_some() {
+        "rpc"
+    } else if cmd.refresh.is_some() {
+        "refresh"
+    } else if cmd.sub_refresh.is_some() {
+        "sub_refresh"
+    } else if cmd.connect.is_some() {
+        "connect"
+    } else {
+        "unknown"
     }
 }

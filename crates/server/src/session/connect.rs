@@ -137,6 +137,10 @@ impl Session {
         self.conn_info = info;
         self.expire_at = expire_at;
         self.connected = true;
+        // Client name and version stay out of the labels: they are the client's to choose, so
+        // they would let one client grow the metric without bound.
+        node.metrics
+            .connection_accepted(self.transport.name, "", "");
         node.hub.add_session(&self.handle);
         node.pinger.register(&self.handle);
 

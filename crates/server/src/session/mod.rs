@@ -55,6 +55,8 @@ struct Session {
     protocol: Protocol,
     /// What the transport needs done differently (pong, push shape, session id).
     transport: TransportInfo,
+    /// This transport's message counters (metrics).
+    counters: Arc<crate::metrics::TransportCounters>,
     connected: bool,
     user: Arc<str>,
     conn_info: Bytes,
@@ -110,6 +112,7 @@ pub(crate) async fn run<T: Transport>(
         node: node.clone(),
         handle,
         protocol,
+        counters: node.metrics.transport(info.name),
         transport: info,
         connected: false,
         user: Arc::from(""),
@@ -248,6 +251,9 @@ impl Session {
     fn close(&mut self, disconnect: Disconnect) {
         if self.closing.is_none() {
             tracing::debug!(client = %self.handle.client, code = disconnect.code, "disconnect: {}", disconnect.reason);
+            self.node
+                .metrics
+                .server_disconnect(u32::from(disconnect.code));
             self.closing = Some(disconnect);
         }
     }
@@ -318,6 +324,7 @@ impl Session {
             return;
         }
         if self.transport.unidirectional {
+            self.counters.received(1, frame.len());
             // The connect request; a unidirectional client sends nothing else that matters.
             if !self.connected && !self.connecting {
                 self.uni_connect(frame).await;
@@ -325,7 +332,10 @@ impl Session {
             return;
         }
         let commands = match decode_all::<Command>(self.protocol, frame) {
-            Ok(commands) => commands,
+            Ok(commands) => {
+                self.counters.received(commands.len(), frame.len());
+                commands
+            }
             Err(err) => {
                 tracing::debug!(client = %self.handle.client, "malformed frame: {err}");
                 self.close(Disconnect::BAD_REQUEST);
@@ -431,6 +441,7 @@ impl Session {
         if self.out.is_empty() {
             return Ok(());
         }
+        self.counters.sent(self.out.len(), self.out_len);
         let result = transport.send_units(&self.out).await;
         self.out.clear();
         self.out_len = 0;

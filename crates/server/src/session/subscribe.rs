@@ -238,6 +238,10 @@ impl Session {
                     crate::outbound::Control::InsufficientState(p.channel.clone()),
                 )));
         }
+        if result.was_recovering {
+            node.metrics
+                .recovery(result.recovered, !recovered_pubs.is_empty());
+        }
         result.publications = if delta {
             delta_encode(&recovered_pubs, self.protocol)
         } else {
