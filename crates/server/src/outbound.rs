@@ -62,7 +62,7 @@ pub struct ServerSubscribe {
     /// Option overrides.
     #[serde(rename = "override")]
     pub override_: Override,
-    /// Session (unused: no emulation transports).
+    /// Session id (not used yet: API actions are not aimed at one session).
     pub session: String,
 }
 
