@@ -46,6 +46,8 @@ pub struct Config {
     pub sse: SseConfig,
     /// HTTP streaming (bidirectional emulation) transport.
     pub http_stream: HttpStreamConfig,
+    /// Where map subscription state lives.
+    pub map_broker: crate::MapBrokerConfig,
     /// Named proxies, referred to by `*_proxy_name`.
     pub proxies: Vec<crate::NamedProxy>,
     /// Runtime lookup tables built by [`Config::prepare`].

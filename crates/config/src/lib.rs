@@ -19,6 +19,7 @@ mod de;
 mod duration;
 mod error;
 mod load;
+mod map;
 mod options;
 mod proxy;
 mod validate;
@@ -34,10 +35,17 @@ pub use config::{
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
 pub use load::{Format, Loaded, known_env_vars, load, load_str};
+pub use map::{
+    DEFAULT_MAP_MAX_PAGE_SIZE, DEFAULT_MAP_MIN_PAGE_SIZE, DEFAULT_MAP_PAGE_SIZE,
+    DEFAULT_MAP_STREAM_SIZE, DEFAULT_MAP_STREAM_TTL, MapBrokerConfig, MapOptions,
+};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
     is_default_name,
 };
-pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode, SubscriptionType};
+pub use values::{
+    DataFormat, DeltaType, EngineKind, ErrorMode, MapBrokerKind, MapClientKey, MapMode,
+    RecoveryMode, SubscriptionType,
+};

@@ -155,6 +155,7 @@ fn load_tree(
     config.validate()?;
     warnings.extend(config.proxy_warnings());
     warnings.extend(config.subscription_type_warnings());
+    warnings.extend(config.map_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }

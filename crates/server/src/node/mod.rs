@@ -14,6 +14,7 @@ pub(crate) mod channels;
 pub(crate) mod cluster;
 pub(crate) mod control;
 pub(crate) mod events;
+pub(crate) mod maps;
 
 pub(crate) use crate::time::unix_now;
 pub(crate) use events::NodeEvents;
@@ -68,6 +69,8 @@ pub(crate) struct Node {
     pub presence: Arc<dyn PresenceManager>,
     /// Node-to-node control.
     pub control: Arc<dyn ControlBus>,
+    /// Keyed state of map channels.
+    pub map: Arc<dyn crate::engine::map::MapBroker>,
     /// Connection token verifier, when a key is configured.
     pub connect_verifier: Option<TokenVerifier>,
     /// Subscription token verifier (the connection one unless `subscription_token.enabled`).
@@ -177,7 +180,10 @@ impl Node {
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());
+        let map =
+            crate::engine::map::memory::MemoryMapBroker::start(events.clone(), shutdown.clone());
         Ok(Arc::new(Self {
+            map,
             hub: events.hub.clone(),
             broker: engine.broker,
             presence: engine.presence,
