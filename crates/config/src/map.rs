@@ -248,6 +248,14 @@ impl crate::Config {
                 self.map_broker.kind.as_str()
             ));
         }
+        let has_map = self
+            .channel_options_by_key()
+            .any(|(_, o)| o.subscription_type.is_map());
+        if has_map && self.engine.kind == crate::EngineKind::Redis {
+            out.push(
+                "key \"engine.type\": map channels are not shared over Redis yet; each node keeps its own map state".to_owned(),
+            );
+        }
         out
     }
 }
