@@ -119,6 +119,20 @@ run('map', async () => {
   const mineKey = await ownEvents.next('update');
   assertEq(mineKey.key, client._client, 'key is the client id');
 
+  step('map_clients presence of subscribers');
+  const who = client.newMapClientsSubscription('who:room:1');
+  const whoEvents = new Events(who, MAP_EVENTS, 'who');
+  who.subscribe();
+  const nobody = await whoEvents.next('sync');
+  assertEq(nobody.entries.length, 0, 'nobody present');
+  const room = client.newMapSubscription('room:1');
+  room.subscribe();
+  const joined = await whoEvents.next('update');
+  assertEq([joined.key, Boolean(joined.removed)], [client._client, false], 'present');
+  room.unsubscribe();
+  const left = await whoEvents.next('update');
+  assertEq([left.key, left.removed], [client._client, true], 'left');
+
   step('bad map publications get upstream codes');
   assertEq(await errorCode(client.mapPublish(CH, '', enc({ x: 1 }))), 107, 'publish without key');
   assertEq(await errorCode(client.mapPublish(CH, 'x'.repeat(2000), enc({ x: 1 }))), 107, 'oversized key');
@@ -127,6 +141,16 @@ run('map', async () => {
   await sub.publish('after', enc({ still: 'serving' }));
   const after = await subEvents.next('update');
   assertEq([after.key, dec(after.data)], ['after', { still: 'serving' }], 'still serving');
+
+  step('map API: stats, stream, clear');
+  const st = await api('map_stats', { channel: CH });
+  assertEq(st.num_keys, 5, 'keys k2, k3, k5, big and after');
+  const stream = await api('map_read_stream', { channel: CH, since_offset: 0, since_epoch: subscribed.streamPosition?.epoch ?? '', limit: 3 });
+  assertEq(stream.entries.length, 3, 'stream page');
+  assertEq(stream.entries.map((e) => e.key), ['k1', 'k2', 'k3'], 'stream keys');
+  await api('map_clear', { channel: CH });
+  const cleared = await api('map_read_state', { channel: CH });
+  assertEq(cleared.entries.length, 0, 'cleared');
 
   client.disconnect();
 }, 30000);

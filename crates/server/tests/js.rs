@@ -410,6 +410,17 @@ fn map(protocol: &str) {
             ),
             map_ns("small", json!({ "mode": "persistent", "stream_size": 2 }), json!({})),
             map_ns(
+                "room",
+                json!({ "mode": "ephemeral", "key_ttl": "60s" }),
+                json!({ "map_clients_presence_channel_prefix": "who:" }),
+            ),
+            json!({
+                "name": "who",
+                "subscription_type": "map_clients",
+                "map": { "mode": "ephemeral", "key_ttl": "60s" },
+                "allow_subscribe_for_client": true,
+            }),
+            map_ns(
                 "own",
                 json!({
                     "mode": "ephemeral",
