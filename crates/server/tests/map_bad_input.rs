@@ -10,7 +10,7 @@ use support::{Gyre, config};
 
 fn map_server() -> Gyre {
     Gyre::start(&config(json!({
-        "client": { "insecure": true },
+        "client": { "insecure": true, "channel_limit": 2 },
         "channel": { "namespaces": [
             {
                 "name": "mp",
@@ -129,6 +129,22 @@ async fn bad_map_requests_get_upstream_codes_and_others_keep_their_state() {
         Some(3),
         "{again}"
     );
+
+    // Unfinished map subscribes count against the channel limit (2 here: mp:b is live and
+    // mp:c stays on its first page).
+    for n in 0..2 {
+        let frame = json!({"id": 36 + n, "publish": {"channel": "mp:c", "type": 1, "key": format!("k{n}"), "data": {}}});
+        assert_eq!(code(&mut ws, frame).await, 0);
+    }
+    ws.send_text(r#"{"id":33,"subscribe":{"channel":"mp:c","type":1,"phase":2,"limit":1}}"#)
+        .await;
+    let open = ws.reply(33).await;
+    assert_eq!(open["subscribe"]["phase"], 2, "{open}");
+    let third = json!({"id": 34, "subscribe": {"channel": "mp:d", "type": 1, "phase": 2}});
+    assert_eq!(code(&mut ws, third).await, 106);
+    // A duplicate first page keeps the flow that is open.
+    let dup = json!({"id": 35, "subscribe": {"channel": "mp:c", "type": 1, "phase": 2}});
+    assert_eq!(code(&mut ws, dup).await, 105);
 
     // The watcher still gets live keyed updates.
     let frame = json!({"id": 40, "publish": {"channel": "mp:a", "type": 1, "key": "ok", "data": {"ok": true}}});

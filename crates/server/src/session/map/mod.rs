@@ -67,6 +67,10 @@ impl MapFlows {
         self.0.insert(channel.to_owned(), flow);
     }
 
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
     fn remove(&mut self, channel: &str) -> Option<MapFlow> {
         self.0.remove(channel)
     }
@@ -119,7 +123,9 @@ impl Session {
             PHASE_LIVE => self.map_live_phase(&req, target).await,
             _ => Err(ErrorCode::BadRequest.into()),
         };
-        if outcome.is_err() {
+        let duplicate = matches!(&outcome, Err(ProtocolError::Reply(e))
+            if e.code == ErrorCode::AlreadySubscribed.code());
+        if outcome.is_err() && !duplicate {
             self.map_flows.remove(&req.channel);
         }
         outcome
@@ -129,6 +135,10 @@ impl Session {
     fn map_begin(&mut self, req: &SubscribeRequest, target: &MapChannel<'_>) -> Outcome<()> {
         if self.map_flows.contains(&req.channel) {
             return Err(ErrorCode::AlreadySubscribed.into());
+        }
+        if self.subs.len() + self.map_flows.len() >= self.node.config.client.channel_limit {
+            // Unfinished map subscribes count against the channel limit too.
+            return Err(ErrorCode::LimitExceeded.into());
         }
         if req.tf.is_some() {
             // Tags filters are not allowed in any namespace yet (`allow_tags_filter`).
