@@ -60,6 +60,77 @@ pub(crate) fn read_error(channel: &str, err: MapReadError) -> ErrorCode {
     }
 }
 
+/// Presence keys this node's subscribers hold in map_clients channels, touched before their
+/// key TTL runs out so they only expire when the node stops holding them.
+#[derive(Debug, Default)]
+pub(crate) struct MapKeepAlive {
+    held: parking_lot::Mutex<HashMap<(String, String), std::time::Instant>>,
+}
+
+impl MapKeepAlive {
+    /// Starts holding `key` of `channel`.
+    pub(crate) fn hold(&self, channel: &str, key: &str) {
+        self.held.lock().insert(
+            (channel.to_owned(), key.to_owned()),
+            std::time::Instant::now(),
+        );
+    }
+
+    /// Stops holding `key` of `channel`.
+    pub(crate) fn release(&self, channel: &str, key: &str) {
+        self.held
+            .lock()
+            .remove(&(channel.to_owned(), key.to_owned()));
+    }
+
+    /// The held keys last touched a third of their TTL ago (`ttl_of` gives a channel's key
+    /// TTL), marked as touched now.
+    fn due(
+        &self,
+        now: std::time::Instant,
+        ttl_of: impl Fn(&str) -> Option<std::time::Duration>,
+    ) -> Vec<(String, String)> {
+        let mut held = self.held.lock();
+        let mut out = Vec::new();
+        for ((channel, key), touched) in held.iter_mut() {
+            if let Some(ttl) = ttl_of(channel)
+                && now.duration_since(*touched) >= ttl / 3
+            {
+                *touched = now;
+                out.push((channel.clone(), key.clone()));
+            }
+        }
+        out
+    }
+}
+
+/// Touches the node's held presence keys every second until shutdown (or until the node is
+/// dropped).
+pub(crate) fn spawn_keepalive(node: &std::sync::Arc<Node>) {
+    let weak = std::sync::Arc::downgrade(node);
+    let shutdown = node.shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let Some(node) = weak.upgrade() else { return };
+                    let ttl_of = |channel: &str| {
+                        node.map_channel(channel).ok().and_then(|t| t.broker.key_ttl)
+                    };
+                    for (channel, key) in node.map_keepalive.due(std::time::Instant::now(), ttl_of) {
+                        let Ok(target) = node.map_channel(&channel) else { continue };
+                        if let Err(err) = node.map.touch(&channel, target.broker, &key).await {
+                            tracing::debug!("map presence keep-alive in {channel} failed: {err}");
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// A state page cursor: the last key of the page, base64url encoded (opaque to clients).
 pub(crate) fn encode_cursor(after: &str) -> String {
     if after.is_empty() {
@@ -123,5 +194,37 @@ impl Node {
                 tracing::debug!("map publish to {channel} failed: {err}");
                 ErrorCode::Internal.into()
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::MapKeepAlive;
+
+    #[test]
+    fn held_keys_come_due_every_third_of_their_ttl_until_released() {
+        let keep = MapKeepAlive::default();
+        keep.hold("who:room", "c1");
+        keep.hold("other:x", "c2");
+        let ttl = |channel: &str| {
+            channel
+                .starts_with("who:")
+                .then_some(Duration::from_secs(30))
+        };
+        let now = Instant::now();
+        assert!(keep.due(now, ttl).is_empty(), "just held");
+        let later = now + Duration::from_secs(10);
+        assert_eq!(
+            keep.due(later, ttl),
+            [("who:room".to_owned(), "c1".to_owned())]
+        );
+        assert!(
+            keep.due(later, ttl).is_empty(),
+            "touched again only a third later"
+        );
+        keep.release("who:room", "c1");
+        assert!(keep.due(later + Duration::from_secs(60), ttl).is_empty());
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Node {
     pub control: Arc<dyn ControlBus>,
     /// Keyed state of map channels.
     pub map: Arc<dyn crate::engine::map::MapBroker>,
+    /// Presence keys of local subscribers kept alive in map_clients channels.
+    pub map_keepalive: maps::MapKeepAlive,
     /// Connection token verifier, when a key is configured.
     pub connect_verifier: Option<TokenVerifier>,
     /// Subscription token verifier (the connection one unless `subscription_token.enabled`).
@@ -182,8 +184,9 @@ impl Node {
         events.cluster.attach(engine.control.clone());
         let map =
             crate::engine::map::memory::MemoryMapBroker::start(events.clone(), shutdown.clone());
-        Ok(Arc::new(Self {
+        let node = Arc::new(Self {
             map,
+            map_keepalive: maps::MapKeepAlive::default(),
             hub: events.hub.clone(),
             broker: engine.broker,
             presence: engine.presence,
@@ -197,7 +200,9 @@ impl Node {
             events,
             proxy: crate::http_client::HttpClient::default(),
             config,
-        }))
+        });
+        maps::spawn_keepalive(&node);
+        Ok(node)
     }
 
     /// Resolves a channel's namespace options and checks its name: an unknown namespace is

@@ -339,6 +339,20 @@ impl MapBroker for MemoryMapBroker {
         Box::pin(std::future::ready(result))
     }
 
+    fn touch<'a>(
+        &'a self,
+        channel: &'a str,
+        options: MapChannelOptions,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EngineError>> {
+        self.with_channel(channel, options, |ch, now| {
+            if let (Some(entry), Some(ttl)) = (ch.entries.get_mut(key), options.key_ttl) {
+                entry.expire = Some(now + ttl);
+            }
+        });
+        Box::pin(std::future::ready(Ok(())))
+    }
+
     fn stats<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<MapStats, EngineError>> {
         let now = Instant::now();
         let shard = self.channels.get(channel).lock();

@@ -140,6 +140,15 @@ pub(crate) trait MapBroker: Send + Sync + std::fmt::Debug {
         limit: usize,
     ) -> BoxFuture<'a, Result<MapStreamPage, MapReadError>>;
 
+    /// Extends a key's expiry by the channel's key TTL, delivering nothing (keeps presence
+    /// entries alive while their client is subscribed).
+    fn touch<'a>(
+        &'a self,
+        channel: &'a str,
+        options: MapChannelOptions,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<(), EngineError>>;
+
     /// Sizes of a channel.
     fn stats<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<MapStats, EngineError>>;
 

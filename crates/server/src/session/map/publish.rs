@@ -50,6 +50,13 @@ impl Session {
             ..Default::default()
         };
         let presence = format!("{prefix}{channel}");
+        if joined {
+            self.node.map_keepalive.hold(&presence, &self.handle.client);
+        } else {
+            self.node
+                .map_keepalive
+                .release(&presence, &self.handle.client);
+        }
         if let Err(err) = self.node.map_change(&presence, change).await {
             tracing::debug!("map presence in {presence} failed: {}", err.message);
         }

@@ -138,3 +138,28 @@ async fn expired_keys_are_removed_with_a_publication() {
     }
     assert_eq!(b.stats("e").await.expect("stats").keys, 0);
 }
+
+#[tokio::test]
+async fn touched_keys_live_on_without_a_publication() {
+    let (b, events) = broker();
+    let short = MapChannelOptions {
+        key_ttl: Some(Duration::from_secs(5)),
+        ..Default::default()
+    };
+    let long = MapChannelOptions {
+        key_ttl: Some(Duration::from_secs(60)),
+        ..Default::default()
+    };
+    b.publish("p", short, set("held", "v"))
+        .await
+        .expect("publish");
+    b.publish("p", short, set("dropped", "v"))
+        .await
+        .expect("publish");
+    b.touch("p", long, "held").await.expect("touch");
+    assert_eq!(events.0.lock().len(), 2, "a touch delivers nothing");
+    b.sweep(Instant::now() + Duration::from_secs(6));
+    let page = b.read_state("p", long, "", 10).await.expect("state");
+    let keys: Vec<_> = page.entries.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["held"]);
+}
