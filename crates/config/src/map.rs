@@ -248,6 +248,13 @@ impl crate::Config {
                 self.map_broker.kind.as_str()
             ));
         }
+        for (key, o) in self.channel_options_by_key() {
+            if o.subscription_type.is_map() && o.proxy.subscribe_proxy_enabled {
+                out.push(format!(
+                    "key \"{key}.subscribe_proxy_enabled\": the subscribe proxy does not authorize map subscriptions yet; map subscribes without a subscription token fail with error 108 (not available)"
+                ));
+            }
+        }
         let has_map = self
             .channel_options_by_key()
             .any(|(_, o)| o.subscription_type.is_map());
@@ -257,5 +264,77 @@ impl crate::Config {
             );
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{ConfigError, Format, load_str};
+
+    fn violations(namespace: &str) -> Vec<String> {
+        let text = format!(
+            r#"{{"channel":{{"namespaces":[{namespace},{{"name":"who","subscription_type":"map_clients","map":{{"mode":"ephemeral","key_ttl":"60s"}}}}]}}}}"#
+        );
+        match load_str(&text, Format::Json, &[], &[]) {
+            Ok(_) => Vec::new(),
+            Err(ConfigError::Validation(v)) => v,
+            Err(other) => vec![other.to_string()],
+        }
+    }
+
+    #[test]
+    fn map_options_are_checked_like_upstream() {
+        let ok = r#"{"name":"m1","subscription_type":"map","map_clients_presence_channel_prefix":"who:","map":{"mode":"persistent","stream_size":5}}"#;
+        assert!(violations(ok).is_empty(), "{:?}", violations(ok));
+        for (namespace, key) in [
+            (r#"{"name":"m1","subscription_type":"map"}"#, "map.mode"),
+            (
+                r#"{"name":"m1","subscription_type":"map","map":{"mode":"lasting"}}"#,
+                "map.mode",
+            ),
+            (
+                r#"{"name":"m1","subscription_type":"map","map":{"mode":"ephemeral"}}"#,
+                "map.key_ttl",
+            ),
+            (
+                r#"{"name":"m1","subscription_type":"map","map":{"mode":"persistent","key_ttl":"5s"}}"#,
+                "map.key_ttl",
+            ),
+            (
+                r#"{"name":"m1","subscription_type":"map","map":{"mode":"ephemeral","key_ttl":"5s","stream_size":3}}"#,
+                "map.stream_size",
+            ),
+            (
+                r#"{"name":"m1","subscription_type":"map","map":{"mode":"persistent","client_key":"ip"}}"#,
+                "map.client_key",
+            ),
+            (
+                r#"{"name":"m1","subscription_type":"map","map_clients_presence_channel_prefix":"nobody:","map":{"mode":"persistent"}}"#,
+                "map_clients_presence_channel_prefix",
+            ),
+        ] {
+            let v = violations(namespace);
+            assert!(
+                v.iter()
+                    .any(|m| m.starts_with(&format!("channel.namespaces[0].{key}"))),
+                "{namespace}: {v:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn page_sizes_and_stream_defaults() {
+        let mut m = crate::MapOptions {
+            mode: crate::MapMode::Persistent,
+            ..Default::default()
+        };
+        assert_eq!(m.effective_stream_size(), super::DEFAULT_MAP_STREAM_SIZE);
+        assert_eq!(m.effective_meta_ttl(), None);
+        assert_eq!(m.page_size(0), 100);
+        assert_eq!(m.page_size(5), 100, "below min_page_size");
+        m.min_page_size = 1;
+        assert_eq!(m.page_size(5), 5);
+        assert_eq!(m.page_size(5000), 1000);
+        assert_eq!(m.live_transition_limit(), 1000);
     }
 }
