@@ -56,6 +56,8 @@ pub struct Config {
     pub uni_sse: UniSseConfig,
     /// Unidirectional HTTP-streaming transport.
     pub uni_http_stream: UniHttpStreamConfig,
+    /// Where map subscription state lives.
+    pub map_broker: crate::MapBrokerConfig,
     /// Named proxies, referred to by `*_proxy_name`.
     pub proxies: Vec<crate::NamedProxy>,
     /// Runtime lookup tables built by [`Config::prepare`].

@@ -20,6 +20,7 @@ mod duration;
 mod error;
 mod inactive;
 mod load;
+mod map;
 mod options;
 mod proxy;
 mod validate;
@@ -36,6 +37,10 @@ pub use config::{
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
 pub use load::{Format, Loaded, known_env_vars, load, load_str, render};
+pub use map::{
+    DEFAULT_MAP_MAX_PAGE_SIZE, DEFAULT_MAP_MIN_PAGE_SIZE, DEFAULT_MAP_PAGE_SIZE,
+    DEFAULT_MAP_STREAM_SIZE, DEFAULT_MAP_STREAM_TTL, MapBrokerConfig, MapOptions,
+};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
@@ -43,5 +48,6 @@ pub use proxy::{
     is_default_name,
 };
 pub use values::{
-    DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, RecoveryMode, SubscriptionType,
+    DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, MapBrokerKind, MapClientKey, MapMode,
+    RecoveryMode, SubscriptionType,
 };

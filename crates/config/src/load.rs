@@ -156,6 +156,7 @@ fn load_tree(
     warnings.extend(config.proxy_warnings());
     warnings.extend(config.subscription_type_warnings());
     warnings.extend(config.inactive_key_warnings());
+    warnings.extend(config.map_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }

@@ -72,6 +72,13 @@ pub struct ChannelOptions {
     pub publication_data_format: DataFormat,
     /// What a subscription to these channels is: a stream (default), a map or a shared poll.
     pub subscription_type: SubscriptionType,
+    /// Map subscription options (`map.mode`, `map.key_ttl`, ...).
+    pub map: crate::MapOptions,
+    /// When set, subscribers of these channels are listed as keys (their client ids) of the
+    /// map_clients channel named by this prefix followed by the channel.
+    pub map_clients_presence_channel_prefix: String,
+    /// How long the SDK debounces client publications to these channels (0: none).
+    pub client_publish_debounce_interval: Duration,
     /// Proxy switches (`subscribe_proxy_enabled`, `publish_proxy_name`, ...).
     #[serde(flatten)]
     pub proxy: crate::NamespaceProxyOptions,
@@ -110,6 +117,9 @@ impl Default for ChannelOptions {
             channel_regex: String::new(),
             publication_data_format: DataFormat::Any,
             subscription_type: SubscriptionType::Stream,
+            map: crate::MapOptions::default(),
+            map_clients_presence_channel_prefix: String::new(),
+            client_publish_debounce_interval: Duration::ZERO,
             proxy: crate::NamespaceProxyOptions::default(),
         }
     }
@@ -191,7 +201,12 @@ impl crate::Config {
     /// Warnings about subscription types Gyre parses but does not serve yet, each naming its key.
     pub(crate) fn subscription_type_warnings(&self) -> Vec<String> {
         self.channel_options_by_key()
-            .filter(|(_, o)| o.subscription_type != SubscriptionType::Stream)
+            .filter(|(_, o)| {
+                !matches!(
+                    o.subscription_type,
+                    SubscriptionType::Stream | SubscriptionType::Map | SubscriptionType::MapClients
+                )
+            })
             .map(|(key, o)| {
                 format!(
                     "key \"{key}.subscription_type\": {:?} subscriptions are not implemented yet; subscribing to these channels fails with error 108 (not available)",

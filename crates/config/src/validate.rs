@@ -46,6 +46,9 @@ impl Config {
         let mut v = Violations(Vec::new());
         self.validate_general(&mut v);
         self.validate_channels(&mut v);
+        for (key, reason) in self.map_violations() {
+            v.push(&key, reason);
+        }
         for (key, reason) in self.proxy_violations() {
             v.push(&key, reason);
         }

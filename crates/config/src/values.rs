@@ -178,6 +178,50 @@ impl LogLevel {
     }
 }
 
+closed_set! {
+    /// How a map channel keeps its state (`map.mode`).
+    #[derive(Default)]
+    MapMode {
+        /// Not set (required for map namespaces, checked by validation).
+        #[default]
+        Unset = "",
+        /// Keys expire (`key_ttl`), no change stream: every subscribe loads the full state.
+        Ephemeral = "ephemeral",
+        /// Keys expire and a change stream allows recovery.
+        Recoverable = "recoverable",
+        /// Keys never expire; a change stream allows recovery.
+        Persistent = "persistent",
+    }
+}
+
+closed_set! {
+    /// Which key a client's map publication writes (`map.client_key`).
+    #[derive(Default)]
+    MapClientKey {
+        /// The key the client sends.
+        #[default]
+        Given = "",
+        /// The client's connection id.
+        ClientId = "client_id",
+        /// The client's user id (anonymous clients are refused).
+        UserId = "user_id",
+    }
+}
+
+closed_set! {
+    /// Where map state lives (`map_broker.type`).
+    #[derive(Default)]
+    MapBrokerKind {
+        /// In this process (default).
+        #[default]
+        Memory = "memory" | "",
+        /// Redis (parsed, not served yet).
+        Redis = "redis",
+        /// PostgreSQL (parsed, not served yet).
+        Postgres = "postgres",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -484,11 +484,17 @@ fn centrifuge_js_test_config_loads() {
         Some(ChannelError::UnknownNamespace("missing".to_owned()))
     );
 
+    // Map options are typed; only the shared poll section is still unknown.
+    let streamless = c
+        .channel_options("streamless:x")
+        .expect("streamless")
+        .options;
+    assert_eq!(streamless.map.mode, gyre_config::MapMode::Ephemeral);
+    assert_eq!(streamless.map.key_ttl, Duration::from_secs(60));
+    assert!(!streamless.map.has_stream() && streamless.map.has_expiry());
     let w = &loaded.warnings;
     for expected in [
         "unknown key \"shared_poll\"",
-        "key \"channel.namespaces[3].subscription_type\": \"map\" subscriptions are not implemented yet",
-        "unknown key \"channel.namespaces[3].map\"",
         "key \"client.concurrency\" is not implemented yet",
     ] {
         assert!(
@@ -496,10 +502,10 @@ fn centrifuge_js_test_config_loads() {
             "missing {expected} in {w:?}"
         );
     }
-    assert_eq!(w.len(), 4, "{w:?}");
+    assert_eq!(w.len(), 2, "{w:?}");
 
     // The serialized form loads back to the same configuration, warning only about what is
-    // not served yet.
+    // not acted on yet.
     let again = load_str(&c.to_json_pretty(), Format::Json, &[], &[]).expect("round trip");
     assert!(
         again

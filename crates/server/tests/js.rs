@@ -312,3 +312,61 @@ fn shutdown(protocol: &str) {
         "gyre did not exit within 5 s of SIGTERM"
     );
 }
+
+both_protocols!(map);
+
+/// Scenario 19, map subscriptions: state pages, live updates and removals with per-key delta,
+/// client publish/remove, recovery after reconnect and after unsubscribe, an overflowed
+/// stream restarting from the state, client_key, and bad map publications.
+fn map(protocol: &str) {
+    let map_ns = |name: &str, map: Value, extra: Value| {
+        let mut ns = json!({
+            "name": name,
+            "subscription_type": "map",
+            "map": map,
+            "allow_subscribe_for_client": true,
+        });
+        if let (Value::Object(ns), Value::Object(extra)) = (&mut ns, extra) {
+            ns.extend(extra);
+        }
+        ns
+    };
+    let config = json!({
+        "channel": { "namespaces": [
+            map_ns(
+                "live",
+                json!({
+                    "mode": "persistent",
+                    "min_page_size": 1,
+                    "allow_publish_for_client": true,
+                    "allow_remove_for_client": true,
+                }),
+                json!({ "allowed_delta_types": ["fossil"], "delta_publish": true }),
+            ),
+            map_ns("small", json!({ "mode": "persistent", "stream_size": 2 }), json!({})),
+            map_ns(
+                "room",
+                json!({ "mode": "ephemeral", "key_ttl": "60s" }),
+                json!({ "map_clients_presence_channel_prefix": "who:" }),
+            ),
+            json!({
+                "name": "who",
+                "subscription_type": "map_clients",
+                "map": { "mode": "ephemeral", "key_ttl": "60s" },
+                "allow_subscribe_for_client": true,
+            }),
+            map_ns(
+                "own",
+                json!({
+                    "mode": "ephemeral",
+                    "key_ttl": "60s",
+                    "client_key": "client_id",
+                    "allow_publish_for_subscriber": true,
+                }),
+                json!({}),
+            ),
+        ] },
+    });
+    let env = [("GYRE_TOKEN", user_token("u1", json!({})))];
+    scenario("map.mjs", protocol, config, &env);
+}

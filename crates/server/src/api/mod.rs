@@ -4,6 +4,7 @@
 //! result object or an API error. [`http`] adapts it to axum.
 
 pub(crate) mod http;
+mod map;
 pub(crate) mod types;
 
 use std::collections::HashMap;
@@ -56,7 +57,10 @@ pub(crate) fn execute<'a>(
             "channels" => channels(node, parse(body)?).await,
             "info" => raw(&info(node)),
             "batch" => batch(node, parse(body)?).await,
-            _ => Err(ApiError::method_not_found()),
+            _ => match map::execute(node, method, body).await {
+                Some(result) => result,
+                None => Err(ApiError::method_not_found()),
+            },
         }
     })
 }

@@ -1,6 +1,7 @@
 //! Engines: where streams (history, offsets, epochs) and presence live. The memory engine is
 //! the default and serves a single node.
 
+pub(crate) mod map;
 pub(crate) mod memory;
 pub(crate) mod presence;
 pub(crate) mod redis;

@@ -288,9 +288,26 @@ impl Hub {
         let Some(entry) = shard.get_mut(channel) else {
             return;
         };
-        let patch = match (&entry.previous_data, delta_marked) {
+        // A keyed publication (map entry) patches against its key's previous value, which
+        // the broker hands over in `prev_data` (never sent to clients).
+        let base = if publication.key.is_empty() {
+            entry.previous_data.as_ref()
+        } else {
+            Some(&publication.prev_data).filter(|prev| !prev.is_empty())
+        };
+        let patch = match (base, delta_marked) {
             (Some(prev), true) => delta::patch(prev, &publication.data),
             _ => None,
+        };
+        let stripped;
+        let publication = if publication.prev_data.is_empty() {
+            publication
+        } else {
+            stripped = Publication {
+                prev_data: Bytes::new(),
+                ..publication.clone()
+            };
+            &stripped
         };
         let mut encoded = ShapeCache::default();
         let push = |publication: Publication| Push {
@@ -485,7 +502,12 @@ pub fn full_for_delta(publication: &Publication, protocol: Protocol) -> Publicat
     let mut p = publication.clone();
     p.delta = false;
     if protocol == Protocol::Json {
-        p.data = delta::json_string(&publication.data);
+        p.data = if publication.removed && publication.data.is_empty() {
+            // A removal has no payload; the SDK still parses one.
+            delta::json_string(b"null")
+        } else {
+            delta::json_string(&publication.data)
+        };
     }
     p
 }

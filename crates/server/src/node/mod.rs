@@ -14,6 +14,7 @@ pub(crate) mod channels;
 pub(crate) mod cluster;
 pub(crate) mod control;
 pub(crate) mod events;
+pub(crate) mod maps;
 
 pub(crate) use crate::time::unix_now;
 pub(crate) use events::NodeEvents;
@@ -71,6 +72,10 @@ pub(crate) struct Node {
     pub presence: Arc<dyn PresenceManager>,
     /// Node-to-node control.
     pub control: Arc<dyn ControlBus>,
+    /// Keyed state of map channels.
+    pub map: Arc<dyn crate::engine::map::MapBroker>,
+    /// Presence keys of local subscribers kept alive in map_clients channels.
+    pub map_keepalive: maps::MapKeepAlive,
     /// Connection token verifier, when a key is configured.
     pub connect_verifier: Option<TokenVerifier>,
     /// Subscription token verifier (the connection one unless `subscription_token.enabled`).
@@ -254,7 +259,11 @@ impl Node {
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());
-        Ok(Arc::new(Self {
+        let map =
+            crate::engine::map::memory::MemoryMapBroker::start(events.clone(), shutdown.clone());
+        let node = Arc::new(Self {
+            map,
+            map_keepalive: maps::MapKeepAlive::default(),
             hub: events.hub.clone(),
             broker: engine.broker,
             presence: engine.presence,
@@ -272,7 +281,9 @@ impl Node {
             emulation: Arc::default(),
             metrics: crate::metrics::Metrics::new(VERSION),
             config,
-        }))
+        });
+        maps::spawn_keepalive(&node);
+        Ok(node)
     }
 
     /// Resolves a channel's namespace options and checks its name: an unknown namespace is

@@ -58,10 +58,13 @@ impl Session {
             self.handle_unsubscribe(&req.channel)
                 .await
                 .map(|r| reply.unsubscribe = Some(r))
-        } else if cmd.publish.as_ref().is_some_and(|req| req.kind != 0)
-            || cmd.sub_refresh.as_ref().is_some_and(|req| req.kind != 0)
-        {
-            // Map publications and shared poll key tracking are not served yet.
+        } else if cmd.publish.as_ref().is_some_and(|req| req.kind != 0) {
+            let req = cmd.publish.unwrap_or_default();
+            Box::pin(self.handle_map_publish(req))
+                .await
+                .map(|r| reply.publish = Some(r))
+        } else if cmd.sub_refresh.as_ref().is_some_and(|req| req.kind != 0) {
+            // Shared poll key tracking is not served yet.
             Err(ErrorCode::NotAvailable.into())
         } else if let Some(req) = cmd.publish {
             self.handle_publish(id, req.channel, req.data)

@@ -7,6 +7,7 @@
 
 mod commands;
 mod connect;
+mod map;
 mod pending;
 mod subscribe;
 mod uni;
@@ -84,6 +85,8 @@ struct Session {
     /// Decisions in flight. The mutex only makes the session `Sync` (the futures are only
     /// `Send`): it is never contended, polled through `get_mut` and locked to read the length.
     pending: parking_lot::Mutex<FuturesUnordered<pending::Pending>>,
+    /// Map subscribes in progress (between their first page and going live).
+    map_flows: map::MapFlows,
 }
 
 /// Runs a session over a transport until it closes.
@@ -131,6 +134,7 @@ pub(crate) async fn run<T: Transport>(
         connecting: false,
         refreshing: false,
         pending: parking_lot::Mutex::new(FuturesUnordered::new()),
+        map_flows: map::MapFlows::default(),
     };
     let shutdown = node.shutdown.clone();
     let shutdown = shutdown.cancelled();

@@ -67,11 +67,13 @@ impl Session {
         }
         let node = self.node.clone();
         let resolved = node.channel(&channel)?;
-        if resolved.options.subscription_type != gyre_config::SubscriptionType::Stream
-            || req.kind != 0
-        {
-            // Map and shared poll subscriptions are not served yet (warned at start-up).
-            return Err(ErrorCode::NotAvailable.into());
+        match resolved.options.subscription_type {
+            gyre_config::SubscriptionType::Stream if req.kind == 0 => {}
+            gyre_config::SubscriptionType::Map | gyre_config::SubscriptionType::MapClients => {
+                return Box::pin(self.handle_map_subscribe(req)).await.map(Some);
+            }
+            // Map users and shared poll subscriptions are not served yet (warned at start-up).
+            _ => return Err(ErrorCode::NotAvailable.into()),
         }
         let tags_filter = crate::tags_filter::from_request(
             node.hub.filters(),
@@ -366,6 +368,7 @@ impl Session {
 
     /// Removes a subscription: leaves the hub, presence and announces the leave.
     pub(super) async fn remove_subscription(&mut self, channel: &str) -> bool {
+        self.map_left(channel).await;
         let Some(state) = self.subs.remove(channel) else {
             return false;
         };
