@@ -21,6 +21,7 @@ mod error;
 mod load;
 mod options;
 mod proxy;
+mod shared_poll;
 mod validate;
 mod values;
 
@@ -40,4 +41,7 @@ pub use proxy::{
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
     is_default_name,
 };
-pub use values::{DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode, SubscriptionType};
+pub use shared_poll::{SharedPollConfig, SharedPollOptions};
+pub use values::{
+    DataFormat, DeltaType, EngineKind, ErrorMode, RecoveryMode, SharedPollMode, SubscriptionType,
+};

@@ -65,6 +65,8 @@ pub struct ChannelOptions {
     pub publication_data_format: DataFormat,
     /// What a subscription to these channels is: a stream (default), a map or a shared poll.
     pub subscription_type: SubscriptionType,
+    /// Options of `shared_poll` subscriptions (used when `subscription_type` is `shared_poll`).
+    pub shared_poll: crate::SharedPollOptions,
     /// Proxy switches (`subscribe_proxy_enabled`, `publish_proxy_name`, ...).
     #[serde(flatten)]
     pub proxy: crate::NamespaceProxyOptions,
@@ -101,6 +103,7 @@ impl Default for ChannelOptions {
             channel_regex: String::new(),
             publication_data_format: DataFormat::Any,
             subscription_type: SubscriptionType::Stream,
+            shared_poll: crate::SharedPollOptions::default(),
             proxy: crate::NamespaceProxyOptions::default(),
         }
     }
@@ -175,20 +178,5 @@ impl Default for ChannelConfig {
             user_boundary: "#".to_owned(),
             user_separator: ",".to_owned(),
         }
-    }
-}
-
-impl crate::Config {
-    /// Warnings about subscription types Gyre parses but does not serve yet, each naming its key.
-    pub(crate) fn subscription_type_warnings(&self) -> Vec<String> {
-        self.channel_options_by_key()
-            .filter(|(_, o)| o.subscription_type != SubscriptionType::Stream)
-            .map(|(key, o)| {
-                format!(
-                    "key \"{key}.subscription_type\": {:?} subscriptions are not implemented yet; subscribing to these channels fails with error 108 (not available)",
-                    o.subscription_type.as_str()
-                )
-            })
-            .collect()
     }
 }

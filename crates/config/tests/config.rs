@@ -470,7 +470,6 @@ fn centrifuge_js_test_config_loads() {
 
     let w = &loaded.warnings;
     for expected in [
-        "unknown key \"shared_poll\"",
         "key \"channel.namespaces[3].subscription_type\": \"map\" subscriptions are not implemented yet",
         "unknown key \"channel.namespaces[3].map\"",
     ] {
@@ -479,7 +478,8 @@ fn centrifuge_js_test_config_loads() {
             "missing {expected} in {w:?}"
         );
     }
-    assert_eq!(w.len(), 3, "{w:?}");
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(c.shared_poll.hmac_secret_key, "test-poll-secret");
 
     // The serialized form loads back to the same configuration, warning only about what is
     // not served yet.
@@ -512,4 +512,63 @@ fn env_variable_naming_a_section_is_ignored() {
         "{:?}",
         loaded.warnings
     );
+}
+
+#[test]
+fn shared_poll_options_load_and_validate() {
+    let good = json!({
+        "shared_poll": {"hmac_secret_key": "s", "concurrency_limit": 4},
+        "proxies": [{"name": "poll", "endpoint": "http://127.0.0.1:1/refresh"}],
+        "channel": {"namespaces": [{
+            "name": "poll",
+            "subscription_type": "shared_poll",
+            "shared_poll": {"proxy_name": "poll", "mode": "versioned", "refresh_interval": "200ms",
+                "refresh_batch_size": 10, "max_keys_per_connection": 3, "publish_enabled": true}
+        }]}
+    });
+    let loaded = load_str(&good.to_string(), Format::Json, &[], &[]).expect("valid");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let o = &loaded
+        .config
+        .channel_options("poll:x")
+        .expect("poll")
+        .options
+        .shared_poll;
+    assert_eq!(o.mode, gyre_config::SharedPollMode::Versioned);
+    assert_eq!(o.refresh_interval, Duration::from_millis(200));
+    assert_eq!((o.batch_size(), o.max_keys()), (10, 3));
+    assert_eq!(loaded.config.shared_poll.concurrency_limit, 4);
+    let defaults = gyre_config::SharedPollOptions::default();
+    assert_eq!(defaults.mode, gyre_config::SharedPollMode::Versionless);
+    assert_eq!((defaults.batch_size(), defaults.max_keys()), (1000, 5000));
+
+    let violations = |patch: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        patch(&mut v);
+        match load_str(&v.to_string(), Format::Json, &[], &[]) {
+            Err(ConfigError::Validation(v)) => v,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    };
+    let sp = |v: &mut Value| v["channel"]["namespaces"][0]["shared_poll"].clone();
+    let v = violations(&|v| v["shared_poll"]["hmac_secret_key"] = json!(""));
+    assert!(v[0].starts_with("shared_poll.hmac_secret_key: "), "{v:?}");
+    let v = violations(&|v| {
+        let mut o = sp(v);
+        o["proxy_name"] = json!("nope");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    });
+    assert!(v[0].contains("unknown proxy \"nope\""), "{v:?}");
+    let v = violations(&|v| {
+        let mut o = sp(v);
+        o["mode"] = json!("versionless");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    });
+    assert!(v[0].contains("shared_poll.publish_enabled"), "{v:?}");
+    let v = violations(&|v| {
+        let mut o = sp(v);
+        o["mode"] = json!("sometimes");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    });
+    assert!(v[0].contains("unknown mode"), "{v:?}");
 }
