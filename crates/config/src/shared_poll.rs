@@ -142,6 +142,13 @@ impl crate::Config {
                 )),
             }
             if o.subscription_type == SubscriptionType::SharedPoll
+                && o.proxy.subscribe_proxy_enabled
+            {
+                out.push(format!(
+                    "key \"{key}.subscribe_proxy_enabled\" is not implemented for shared_poll channels; subscribing without a token fails with error 108 (not available)"
+                ));
+            }
+            if o.subscription_type == SubscriptionType::SharedPoll
                 && o.shared_poll.track_expired_extra_delay.is_some()
             {
                 out.push(format!(

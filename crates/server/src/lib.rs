@@ -11,6 +11,8 @@
 //! - `policy`: who may connect, subscribe, publish, call RPC and refresh.
 //! - [`proxy`]: the application backend's decisions over HTTP (connect, refresh, subscribe,
 //!   publish, RPC).
+//! - `shared_poll`: shared poll subscriptions, the keys one poller per channel asks the
+//!   backend about for all of a node's subscribers.
 //! - [`ws`]: the WebSocket endpoint; [`api`]: the server HTTP API.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
@@ -29,6 +31,7 @@ pub(crate) mod policy;
 pub(crate) mod proxy;
 pub(crate) mod session;
 pub(crate) mod sharded;
+pub(crate) mod shared_poll;
 pub(crate) mod time;
 pub(crate) mod websocket;
 pub(crate) mod ws;

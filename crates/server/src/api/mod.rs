@@ -4,6 +4,7 @@
 //! result object or an API error. [`http`] adapts it to axum.
 
 pub(crate) mod http;
+pub(crate) mod shared_poll;
 pub(crate) mod types;
 
 use std::collections::HashMap;
@@ -56,6 +57,7 @@ pub(crate) fn execute<'a>(
             "channels" => channels(node, parse(body)?).await,
             "info" => raw(&info(node)),
             "batch" => batch(node, parse(body)?).await,
+            "shared_poll_publish" => shared_poll::shared_poll_publish(node, parse(body)?),
             _ => Err(ApiError::method_not_found()),
         }
     })

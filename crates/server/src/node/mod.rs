@@ -84,6 +84,8 @@ pub(crate) struct Node {
     pub events: Arc<NodeEvents>,
     /// The keep-alive HTTP client for proxy calls.
     pub(crate) proxy: crate::http_client::HttpClient,
+    /// Shared poll channels and their pollers.
+    pub(crate) shared_poll: crate::shared_poll::SharedPoll,
 }
 
 /// A service error: a code and a message (the server API's error object).
@@ -177,6 +179,9 @@ impl Node {
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());
+        let proxy = crate::http_client::HttpClient::default();
+        let shared_poll =
+            crate::shared_poll::SharedPoll::new(&config, proxy.clone(), shutdown.clone());
         Ok(Arc::new(Self {
             hub: events.hub.clone(),
             broker: engine.broker,
@@ -189,7 +194,8 @@ impl Node {
             open_connections: std::sync::atomic::AtomicUsize::new(0),
             tasks: tokio_util::task::TaskTracker::new(),
             events,
-            proxy: crate::http_client::HttpClient::default(),
+            proxy,
+            shared_poll,
             config,
         }))
     }

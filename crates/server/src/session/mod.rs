@@ -8,6 +8,7 @@
 mod commands;
 mod connect;
 mod pending;
+mod shared_poll;
 mod subscribe;
 
 use std::collections::HashMap;
@@ -50,6 +51,8 @@ struct SubState {
     server_refresh: bool,
     /// The sub_refresh proxy is being asked.
     refreshing: bool,
+    /// A shared poll subscription: its keys are tracked by the node's shared poll registry.
+    shared_poll: bool,
 }
 
 /// The per-connection state machine.

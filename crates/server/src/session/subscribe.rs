@@ -65,11 +65,13 @@ impl Session {
         }
         let node = self.node.clone();
         let resolved = node.channel(&channel)?;
-        if resolved.options.subscription_type != gyre_config::SubscriptionType::Stream
-            || req.kind != 0
-        {
-            // Map and shared poll subscriptions are not served yet (warned at start-up).
-            return Err(ErrorCode::NotAvailable.into());
+        match resolved.options.subscription_type {
+            gyre_config::SubscriptionType::Stream if req.kind == 0 => {}
+            gyre_config::SubscriptionType::SharedPoll => {
+                return self.subscribe_shared_poll(&req, &resolved);
+            }
+            // Map subscriptions are not served yet (warned at start-up).
+            _ => return Err(ErrorCode::NotAvailable.into()),
         }
         if req.tf.is_some() {
             // Tags filters are not allowed in any namespace yet (`allow_tags_filter`).
@@ -219,6 +221,7 @@ impl Session {
                 server_side: p.server_side,
                 server_refresh,
                 refreshing: false,
+                shared_poll: false,
             },
         );
         node.join(&p.channel, &info, presence, emit_join_leave)
@@ -314,6 +317,11 @@ impl Session {
         let Some(state) = self.subs.remove(channel) else {
             return false;
         };
+        if state.shared_poll {
+            let client = &self.handle.client;
+            self.node.shared_poll.untrack(channel, client, None);
+            return true;
+        }
         self.node
             .hub_unsubscribe(channel, &self.handle.client)
             .await;
