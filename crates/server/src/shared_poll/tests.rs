@@ -76,3 +76,66 @@ fn untracking_and_removal_leave_nothing_behind() {
     state.untrack("a", ["k2"].into_iter());
     assert!(state.keys.is_empty() && state.clients.is_empty());
 }
+
+/// A registry whose channels poll an endpoint nobody listens on, every 10ms.
+fn registry() -> (SharedPoll, SharedPollOptions) {
+    let mut config = Config::default();
+    config.proxies.push(gyre_config::NamedProxy {
+        name: "poll".into(),
+        options: ProxyOptions {
+            endpoint: "http://127.0.0.1:9/refresh".into(),
+            ..Default::default()
+        },
+    });
+    let options = SharedPollOptions {
+        proxy_name: "poll".into(),
+        refresh_interval: gyre_config::Duration::from_millis(10),
+        channel_shutdown_delay: gyre_config::Duration::from_millis(10),
+        ..Default::default()
+    };
+    let poll = SharedPoll::new(&config, HttpClient::default(), CancellationToken::new());
+    (poll, options)
+}
+
+async fn until_no_channels(poll: &SharedPoll) {
+    for _ in 0..300 {
+        if poll.registry.channels.lock().is_empty() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the channel's poller did not stop");
+}
+
+#[tokio::test]
+async fn poller_stops_when_the_last_tracker_leaves() {
+    let (poll, options) = registry();
+    let (a, b) = (handle("a"), handle("b"));
+    for round in 0..2 {
+        poll.track("poll:x", &options, &a, &items(&[("k", 0)]), &[])
+            .expect("track a");
+        poll.track("poll:x", &options, &b, &items(&[("k", 0)]), &[])
+            .expect("track b");
+        assert_eq!(poll.registry.channels.lock().len(), 1, "round {round}");
+        poll.untrack("poll:x", "a", None);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert_eq!(
+            poll.registry.channels.lock().len(),
+            1,
+            "stopped while b tracks (round {round})"
+        );
+        poll.untrack("poll:x", "b", Some(&["k".to_owned()]));
+        until_no_channels(&poll).await;
+    }
+    assert_eq!(
+        poll.track(
+            "poll:x",
+            &SharedPollOptions::default(),
+            &a,
+            &items(&[("k", 0)]),
+            &[]
+        ),
+        Err(ErrorCode::Internal),
+        "a channel without its proxy"
+    );
+}
