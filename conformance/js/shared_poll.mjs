@@ -3,7 +3,8 @@
 // and receiving their data, updates, a second tracker of the same key getting the data the
 // node has, untracking, removals, refused signatures (103), max_keys_per_connection (106), a
 // backend answering garbage for some keys (the other keys keep updating), versionless change
-// detection, shared_poll_publish, and the poller stopping once nobody tracks the channel.
+// detection, shared_poll_publish, a tracking ending with its signature, and the poller
+// stopping once nobody tracks the channel.
 import { createHash, createHmac } from 'node:crypto';
 import { run, step, newClient, Events, CLIENT_EVENTS, SUB_EVENTS, assert, assertEq, dec, api, sleep, fail } from './lib.mjs';
 
@@ -148,6 +149,20 @@ run('shared_poll', async () => {
   await api('shared_poll_publish', { channel: ch, key: 'p1', data: { from: 'api' }, version: 7 });
   const published = await update(A.events, 'p1', (u) => u.version === 7);
   assertEq(dec(published.data), { from: 'api' }, 'published data');
+
+  step('a tracking ends when its signature expires (track_expired_extra_delay 0s)');
+  const chx = 'pollx:exp';
+  const X = await subscribed(a, chx, 'X');
+  await set('e1', { e: 1 }, 1);
+  await set('probe', { p: 1 }, 1);
+  // Expired 3s ago: accepted within the 5s grace, then dropped by the next poll cycle.
+  X.sub.track([{ key: 'e1', version: 0 }], sign(chx, ['e1'], USER, SECRET, -3));
+  X.sub.track([{ key: 'probe', version: 0 }], sign(chx, ['probe']));
+  await update(X.events, 'probe', (u) => u.version === 1);
+  await set('e1', { e: 2 }, 2);
+  await set('probe', { p: 2 }, 2);
+  await update(X.events, 'probe', (u) => u.version === 2);
+  assertEq(X.events.of('update').filter((u) => u.key === 'e1' && u.version === 2).length, 0, 'updates of the expired key');
 
   step('nobody tracks: the pollers stop');
   const polled = await stats(ch);

@@ -38,7 +38,8 @@ pub struct SharedPollOptions {
     pub mode: SharedPollMode,
     /// How long a channel's poller keeps running after its last key is untracked (default 1s).
     pub channel_shutdown_delay: Duration,
-    /// Extra time a key stays tracked after its signature expired (parsed; not enforced).
+    /// Extra time a key stays tracked after its signature expired, for the client to renew
+    /// it with a new track (default 25s).
     pub track_expired_extra_delay: Option<Duration>,
     /// Allow the `shared_poll_publish` API method (versioned mode only).
     pub publish_enabled: bool,
@@ -60,6 +61,12 @@ impl Default for SharedPollOptions {
 }
 
 impl SharedPollOptions {
+    /// How long a tracking outlives its signature's expiry.
+    pub fn track_expired_extra_delay(&self) -> std::time::Duration {
+        self.track_expired_extra_delay
+            .map_or(std::time::Duration::from_secs(25), |d| d.0)
+    }
+
     /// Keys per backend request.
     pub fn batch_size(&self) -> usize {
         if self.refresh_batch_size == 0 {
@@ -146,13 +153,6 @@ impl crate::Config {
             {
                 out.push(format!(
                     "key \"{key}.subscribe_proxy_enabled\" is not implemented for shared_poll channels; subscribing without a token fails with error 108 (not available)"
-                ));
-            }
-            if o.subscription_type == SubscriptionType::SharedPoll
-                && o.shared_poll.track_expired_extra_delay.is_some()
-            {
-                out.push(format!(
-                    "key \"{key}.shared_poll.track_expired_extra_delay\" is not implemented; tracked keys stay tracked after their signature expires"
                 ));
             }
         }

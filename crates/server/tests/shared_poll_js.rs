@@ -135,6 +135,8 @@ fn scenario(protocol: &str) {
         .build()
         .expect("runtime");
     let base = runtime.block_on(start_backend());
+    let mut expiring = namespace("pollx", "versioned", 100, 10);
+    expiring["shared_poll"]["track_expired_extra_delay"] = json!("0s");
     let gyre = support::Gyre::start(&support::config(json!({
         "shared_poll": {"hmac_secret_key": POLL_SECRET},
         "proxies": [{"name": "poll", "endpoint": format!("{base}/refresh"), "timeout": "2s"}],
@@ -142,6 +144,7 @@ fn scenario(protocol: &str) {
             namespace("poll", "versioned", 2, 3),
             namespace("pollb", "versioned", 1, 10),
             namespace("pollvl", "versionless", 100, 10),
+            expiring,
         ]},
     })));
     let token = support::token(json!({"sub": "u1", "exp": support::now() + 3600}));

@@ -113,7 +113,7 @@ impl Session {
             if signed.is_empty() || signed.iter().any(|k| k.is_empty()) {
                 return Err(ErrorCode::BadRequest.into());
             }
-            match signature::verify(
+            let expire_at = match signature::verify(
                 &keys,
                 &req.channel,
                 &self.user,
@@ -121,20 +121,21 @@ impl Session {
                 &batch.signature,
                 now,
             ) {
-                Ok(expiry) if expiry > 0 && (earliest == 0 || expiry < earliest) => {
-                    earliest = expiry;
-                }
-                Ok(_) => {}
+                Ok(expiry) => expiry,
                 Err(Refusal::Invalid) => {
                     tracing::debug!(client = %self.handle.client, channel = %req.channel, "invalid track signature");
                     return Err(ErrorCode::PermissionDenied.into());
                 }
                 Err(Refusal::Expired) => return Err(ErrorCode::TokenExpired.into()),
+            };
+            if expire_at > 0 && (earliest == 0 || expire_at < earliest) {
+                earliest = expire_at;
             }
             for item in &batch.items {
                 let track = TrackItem {
                     key: item.key.clone(),
                     version: item.version,
+                    expire_at,
                 };
                 match index.get(item.key.as_str()) {
                     Some(&i) => items[i] = track,

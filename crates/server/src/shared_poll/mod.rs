@@ -88,8 +88,17 @@ struct Key {
     data: Bytes,
     /// The backend was asked about it at least once.
     asked: bool,
-    /// Tracking connections and the version each has.
-    trackers: HashMap<Arc<str>, u64>,
+    /// Tracking connections and what each has.
+    trackers: HashMap<Arc<str>, Has>,
+}
+
+/// One connection's tracking of a key.
+#[derive(Debug, Default, Clone, Copy)]
+struct Has {
+    /// The version it has (0: none).
+    version: u64,
+    /// When its signature expires (unix seconds, 0: never).
+    expire_at: i64,
 }
 
 #[derive(Debug)]
@@ -98,11 +107,13 @@ struct Tracker {
     keys: HashSet<String>,
 }
 
-/// A key a connection asks to track, with the version it has.
+/// A key a connection asks to track, with the version it has and when the signature that
+/// allows it expires (unix seconds, 0: never).
 #[derive(Debug, Clone)]
 pub(crate) struct TrackItem {
     pub key: String,
     pub version: u64,
+    pub expire_at: i64,
 }
 
 impl SharedPoll {
@@ -293,11 +304,12 @@ impl State {
         for item in items {
             tracker.keys.insert(item.key.clone());
             let entry = self.keys.entry(item.key.clone()).or_default();
-            let has = entry.trackers.entry(client.clone()).or_insert(0);
+            let has = entry.trackers.entry(client.clone()).or_default();
             // The version the connection says it has (a re-track may lower it).
-            *has = item.version;
-            if entry.version > *has {
-                *has = entry.version;
+            has.version = item.version;
+            has.expire_at = item.expire_at;
+            if entry.version > has.version {
+                has.version = entry.version;
                 cached.push(Publication {
                     key: item.key.clone(),
                     data: entry.data.clone(),
@@ -338,14 +350,29 @@ impl State {
         };
         let mut out = Vec::new();
         for (client, has) in &mut entry.trackers {
-            if *has < version {
-                *has = version;
+            if has.version < version {
+                has.version = version;
                 if let Some(t) = self.clients.get(client) {
                     out.push(t.handle.clone());
                 }
             }
         }
         out
+    }
+
+    /// Stops the trackings whose signature expired before `deadline` (unix seconds).
+    fn expire(&mut self, deadline: i64) {
+        let mut expired = Vec::new();
+        for (key, entry) in &self.keys {
+            for (client, has) in &entry.trackers {
+                if has.expire_at > 0 && has.expire_at < deadline {
+                    expired.push((client.clone(), key.clone()));
+                }
+            }
+        }
+        for (client, key) in expired {
+            self.untrack(&client, std::iter::once(key.as_str()));
+        }
     }
 
     /// Drops a removed key and returns all its trackers.

@@ -40,6 +40,9 @@ pub(super) async fn run(registry: Arc<Registry>, ch: Arc<Channel>) {
         }
         if full {
             next = Instant::now() + interval;
+            // Keys whose signature expired (and was not renewed by a new track) are dropped.
+            let extra = ch.options.track_expired_extra_delay().as_secs() as i64;
+            ch.state.lock().expire(crate::unix_now() - extra);
         }
         for batch in batches(&ch, full) {
             poll(&registry, &ch, batch).await;

@@ -9,6 +9,7 @@ fn items(keys: &[(&str, u64)]) -> Vec<TrackItem> {
         .map(|(k, v)| TrackItem {
             key: (*k).to_owned(),
             version: *v,
+            expire_at: 0,
         })
         .collect()
 }
@@ -138,4 +139,25 @@ async fn poller_stops_when_the_last_tracker_leaves() {
         Err(ErrorCode::Internal),
         "a channel without its proxy"
     );
+}
+
+#[test]
+fn expired_signatures_end_their_trackings() {
+    let mut state = State::default();
+    let (a, b) = (handle("a"), handle("b"));
+    let mut signed = items(&[("k1", 0), ("k2", 0)]);
+    signed[0].expire_at = 100;
+    state.track(10, &a, &signed, &[]).expect("a");
+    state.track(10, &b, &items(&[("k1", 0)]), &[]).expect("b");
+    state.expire(100);
+    assert_eq!(state.clients["a"].keys.len(), 2, "not yet expired");
+    state.expire(101);
+    assert_eq!(state.clients["a"].keys.len(), 1);
+    assert!(!state.keys["k1"].trackers.contains_key("a"));
+    assert!(state.keys["k1"].trackers.contains_key("b"));
+    // A new track with a renewed signature keeps the key.
+    signed[1].expire_at = 200;
+    state.track(10, &a, &signed[1..], &[]).expect("renew");
+    state.expire(150);
+    assert!(state.keys["k2"].trackers.contains_key("a"));
 }
