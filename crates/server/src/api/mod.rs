@@ -57,7 +57,7 @@ pub(crate) fn execute<'a>(
             "channels" => channels(node, parse(body)?).await,
             "info" => raw(&info(node)),
             "batch" => batch(node, parse(body)?).await,
-            "shared_poll_publish" => shared_poll::shared_poll_publish(node, parse(body)?),
+            "shared_poll_publish" => shared_poll::shared_poll_publish(node, parse(body)?).await,
             _ => Err(ApiError::method_not_found()),
         }
     })

@@ -1,5 +1,5 @@
 //! The `shared_poll_publish` API method: the application pushes a new version of a key of a
-//! shared poll channel to its trackers on this node without waiting for the next poll.
+//! shared poll channel to its trackers on every node without waiting for the next poll.
 
 use base64::Engine as _;
 use bytes::Bytes;
@@ -10,6 +10,8 @@ use serde_json::json;
 
 use super::{ApiError, ApiResult, raw};
 use crate::node::Node;
+use crate::node::cluster::ControlCommand;
+use crate::shared_poll::{PUBLISH_COMMAND, RemotePublish};
 
 /// `shared_poll_publish`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -33,7 +35,7 @@ pub(crate) struct SharedPollPublishRequest {
 /// Publishes a new version of a key. 107 without channel, key
 /// or version or outside a shared poll namespace, 102 for an unknown namespace, 108 when the
 /// namespace does not enable `publish_enabled`.
-pub(crate) fn shared_poll_publish(node: &Node, req: SharedPollPublishRequest) -> ApiResult {
+pub(crate) async fn shared_poll_publish(node: &Node, req: SharedPollPublishRequest) -> ApiResult {
     if req.channel.is_empty() || req.key.is_empty() || req.version == 0 {
         return Err(ApiError::bad_request(
             "bad request: channel, key and version are required",
@@ -57,7 +59,16 @@ pub(crate) fn shared_poll_publish(node: &Node, req: SharedPollPublishRequest) ->
             .map(Bytes::from)
             .map_err(|_| ApiError::bad_request("bad request: invalid b64data"))?
     };
+    let body = RemotePublish::body(&req.channel, &req.key, req.version, &data);
     node.shared_poll
         .publish(&req.channel, &req.key, req.version, data);
+    let command = ControlCommand {
+        method: PUBLISH_COMMAND.to_owned(),
+        body,
+    };
+    node.send_command(&command).await.map_err(|err| {
+        tracing::warn!("shared_poll_publish not sent to other nodes: {err}");
+        ApiError::from(ErrorCode::Internal)
+    })?;
     raw(&json!({}))
 }

@@ -182,6 +182,7 @@ impl Node {
         let proxy = crate::http_client::HttpClient::default();
         let shared_poll =
             crate::shared_poll::SharedPoll::new(&config, proxy.clone(), shutdown.clone());
+        let _ = events.shared_poll.set(shared_poll.clone());
         Ok(Arc::new(Self {
             hub: events.hub.clone(),
             broker: engine.broker,

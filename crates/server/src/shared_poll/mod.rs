@@ -24,6 +24,7 @@ use bytes::Bytes;
 use gyre_config::{Config, ProxyOptions, SharedPollMode, SharedPollOptions};
 use gyre_protocol::{ErrorCode, Protocol, Publication, Push, Reply};
 use parking_lot::Mutex;
+use serde::Deserialize as _;
 use tokio_util::sync::CancellationToken;
 
 use crate::http_client::HttpClient;
@@ -39,8 +40,11 @@ pub(crate) const UNTRACK: i32 = 2;
 /// Backend calls at once over all channels when `shared_poll.concurrency_limit` is 0.
 const DEFAULT_CONCURRENCY: usize = 64;
 
-/// The node's shared poll channels.
-#[derive(Debug)]
+/// The control command that carries a `shared_poll_publish` to the other nodes.
+pub(crate) const PUBLISH_COMMAND: &str = "shared_poll_publish";
+
+/// The node's shared poll channels (a handle: clones share them).
+#[derive(Debug, Clone)]
 pub(crate) struct SharedPoll {
     registry: Arc<Registry>,
 }
@@ -266,6 +270,44 @@ impl SharedPoll {
         };
         send(&ch.name, &publication, &deliveries);
     }
+}
+
+/// A `shared_poll_publish` as sent between nodes.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct RemotePublish {
+    pub channel: String,
+    pub key: String,
+    pub version: u64,
+    /// The payload, base64.
+    pub b64data: String,
+}
+
+impl RemotePublish {
+    /// The command body for a publication.
+    pub(crate) fn body(channel: &str, key: &str, version: u64, data: &[u8]) -> serde_json::Value {
+        use base64::Engine as _;
+        serde_json::json!({
+            "channel": channel, "key": key, "version": version,
+            "b64data": base64::engine::general_purpose::STANDARD.encode(data),
+        })
+    }
+}
+
+/// Applies a `shared_poll_publish` another node received (`registry` is `None` before the node
+/// is built).
+pub(crate) fn apply_remote(
+    registry: Option<&SharedPoll>,
+    body: &serde_json::Value,
+) -> Result<(), String> {
+    use base64::Engine as _;
+    let req = RemotePublish::deserialize(body).map_err(|e| format!("bad request: {e}"))?;
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(&req.b64data)
+        .map_err(|_| "bad request: invalid b64data".to_owned())?;
+    if let Some(registry) = registry {
+        registry.publish(&req.channel, &req.key, req.version, Bytes::from(data));
+    }
+    Ok(())
 }
 
 impl State {
