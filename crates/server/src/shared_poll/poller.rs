@@ -140,7 +140,7 @@ type Change = (Publication, Vec<Arc<SessionHandle>>);
 
 /// Applies a backend answer: new versions (or, versionless, new contents) update the keys and
 /// go to their trackers; removals go to every tracker and end the key.
-fn apply(registry: &Registry, ch: &Channel, result: wire::ResultBody) {
+pub(super) fn apply(registry: &Registry, ch: &Channel, result: wire::ResultBody) {
     let versioned = ch.options.mode == SharedPollMode::Versioned;
     let mut changes: Vec<Change> = Vec::new();
     let mut resubscribe = Vec::new();

@@ -161,3 +161,109 @@ fn expired_signatures_end_their_trackings() {
     state.expire(150);
     assert!(state.keys["k2"].trackers.contains_key("a"));
 }
+
+/// A channel of `poll` in `mode`, tracked by `a` (key "k").
+fn tracked(poll: &SharedPoll, mode: SharedPollMode, a: &Arc<SessionHandle>) -> Arc<Channel> {
+    let (_, mut options) = registry();
+    options.mode = mode;
+    // An hour between polls: only the answers the test applies change anything.
+    options.refresh_interval = gyre_config::Duration::from_secs(3600);
+    poll.track("poll:x", &options, a, &items(&[("k", 0)]), &[])
+        .expect("track");
+    poll.registry.channels.lock()["poll:x"].clone()
+}
+
+fn answer(items: serde_json::Value, epoch: &str) -> wire::ResultBody {
+    serde_json::from_value(serde_json::json!({"items": items, "epoch": epoch})).expect("answer")
+}
+
+/// Everything queued for a connection so far, as JSON.
+fn received(rx: &mut crate::outbound::OutboundReceiver) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    while let Some(message) = rx.try_recv() {
+        match message {
+            crate::outbound::Outbound::Unit(unit) => {
+                out.push(serde_json::from_slice(&unit).expect("json"));
+            }
+            crate::outbound::Outbound::Control(c) => {
+                out.push(serde_json::json!({ "control": format!("{c:?}") }));
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn versionless_answers_are_compared_by_content() {
+    let (poll, _) = registry();
+    let (a, mut rx) = SessionHandle::new(Arc::from("a"), Protocol::Json, 1 << 20);
+    let ch = tracked(&poll, SharedPollMode::Versionless, &a);
+    let same = || answer(serde_json::json!([{"key": "k", "data": {"x": 1}}]), "");
+    poller::apply(&poll.registry, &ch, same());
+    poller::apply(&poll.registry, &ch, same());
+    let got = received(&mut rx);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let first = got[0]["push"]["pub"]["version"].as_u64().expect("version");
+    assert!(first > 0);
+    poller::apply(
+        &poll.registry,
+        &ch,
+        answer(serde_json::json!([{"key": "k", "data": {"x": 2}}]), ""),
+    );
+    let got = received(&mut rx);
+    assert_eq!(got[0]["push"]["pub"]["data"], serde_json::json!({"x": 2}));
+    assert!(got[0]["push"]["pub"]["version"].as_u64() > Some(first));
+}
+
+#[tokio::test]
+async fn versioned_answers_removals_and_epoch_changes() {
+    let (poll, _) = registry();
+    let (a, mut rx) = SessionHandle::new(Arc::from("a"), Protocol::Json, 1 << 20);
+    let ch = tracked(&poll, SharedPollMode::Versioned, &a);
+    let v = |version: u64| {
+        answer(
+            serde_json::json!([{"key": "k", "data": version, "version": version}]),
+            "",
+        )
+    };
+    poller::apply(&poll.registry, &ch, v(2));
+    poller::apply(&poll.registry, &ch, v(1));
+    poller::apply(&poll.registry, &ch, v(2));
+    let got = received(&mut rx);
+    assert_eq!(
+        got.len(),
+        1,
+        "older and equal versions are not delivered: {got:?}"
+    );
+    assert_eq!(got[0]["push"]["pub"]["version"], 2);
+    // Keys nobody tracks are ignored.
+    poller::apply(
+        &poll.registry,
+        &ch,
+        answer(
+            serde_json::json!([{"key": "other", "data": 1, "version": 9}]),
+            "",
+        ),
+    );
+    assert!(received(&mut rx).is_empty());
+    // A new backend epoch resubscribes the trackers.
+    poller::apply(&poll.registry, &ch, answer(serde_json::json!([]), "e2"));
+    let got = received(&mut rx);
+    assert!(
+        got[0]["control"]
+            .as_str()
+            .is_some_and(|c| c.contains("InsufficientState")),
+        "{got:?}"
+    );
+    assert_eq!(poll.epoch("poll:x", &SharedPollMode::Versioned), "e2");
+    // A removal reaches the tracker and ends the key.
+    poller::apply(
+        &poll.registry,
+        &ch,
+        answer(serde_json::json!([{"key": "k", "removed": true}]), "e2"),
+    );
+    let got = received(&mut rx);
+    assert_eq!(got[0]["push"]["pub"]["removed"], true, "{got:?}");
+    assert!(ch.state.lock().keys.is_empty() && ch.state.lock().clients.is_empty());
+}
