@@ -26,7 +26,8 @@ pub struct SharedPollConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SharedPollOptions {
-    /// Named proxy (`proxies[]`) that answers `shared_poll_refresh` requests (required).
+    /// Named proxy (`proxies[]`) that answers `shared_poll_refresh` requests ("" or
+    /// "default": `channel.proxy.shared_poll_refresh`).
     pub proxy_name: String,
     /// How often the tracked keys of a channel are polled (default 10s).
     pub refresh_interval: Duration,
@@ -87,6 +88,19 @@ impl SharedPollOptions {
 }
 
 impl crate::Config {
+    /// The proxy a namespace's `shared_poll.proxy_name` refers to ("" or "default":
+    /// `channel.proxy.shared_poll_refresh`), `None` when there is none.
+    pub fn shared_poll_proxy(&self, name: &str) -> Option<&crate::ProxyOptions> {
+        if crate::is_default_name(name) {
+            let p = &self.channel.proxy.shared_poll_refresh;
+            return (!p.endpoint.is_empty()).then_some(p);
+        }
+        self.proxies
+            .iter()
+            .find(|n| n.name == name)
+            .map(|n| &n.options)
+    }
+
     /// Every shared poll configuration error as `(key, reason)`.
     pub(crate) fn shared_poll_violations(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
@@ -111,16 +125,14 @@ impl crate::Config {
                     ),
                 ));
             }
-            if crate::is_default_name(&p.proxy_name) {
-                out.push((
-                    key("proxy_name"),
-                    "a named proxy (proxies[]) is required; channel.proxy.shared_poll_refresh is not implemented".to_owned(),
-                ));
-            } else if !self.proxies.iter().any(|n| n.name == p.proxy_name) {
-                out.push((
-                    key("proxy_name"),
-                    format!("unknown proxy \"{}\"", p.proxy_name),
-                ));
+            if self.shared_poll_proxy(&p.proxy_name).is_none() {
+                let reason = if crate::is_default_name(&p.proxy_name) {
+                    "no proxy named and channel.proxy.shared_poll_refresh has no endpoint"
+                        .to_owned()
+                } else {
+                    format!("unknown proxy \"{}\"", p.proxy_name)
+                };
+                out.push((key("proxy_name"), reason));
             }
             if p.refresh_interval.0.is_zero() {
                 out.push((key("refresh_interval"), "must be positive".to_owned()));

@@ -571,4 +571,28 @@ fn shared_poll_options_load_and_validate() {
         v["channel"]["namespaces"][0]["shared_poll"] = o;
     });
     assert!(v[0].contains("unknown mode"), "{v:?}");
+    // Without a name, the default proxy: an error without one, fine with one.
+    let unnamed = |v: &mut Value| {
+        let mut o = sp(v);
+        o["proxy_name"] = json!("");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    };
+    let v = violations(&unnamed);
+    assert!(
+        v[0].contains("channel.proxy.shared_poll_refresh has no endpoint"),
+        "{v:?}"
+    );
+    let mut with_default = good.clone();
+    unnamed(&mut with_default);
+    with_default["channel"]["proxy"] =
+        json!({"shared_poll_refresh": {"endpoint": "http://127.0.0.1:1/x"}});
+    let loaded =
+        load_str(&with_default.to_string(), Format::Json, &[], &[]).expect("default proxy");
+    assert_eq!(
+        loaded
+            .config
+            .shared_poll_proxy("")
+            .map(|p| p.endpoint.as_str()),
+        Some("http://127.0.0.1:1/x")
+    );
 }

@@ -40,14 +40,17 @@ impl Redis {
         Gyre::start(&config(json!({
             "engine": {"type": "redis", "redis": {"address": [format!("redis://127.0.0.1:{}", self.1)]}},
             "shared_poll": {"hmac_secret_key": POLL_SECRET},
-            // Nobody listens there: polls fail with a warning; publications still flow.
-            "proxies": [{"name": "poll", "endpoint": "http://127.0.0.1:9/refresh"}],
-            "channel": {"namespaces": [{
-                "name": "poll",
-                "subscription_type": "shared_poll",
-                "allow_subscribe_for_client": true,
-                "shared_poll": {"proxy_name": "poll", "mode": "versioned", "publish_enabled": true},
-            }]},
+            "channel": {
+                // The default proxy (no proxy_name). Nobody listens there: polls fail with a
+                // warning; publications still flow.
+                "proxy": {"shared_poll_refresh": {"endpoint": "http://127.0.0.1:9/refresh"}},
+                "namespaces": [{
+                    "name": "poll",
+                    "subscription_type": "shared_poll",
+                    "allow_subscribe_for_client": true,
+                    "shared_poll": {"mode": "versioned", "publish_enabled": true},
+                }],
+            },
         })))
     }
 }

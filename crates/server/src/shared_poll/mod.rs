@@ -53,7 +53,7 @@ pub(crate) struct SharedPoll {
 #[derive(Debug)]
 struct Registry {
     channels: Mutex<HashMap<String, Arc<Channel>>>,
-    /// The named proxies (`shared_poll.proxy_name` refers to one).
+    /// The proxies namespaces refer to by `shared_poll.proxy_name` ("" for the default).
     proxies: HashMap<String, Arc<ProxyOptions>>,
     http: HttpClient,
     /// Limits the backend calls in flight (`shared_poll.concurrency_limit`).
@@ -73,6 +73,8 @@ struct Channel {
     state: Mutex<State>,
     /// Wakes the poller: keys never polled were tracked, or the last key was untracked.
     wake: tokio::sync::Notify,
+    /// The last backend call failed (warned once until a call succeeds again).
+    failing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -134,7 +136,12 @@ impl SharedPoll {
                 proxies: config
                     .proxies
                     .iter()
-                    .map(|p| (p.name.clone(), Arc::new(p.options.clone())))
+                    .map(|p| p.name.as_str())
+                    .chain([""])
+                    .filter_map(|name| {
+                        let p = config.shared_poll_proxy(name)?;
+                        Some((name.to_owned(), Arc::new(p.clone())))
+                    })
                     .collect(),
                 http,
                 slots: tokio::sync::Semaphore::new(limit),
@@ -169,7 +176,11 @@ impl SharedPoll {
         items: &[TrackItem],
         untrack: &[String],
     ) -> Result<Vec<Publication>, ErrorCode> {
-        let Some(proxy) = self.registry.proxies.get(&options.proxy_name) else {
+        let name = match options.proxy_name.as_str() {
+            gyre_config::DEFAULT_PROXY_NAME => "",
+            name => name,
+        };
+        let Some(proxy) = self.registry.proxies.get(name) else {
             tracing::warn!(%channel, proxy = %options.proxy_name, "shared poll proxy not configured");
             return Err(ErrorCode::Internal);
         };
@@ -214,6 +225,7 @@ impl SharedPoll {
             proxy: proxy.clone(),
             state: Mutex::new(State::default()),
             wake: tokio::sync::Notify::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
         });
         channels.insert(channel.to_owned(), ch.clone());
         (ch, true)

@@ -1,10 +1,11 @@
 //! A channel's poller: every refresh interval (and soon after keys nobody asked about yet are
 //! tracked) it asks the backend about the channel's keys, `refresh_batch_size` at a time, and
 //! sends what changed to the trackers. It ends `channel_shutdown_delay` after the last key is
-//! untracked, or at shutdown. A backend that fails or answers garbage costs a warning for that
-//! batch; the other batches and channels go on.
+//! untracked, or at shutdown. A backend that fails or answers garbage loses that batch (with a
+//! warning when the channel's calls start failing); the other batches and channels go on.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use gyre_config::SharedPollMode;
 use gyre_protocol::Publication;
@@ -124,13 +125,20 @@ async fn poll(registry: &Registry, ch: &Channel, batch: Vec<(String, u64)>) {
     }
     .await;
     match result {
-        Ok(result) => apply(registry, ch, result),
-        Err(why) => tracing::warn!(
+        Ok(result) => {
+            if ch.failing.swap(false, Ordering::Relaxed) {
+                tracing::info!(channel = %ch.name, "shared_poll_refresh proxy answers again");
+            }
+            apply(registry, ch, result);
+        }
+        // Warned once per failing period, not once per batch and interval.
+        Err(why) if !ch.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
             channel = %ch.name,
             endpoint = %ch.proxy.endpoint,
             keys = batch.len(),
             "shared_poll_refresh proxy failed: {why}"
         ),
+        Err(why) => tracing::debug!(channel = %ch.name, "shared_poll_refresh proxy failed: {why}"),
     }
 }
 
