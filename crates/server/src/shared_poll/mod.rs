@@ -166,8 +166,8 @@ impl SharedPoll {
             .unwrap_or_default()
     }
 
-    /// Tracks `items` for a connection, then untracks the keys in `untrack`, starting the channel's
-    /// poller if needed; returns the items the node already has newer data of.
+    /// Tracks `items` for a connection, then untracks the keys in `untrack`, starting the
+    /// channel's poller if needed; returns the items the node already has newer data of.
     pub(crate) fn track(
         &self,
         channel: &str,
