@@ -7,7 +7,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, header};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// Why a proxy call produced no usable reply.
 #[derive(Debug, thiserror::Error)]
@@ -41,19 +41,26 @@ pub(crate) struct HttpClient {
 
 impl Default for HttpClient {
     fn default() -> Self {
+        Self::with_idle_timeout(std::time::Duration::from_secs(90))
+    }
+}
+
+impl HttpClient {
+    /// A pool whose connections close after `idle` unused (the pool's timer evicts them; a
+    /// connection opened for a call that another connection served waits there too).
+    pub(crate) fn with_idle_timeout(idle: std::time::Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_idle_timeout(idle)
+            .pool_timer(TokioTimer::new())
             .build(connector);
         HttpClient {
             client,
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
-}
 
-impl HttpClient {
     /// POSTs `body` to the proxy's endpoint with the forwarded and static headers and returns
     /// the reply body.
     pub(crate) async fn post(

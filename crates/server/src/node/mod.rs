@@ -180,8 +180,7 @@ impl Node {
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());
         let proxy = crate::http_client::HttpClient::default();
-        let shared_poll =
-            crate::shared_poll::SharedPoll::new(&config, proxy.clone(), shutdown.clone());
+        let shared_poll = crate::shared_poll::SharedPoll::new(&config, shutdown.clone());
         let _ = events.shared_poll.set(shared_poll.clone());
         Ok(Arc::new(Self {
             hub: events.hub.clone(),

@@ -37,6 +37,11 @@ pub(crate) const TRACK: i32 = 1;
 /// `SubRefreshRequest.type` of an untrack request.
 pub(crate) const UNTRACK: i32 = 2;
 
+/// How long a connection to a poll backend stays open unused. Short: pollers call often
+/// while keys are tracked, and a backend should not keep connections of a node whose channels
+/// ended (nor one opened for a call another connection served).
+const POOL_IDLE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Backend calls at once over all channels when `shared_poll.concurrency_limit` is 0.
 const DEFAULT_CONCURRENCY: usize = 64;
 
@@ -123,8 +128,8 @@ pub(crate) struct TrackItem {
 }
 
 impl SharedPoll {
-    /// An empty registry calling backends with `http`.
-    pub(crate) fn new(config: &Config, http: HttpClient, shutdown: CancellationToken) -> Self {
+    /// An empty registry with its own connection pool.
+    pub(crate) fn new(config: &Config, shutdown: CancellationToken) -> Self {
         let limit = match config.shared_poll.concurrency_limit {
             0 => DEFAULT_CONCURRENCY,
             n => n,
@@ -143,7 +148,7 @@ impl SharedPoll {
                         Some((name.to_owned(), Arc::new(p.clone())))
                     })
                     .collect(),
-                http,
+                http: HttpClient::with_idle_timeout(POOL_IDLE),
                 slots: tokio::sync::Semaphore::new(limit),
                 epoch,
                 versions: AtomicU64::new(0),

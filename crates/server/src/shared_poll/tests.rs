@@ -94,7 +94,7 @@ fn registry() -> (SharedPoll, SharedPollOptions) {
         channel_shutdown_delay: gyre_config::Duration::from_millis(10),
         ..Default::default()
     };
-    let poll = SharedPoll::new(&config, HttpClient::default(), CancellationToken::new());
+    let poll = SharedPoll::new(&config, CancellationToken::new());
     (poll, options)
 }
 
