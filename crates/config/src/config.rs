@@ -60,6 +60,8 @@ pub struct Config {
     pub map_broker: crate::MapBrokerConfig,
     /// Named proxies, referred to by `*_proxy_name`.
     pub proxies: Vec<crate::NamedProxy>,
+    /// Shared poll subscriptions (the track signature key).
+    pub shared_poll: crate::SharedPollConfig,
     /// Runtime lookup tables built by [`Config::prepare`].
     #[serde(skip)]
     pub(crate) index: ChannelIndex,

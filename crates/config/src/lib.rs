@@ -23,6 +23,7 @@ mod load;
 mod map;
 mod options;
 mod proxy;
+mod shared_poll;
 mod validate;
 mod values;
 
@@ -47,7 +48,8 @@ pub use proxy::{
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
     is_default_name,
 };
+pub use shared_poll::{SharedPollConfig, SharedPollOptions};
 pub use values::{
     DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, MapBrokerKind, MapClientKey, MapMode,
-    RecoveryMode, SubscriptionType,
+    RecoveryMode, SharedPollMode, SubscriptionType,
 };

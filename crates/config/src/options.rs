@@ -79,6 +79,8 @@ pub struct ChannelOptions {
     pub map_clients_presence_channel_prefix: String,
     /// How long the SDK debounces client publications to these channels (0: none).
     pub client_publish_debounce_interval: Duration,
+    /// Options of `shared_poll` subscriptions (used when `subscription_type` is `shared_poll`).
+    pub shared_poll: crate::SharedPollOptions,
     /// Proxy switches (`subscribe_proxy_enabled`, `publish_proxy_name`, ...).
     #[serde(flatten)]
     pub proxy: crate::NamespaceProxyOptions,
@@ -120,6 +122,7 @@ impl Default for ChannelOptions {
             map: crate::MapOptions::default(),
             map_clients_presence_channel_prefix: String::new(),
             client_publish_debounce_interval: Duration::ZERO,
+            shared_poll: crate::SharedPollOptions::default(),
             proxy: crate::NamespaceProxyOptions::default(),
         }
     }
@@ -194,25 +197,5 @@ impl Default for ChannelConfig {
             user_boundary: "#".to_owned(),
             user_separator: ",".to_owned(),
         }
-    }
-}
-
-impl crate::Config {
-    /// Warnings about subscription types Gyre parses but does not serve yet, each naming its key.
-    pub(crate) fn subscription_type_warnings(&self) -> Vec<String> {
-        self.channel_options_by_key()
-            .filter(|(_, o)| {
-                !matches!(
-                    o.subscription_type,
-                    SubscriptionType::Stream | SubscriptionType::Map | SubscriptionType::MapClients
-                )
-            })
-            .map(|(key, o)| {
-                format!(
-                    "key \"{key}.subscription_type\": {:?} subscriptions are not implemented yet; subscribing to these channels fails with error 108 (not available)",
-                    o.subscription_type.as_str()
-                )
-            })
-            .collect()
     }
 }

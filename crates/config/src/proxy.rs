@@ -96,6 +96,8 @@ pub struct ChannelProxyConfig {
     pub sub_refresh: ProxyOptions,
     /// Subscribe stream proxy (GRPC only; not implemented).
     pub subscribe_stream: ProxyOptions,
+    /// Shared poll refresh proxy, for `shared_poll` namespaces that name none.
+    pub shared_poll_refresh: ProxyOptions,
 }
 
 /// A named proxy (`proxies[]`).
@@ -302,6 +304,11 @@ impl crate::Config {
             &ch.subscribe_stream,
             false,
         );
+        endpoint(
+            "channel.proxy.shared_poll_refresh.endpoint".into(),
+            &ch.shared_poll_refresh,
+            false,
+        );
         endpoint("rpc.proxy.endpoint".into(), &self.rpc.proxy, false);
         let mut names = std::collections::HashSet::new();
         for (i, p) in self.proxies.iter().enumerate() {
@@ -413,6 +420,10 @@ impl crate::Config {
         options(
             "channel.proxy.sub_refresh".into(),
             &self.channel.proxy.sub_refresh,
+        );
+        options(
+            "channel.proxy.shared_poll_refresh".into(),
+            &self.channel.proxy.shared_poll_refresh,
         );
         options("rpc.proxy".into(), &self.rpc.proxy);
         for (i, p) in self.proxies.iter().enumerate() {

@@ -52,6 +52,9 @@ impl Config {
         for (key, reason) in self.proxy_violations() {
             v.push(&key, reason);
         }
+        for (key, reason) in self.shared_poll_violations() {
+            v.push(&key, reason);
+        }
         if v.0.is_empty() {
             Ok(())
         } else {

@@ -222,6 +222,19 @@ closed_set! {
     }
 }
 
+closed_set! {
+    /// How a shared poll backend reports changes (`shared_poll.mode`).
+    #[derive(Default)]
+    SharedPollMode {
+        /// The backend answers `{key, data}`; the server detects changes by content and
+        /// numbers them itself (default; also `""`).
+        #[default]
+        Versionless = "versionless" | "",
+        /// The backend answers `{key, data, version}`; higher versions are changes.
+        Versioned = "versioned",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

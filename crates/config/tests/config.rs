@@ -493,16 +493,12 @@ fn centrifuge_js_test_config_loads() {
     assert_eq!(streamless.map.key_ttl, Duration::from_secs(60));
     assert!(!streamless.map.has_stream() && streamless.map.has_expiry());
     let w = &loaded.warnings;
-    for expected in [
-        "unknown key \"shared_poll\"",
-        "key \"client.concurrency\" is not implemented yet",
-    ] {
-        assert!(
-            w.iter().any(|m| m.starts_with(expected)),
-            "missing {expected} in {w:?}"
-        );
-    }
-    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(
+        w[0].starts_with("key \"client.concurrency\" is not implemented yet"),
+        "{w:?}"
+    );
+    assert_eq!(c.shared_poll.hmac_secret_key, "test-poll-secret");
 
     // The serialized form loads back to the same configuration, warning only about what is
     // not acted on yet.
@@ -557,5 +553,88 @@ fn keys_of_map_values_are_the_users_not_unknown_keys() {
             .get("X-Static")
             .map(String::as_str),
         Some("1")
+    );
+}
+
+#[test]
+fn shared_poll_options_load_and_validate() {
+    let good = json!({
+        "shared_poll": {"hmac_secret_key": "s", "concurrency_limit": 4},
+        "proxies": [{"name": "poll", "endpoint": "http://127.0.0.1:1/refresh"}],
+        "channel": {"namespaces": [{
+            "name": "poll",
+            "subscription_type": "shared_poll",
+            "shared_poll": {"proxy_name": "poll", "mode": "versioned", "refresh_interval": "200ms",
+                "refresh_batch_size": 10, "max_keys_per_connection": 3, "publish_enabled": true}
+        }]}
+    });
+    let loaded = load_str(&good.to_string(), Format::Json, &[], &[]).expect("valid");
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    let o = &loaded
+        .config
+        .channel_options("poll:x")
+        .expect("poll")
+        .options
+        .shared_poll;
+    assert_eq!(o.mode, gyre_config::SharedPollMode::Versioned);
+    assert_eq!(o.refresh_interval, Duration::from_millis(200));
+    assert_eq!((o.batch_size(), o.max_keys()), (10, 3));
+    assert_eq!(loaded.config.shared_poll.concurrency_limit, 4);
+    let defaults = gyre_config::SharedPollOptions::default();
+    assert_eq!(defaults.mode, gyre_config::SharedPollMode::Versionless);
+    assert_eq!((defaults.batch_size(), defaults.max_keys()), (1000, 5000));
+
+    let violations = |patch: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        patch(&mut v);
+        match load_str(&v.to_string(), Format::Json, &[], &[]) {
+            Err(ConfigError::Validation(v)) => v,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    };
+    let sp = |v: &mut Value| v["channel"]["namespaces"][0]["shared_poll"].clone();
+    let v = violations(&|v| v["shared_poll"]["hmac_secret_key"] = json!(""));
+    assert!(v[0].starts_with("shared_poll.hmac_secret_key: "), "{v:?}");
+    let v = violations(&|v| {
+        let mut o = sp(v);
+        o["proxy_name"] = json!("nope");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    });
+    assert!(v[0].contains("unknown proxy \"nope\""), "{v:?}");
+    let v = violations(&|v| {
+        let mut o = sp(v);
+        o["mode"] = json!("versionless");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    });
+    assert!(v[0].contains("shared_poll.publish_enabled"), "{v:?}");
+    let v = violations(&|v| {
+        let mut o = sp(v);
+        o["mode"] = json!("sometimes");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    });
+    assert!(v[0].contains("unknown mode"), "{v:?}");
+    // Without a name, the default proxy: an error without one, fine with one.
+    let unnamed = |v: &mut Value| {
+        let mut o = sp(v);
+        o["proxy_name"] = json!("");
+        v["channel"]["namespaces"][0]["shared_poll"] = o;
+    };
+    let v = violations(&unnamed);
+    assert!(
+        v[0].contains("channel.proxy.shared_poll_refresh has no endpoint"),
+        "{v:?}"
+    );
+    let mut with_default = good.clone();
+    unnamed(&mut with_default);
+    with_default["channel"]["proxy"] =
+        json!({"shared_poll_refresh": {"endpoint": "http://127.0.0.1:1/x"}});
+    let loaded =
+        load_str(&with_default.to_string(), Format::Json, &[], &[]).expect("default proxy");
+    assert_eq!(
+        loaded
+            .config
+            .shared_poll_proxy("")
+            .map(|p| p.endpoint.as_str()),
+        Some("http://127.0.0.1:1/x")
     );
 }

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 /// Why a proxy call produced no usable reply.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,14 @@ fn callable(url: &str) -> bool {
 
 impl Default for HttpClient {
     fn default() -> Self {
+        Self::with_idle_timeout(std::time::Duration::from_secs(90))
+    }
+}
+
+impl HttpClient {
+    /// A pool whose connections close after `idle` unused (the pool's timer evicts them; a
+    /// connection opened for a call that another connection served waits there too).
+    pub(crate) fn with_idle_timeout(idle: std::time::Duration) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.enforce_http(false);
@@ -77,16 +85,15 @@ impl Default for HttpClient {
             .enable_http1()
             .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(90))
+            .pool_idle_timeout(idle)
+            .pool_timer(TokioTimer::new())
             .build(connector);
         HttpClient {
             client,
             slots: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
-}
 
-impl HttpClient {
     /// GETs `url` (an `http://` URL) and returns the body of a 200 answer, within `timeout`.
     pub(crate) async fn get(
         &self,

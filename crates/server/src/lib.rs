@@ -15,6 +15,8 @@
 //! - `endpoint`: the connection endpoints, each running sessions over its transport;
 //! - [`transport`]: the client transports (WebSocket, HTTP-streaming, SSE) sessions run over;
 //!   [`api`]: the server HTTP API.
+//! - `shared_poll`: shared poll subscriptions, the keys one poller per channel asks the
+//!   backend about for all of a node's subscribers.
 //! - [`app`]: wiring of all the above into an HTTP server.
 
 #![warn(unreachable_pub)]
@@ -36,6 +38,7 @@ pub(crate) mod policy;
 pub(crate) mod proxy;
 pub(crate) mod session;
 pub(crate) mod sharded;
+pub(crate) mod shared_poll;
 pub mod tags_filter;
 pub(crate) mod time;
 pub(crate) mod transport;

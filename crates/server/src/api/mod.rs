@@ -5,6 +5,7 @@
 
 pub(crate) mod http;
 mod map;
+pub(crate) mod shared_poll;
 pub(crate) mod types;
 
 use std::collections::HashMap;
@@ -57,6 +58,7 @@ pub(crate) fn execute<'a>(
             "channels" => channels(node, parse(body)?).await,
             "info" => raw(&info(node)),
             "batch" => batch(node, parse(body)?).await,
+            "shared_poll_publish" => shared_poll::shared_poll_publish(node, parse(body)?).await,
             _ => match map::execute(node, method, body).await {
                 Some(result) => result,
                 None => Err(ApiError::method_not_found()),

@@ -216,11 +216,16 @@ impl Cluster {
         } else if message.get("gone").is_some() {
             self.nodes.lock().remove(from);
         } else if let Some(command) = message.get("command") {
-            if let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone())
-                && let Err(err) =
+            if let Ok(command) = serde_json::from_value::<ControlCommand>(command.clone()) {
+                let applied = if command.method == crate::shared_poll::PUBLISH_COMMAND {
+                    crate::shared_poll::apply_remote(local.shared_poll.get(), &command.body)
+                        .map_err(|why| super::ServiceError::bad_request(&why))
+                } else {
                     super::control::apply_control(&local.hub, &command.method, &command.body)
-            {
-                tracing::debug!("control {} from {from}: {}", command.method, err.message);
+                };
+                if let Err(err) = applied {
+                    tracing::debug!("control {} from {from}: {}", command.method, err.message);
+                }
             }
         } else if let Some(survey) = message.get("survey") {
             let (Some(id), Some(op)) = (survey["id"].as_str(), survey["op"].as_str()) else {

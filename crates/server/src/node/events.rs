@@ -23,6 +23,9 @@ pub(crate) struct NodeEvents {
     pub started: Instant,
     /// The cluster control protocol (registry, surveys) over the engine's control bus.
     pub(crate) cluster: super::cluster::Cluster,
+    /// The node's shared poll channels, for publications from other nodes (set once the
+    /// node is built).
+    pub(crate) shared_poll: std::sync::OnceLock<crate::shared_poll::SharedPoll>,
 }
 
 impl NodeEvents {
@@ -38,6 +41,7 @@ impl NodeEvents {
             },
             started: Instant::now(),
             cluster: super::cluster::Cluster::default(),
+            shared_poll: std::sync::OnceLock::new(),
         })
     }
 }

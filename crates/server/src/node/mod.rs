@@ -100,6 +100,8 @@ pub(crate) struct Node {
     pub(crate) subscribe_jwks: Option<Arc<JwksSource>>,
     /// HTTP-streaming and SSE sessions by session id, for `/emulation`.
     pub(crate) emulation: Arc<crate::emulation::Registry>,
+    /// Shared poll channels and their pollers.
+    pub(crate) shared_poll: crate::shared_poll::SharedPoll,
 }
 
 /// A service error: a code and a message (the server API's error object).
@@ -259,6 +261,8 @@ impl Node {
         let ping = config.client.ping_interval.0;
         let pong = config.client.pong_timeout.0;
         events.cluster.attach(engine.control.clone());
+        let shared_poll = crate::shared_poll::SharedPoll::new(&config, shutdown.clone());
+        let _ = events.shared_poll.set(shared_poll.clone());
         let map =
             crate::engine::map::memory::MemoryMapBroker::start(events.clone(), shutdown.clone());
         let node = Arc::new(Self {
@@ -280,6 +284,7 @@ impl Node {
             subscribe_jwks,
             emulation: Arc::default(),
             metrics: crate::metrics::Metrics::new(VERSION),
+            shared_poll,
             config,
         });
         maps::spawn_keepalive(&node);

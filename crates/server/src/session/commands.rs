@@ -63,9 +63,6 @@ impl Session {
             Box::pin(self.handle_map_publish(req))
                 .await
                 .map(|r| reply.publish = Some(r))
-        } else if cmd.sub_refresh.as_ref().is_some_and(|req| req.kind != 0) {
-            // Shared poll key tracking is not served yet.
-            Err(ErrorCode::NotAvailable.into())
         } else if let Some(req) = cmd.publish {
             self.handle_publish(id, req.channel, req.data)
                 .await
@@ -97,8 +94,12 @@ impl Session {
             self.handle_refresh(&req.token)
                 .map(|r| reply.refresh = Some(r))
         } else if let Some(req) = cmd.sub_refresh {
-            self.handle_sub_refresh(&req.channel, &req.token)
-                .map(|r| reply.sub_refresh = Some(r))
+            if req.kind == 0 {
+                self.handle_sub_refresh(&req.channel, &req.token)
+            } else {
+                self.handle_shared_poll_refresh(req)
+            }
+            .map(|r| reply.sub_refresh = Some(r))
         } else {
             // The legacy ping command and commands without a known request.
             Err(Disconnect::BAD_REQUEST.into())

@@ -9,6 +9,7 @@ mod commands;
 mod connect;
 mod map;
 mod pending;
+mod shared_poll;
 mod subscribe;
 mod uni;
 
@@ -47,6 +48,8 @@ struct SubState {
     server_refresh: bool,
     /// The sub_refresh proxy is being asked.
     refreshing: bool,
+    /// A shared poll subscription: its keys are tracked by the node's shared poll registry.
+    shared_poll: bool,
 }
 
 /// The per-connection state machine.

@@ -72,7 +72,10 @@ impl Session {
             gyre_config::SubscriptionType::Map | gyre_config::SubscriptionType::MapClients => {
                 return Box::pin(self.handle_map_subscribe(req)).await.map(Some);
             }
-            // Map users and shared poll subscriptions are not served yet (warned at start-up).
+            gyre_config::SubscriptionType::SharedPoll => {
+                return self.subscribe_shared_poll(&req, &resolved);
+            }
+            // Map users subscriptions are not served yet (warned at start-up).
             _ => return Err(ErrorCode::NotAvailable.into()),
         }
         let tags_filter = crate::tags_filter::from_request(
@@ -260,6 +263,7 @@ impl Session {
                 server_side: p.server_side,
                 server_refresh,
                 refreshing: false,
+                shared_poll: false,
             },
         );
         node.join(&p.channel, &info, presence, emit_join_leave)
@@ -372,6 +376,11 @@ impl Session {
         let Some(state) = self.subs.remove(channel) else {
             return false;
         };
+        if state.shared_poll {
+            let client = &self.handle.client;
+            self.node.shared_poll.untrack(channel, client, None);
+            return true;
+        }
         self.node
             .hub_unsubscribe(channel, &self.handle.client)
             .await;

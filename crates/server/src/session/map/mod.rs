@@ -471,6 +471,7 @@ impl Session {
                 server_side: false,
                 server_refresh: false,
                 refreshing: false,
+                shared_poll: false,
             },
         );
         self.map_presence(channel, target, &flow.grant.chan_info, true)
