@@ -152,5 +152,25 @@ run('map', async () => {
   const cleared = await api('map_read_state', { channel: CH });
   assertEq(cleared.entries.length, 0, 'cleared');
 
+  step('a tags filter narrows the state and the live updates');
+  const TAGGED = 'tagged:board';
+  await api('map_publish', { channel: TAGGED, key: 'e1', data: { v: 1 }, tags: { team: 'eng' } });
+  await api('map_publish', { channel: TAGGED, key: 's1', data: { v: 2 }, tags: { team: 'sales' } });
+  await api('map_publish', { channel: TAGGED, key: 'e2', data: { v: 3 }, tags: { team: 'eng' } });
+  const tagged = client.newMapSubscription(TAGGED, { tagsFilter: { key: 'team', cmp: 'eq', val: 'eng' } });
+  const taggedEvents = new Events(tagged, MAP_EVENTS, 'tagged');
+  tagged.subscribe();
+  const taggedSync = await taggedEvents.next('sync');
+  assertEq(keysOf(taggedSync.entries), ['e1', 'e2'], 'only the eng entries are synced');
+  await api('map_publish', { channel: TAGGED, key: 's2', data: { v: 4 }, tags: { team: 'sales' } });
+  await api('map_publish', { channel: TAGGED, key: 'e3', data: { v: 5 }, tags: { team: 'eng' } });
+  const live = await taggedEvents.next('update');
+  assertEq(live.key, 'e3', 'the sales update is left out, the eng one arrives');
+  const refused = client.newMapSubscription('live:other', { tagsFilter: { key: 'team', cmp: 'eq', val: 'eng' } });
+  const refusedEvents = new Events(refused, MAP_EVENTS, 'refused');
+  refused.subscribe();
+  const refusal = await refusedEvents.next('unsubscribed');
+  assertEq(refusal.code, 107, 'a namespace without allow_tags_filter refuses filters');
+
   client.disconnect();
 }, 30000);

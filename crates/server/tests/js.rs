@@ -356,6 +356,11 @@ fn map(protocol: &str) {
                 "allow_subscribe_for_client": true,
             }),
             map_ns(
+                "tagged",
+                json!({ "mode": "persistent" }),
+                json!({ "allow_tags_filter": true }),
+            ),
+            map_ns(
                 "own",
                 json!({
                     "mode": "ephemeral",

@@ -48,6 +48,9 @@ struct MapFlow {
     offset: u64,
     /// Stream top when the stream phase started.
     stream_start: Option<u64>,
+    /// The subscriber's tags filter: entries and changes whose tags do not match are left out
+    /// (removals always go through: the client may hold the key).
+    filter: Option<std::sync::Arc<crate::tags_filter::TagsFilter>>,
 }
 
 /// The session's unfinished map subscribes, by channel (allocated on the first one: every
@@ -58,6 +61,10 @@ struct MapFlow {
 pub(super) struct MapFlows(Option<Box<HashMap<String, MapFlow>>>);
 
 impl MapFlows {
+    fn get(&self, channel: &str) -> Option<&MapFlow> {
+        self.0.as_ref()?.get(channel)
+    }
+
     fn get_mut(&mut self, channel: &str) -> Option<&mut MapFlow> {
         self.0.as_mut()?.get_mut(channel)
     }
@@ -84,6 +91,18 @@ impl MapFlows {
         }
         flow
     }
+}
+
+/// Entries and changes that pass a tags filter (removals always do: the client may hold the
+/// key).
+fn filtered(
+    filter: Option<&crate::tags_filter::TagsFilter>,
+    mut publications: Vec<Publication>,
+) -> Vec<Publication> {
+    if let Some(filter) = filter {
+        publications.retain(|p| p.removed || filter.matches(&p.tags));
+    }
+    publications
 }
 
 /// Where going live starts from.
@@ -150,10 +169,11 @@ impl Session {
             // Unfinished map subscribes count against the channel limit too.
             return Err(ErrorCode::LimitExceeded.into());
         }
-        if req.tf.is_some() {
-            // Tags filters are not allowed in any namespace yet (`allow_tags_filter`).
-            return Err(ErrorCode::BadRequest.into());
-        }
+        let filter = crate::tags_filter::from_request(
+            self.node.hub.filters(),
+            req.tf.as_ref(),
+            target.options.allow_tags_filter,
+        )?;
         if target.options.proxy.subscribe_proxy_enabled && req.token.is_empty() {
             // The subscribe proxy does not authorize map subscribes yet (warned at start-up):
             // refuse rather than let them in unchecked.
@@ -176,6 +196,7 @@ impl Session {
             epoch: req.epoch.clone(),
             offset: req.offset,
             stream_start: None,
+            filter,
         };
         self.map_flows.insert(&req.channel, flow);
         Ok(())
@@ -369,8 +390,11 @@ impl Session {
         &self,
         req: &SubscribeRequest,
         target: &MapChannel<'_>,
-        publications: Vec<Publication>,
+        mut publications: Vec<Publication>,
     ) -> Vec<Publication> {
+        if let Some(flow) = self.map_flows.get(&req.channel) {
+            publications = filtered(flow.filter.as_deref(), publications);
+        }
         if Self::map_delta(req, target) {
             publications
                 .iter()
@@ -393,10 +417,9 @@ impl Session {
         let node = self.node.clone();
         let delta = Self::map_delta(req, &target);
         let has_stream = target.broker.has_stream();
-        node.hub.subscribe(
-            channel,
-            Subscriber::buffering(self.handle.clone(), delta, false),
-        );
+        let mut subscriber = Subscriber::buffering(self.handle.clone(), delta, false);
+        subscriber.filter = self.map_flows.get(channel).and_then(|f| f.filter.clone());
+        node.hub.subscribe(channel, subscriber);
         let read = self.map_last_read(channel, &target, from).await;
         let (state, publications, position, recovery) = match read {
             Ok(LastRead::Live {
@@ -455,6 +478,9 @@ impl Session {
                 .as_millis() as u32,
             ..Default::default()
         };
+        // The flow is over: its filter applies here.
+        let state = filtered(flow.filter.as_deref(), state);
+        let publications = filtered(flow.filter.as_deref(), publications);
         result.state = self.map_payloads(req, &target, state);
         result.publications = self.map_payloads(req, &target, publications);
         if let Some(at) = flow.grant.expire_at {
