@@ -112,6 +112,8 @@ impl Broker for RedisEngine {
                 }
             } else {
                 match filter.since {
+                    // Nothing can follow the largest offset (a client may send it).
+                    Some(u64::MAX) => ("none", "-".to_owned(), "+".to_owned()),
                     Some(since) => ("fwd", format!("{}-0", since + 1), "+".to_owned()),
                     None => ("fwd", "-".to_owned(), "+".to_owned()),
                 }

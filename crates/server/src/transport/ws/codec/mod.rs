@@ -46,7 +46,6 @@ pub(crate) struct Message {
 
 impl Message {
     /// Whether the message was sent as text (opcode 1).
-    #[cfg(test)]
     pub(crate) fn is_text(&self) -> bool {
         self.text
     }
@@ -58,7 +57,6 @@ impl Message {
     }
 
     /// The message's bytes (fragments joined, unmasked).
-    #[cfg(test)]
     pub(crate) fn as_payload(&self) -> &[u8] {
         &self.payload
     }
