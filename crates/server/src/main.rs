@@ -243,10 +243,11 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
             tracing::warn!("client.insecure is on: every client may do everything");
         }
         tracing::info!(addr = %server.addr, api = %server.internal_addr, "gyre {} serving", env!("CARGO_PKG_VERSION"));
+        let signal = shutdown_signal();
         // Machine-readable line for tests and scripts that start gyre on port 0.
         println!("listening on {}", server.addr);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signal.await;
             tracing::info!("shutting down");
             shutdown.cancel();
         });
@@ -255,17 +256,25 @@ fn serve(args: &ConfigArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn wait_for_signal() {
+/// Registers SIGTERM and SIGINT now (so a signal sent as soon as the address is printed is
+/// not missed) and resolves when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
+    let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        match streams {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
     }
 }

@@ -433,7 +433,7 @@ fn pid_file_and_log_file_live_as_long_as_the_server() {
 fn keys_gyre_does_not_act_on_are_warned_not_ignored() {
     let path = write_temp(
         "inactive.json",
-        r#"{"websocket":{"compression":true},"client":{"concurrency":8},"prometheus":{"enabled":true}}"#,
+        r#"{"websocket":{"compression":true},"client":{"concurrency":8},"admin":{"enabled":true}}"#,
     );
     let out = gyre()
         .arg("checkconfig")
@@ -447,7 +447,7 @@ fn keys_gyre_does_not_act_on_are_warned_not_ignored() {
     for key in [
         "websocket.compression",
         "client.concurrency",
-        "prometheus.enabled",
+        "admin.enabled",
         "grpc_api",
     ] {
         assert!(stderr.contains(key), "{key} not warned: {stderr}");
