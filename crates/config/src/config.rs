@@ -128,7 +128,7 @@ impl HttpServerConfig {
 pub struct LogConfig {
     /// Log level.
     pub level: LogLevel,
-    /// Append logs to this file instead of writing them to standard error ("": standard error).
+    /// Append logs to this file instead of writing them to standard output ("": standard output).
     pub file: String,
 }
 

@@ -106,27 +106,7 @@ impl HttpClient {
         let request = Request::get(url)
             .body(Full::new(Bytes::new()))
             .map_err(|err| CallError::Endpoint(format!("{url}: {err}")))?;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|err| CallError::Http(err.to_string()))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|err| CallError::Http(err.to_string()))?
-                .to_bytes();
-            if status != http::StatusCode::OK {
-                return Err(CallError::Status(status.as_u16()));
-            }
-            Ok(body)
-        };
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| CallError::Timeout)?
+        bounded(timeout, self.exchange(request)).await
     }
 
     /// POSTs `body` to the proxy's endpoint with the forwarded and static headers and returns
@@ -167,29 +147,41 @@ impl HttpClient {
                 .acquire()
                 .await
                 .map_err(|err| CallError::Http(err.to_string()))?;
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|err| CallError::Http(err.to_string()))?;
-            let status = response.status();
-            let body = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|err| CallError::Http(err.to_string()))?
-                .to_bytes();
-            if status != http::StatusCode::OK {
-                return Err(CallError::Status(status.as_u16()));
-            }
-            Ok(body)
+            self.exchange(request).await
         };
-        let timeout = options.timeout.0;
-        if timeout.is_zero() {
-            return exchange.await;
-        }
-        tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| CallError::Timeout)?
+        bounded(options.timeout.0, exchange).await
     }
+
+    /// Sends a request and returns the body of a 200 answer.
+    async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<Bytes, CallError> {
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|err| CallError::Http(err.to_string()))?;
+        let status = response.status();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|err| CallError::Http(err.to_string()))?
+            .to_bytes();
+        if status != http::StatusCode::OK {
+            return Err(CallError::Status(status.as_u16()));
+        }
+        Ok(body)
+    }
+}
+
+/// Runs a call within `timeout` (zero: no limit).
+async fn bounded(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = Result<Bytes, CallError>>,
+) -> Result<Bytes, CallError> {
+    if timeout.is_zero() {
+        return call.await;
+    }
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| CallError::Timeout)?
 }

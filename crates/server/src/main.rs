@@ -106,7 +106,7 @@ enum Command {
     },
 }
 
-/// Logs to standard error, or appended to `log.file`, at `log.level` (`RUST_LOG` wins).
+/// Logs to standard output (as upstream), or appended to `log.file`, at `log.level` (`RUST_LOG` wins).
 fn init_tracing(log: &gyre_config::LogConfig) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log.level.filter()));
@@ -114,7 +114,7 @@ fn init_tracing(log: &gyre_config::LogConfig) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_target(false);
     if log.file.is_empty() {
-        builder.with_writer(std::io::stderr).init();
+        builder.with_writer(std::io::stdout).init();
     } else {
         let file = std::fs::OpenOptions::new()
             .create(true)
