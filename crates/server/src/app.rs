@@ -67,10 +67,15 @@ fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {
     let mut router = Router::new();
     if !node.config.http_api.disabled {
         let prefix = node.config.http_api.handler_prefix.trim_end_matches('/');
-        router = router.route(
-            &format!("{prefix}/{{method}}"),
-            post(crate::api::http::handle),
-        );
+        router = router
+            .route(
+                &format!("{prefix}/{{method}}"),
+                post(crate::api::http::handle),
+            )
+            .route(
+                if prefix.is_empty() { "/" } else { prefix },
+                post(crate::api::http::handle_legacy),
+            );
     }
     if node.config.prometheus.enabled {
         router = router.route(
@@ -87,10 +92,16 @@ fn internal_router(node: &Arc<Node>) -> Router<Arc<Node>> {
             }),
         );
     }
-    if node.config.health.enabled {
+    if node.config.health.enabled && node.config.health.handler_prefix.starts_with('/') {
         router = router.route(
-            "/health",
+            &node.config.health.handler_prefix,
             get(|| async { axum::Json(serde_json::json!({})) }),
+        );
+    }
+    if node.config.health.enabled && !node.config.health.handler_prefix.starts_with('/') {
+        tracing::warn!(
+            "health.handler_prefix {:?} does not start with \"/\": the health endpoint is not served",
+            node.config.health.handler_prefix
         );
     }
     router

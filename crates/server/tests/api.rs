@@ -270,3 +270,50 @@ async fn payloads_pass_through_verbatim() {
         "{out}"
     );
 }
+
+#[test]
+fn the_legacy_single_endpoint_and_a_custom_health_prefix() {
+    let gyre = Gyre::start(&config(json!({
+        "health": {"enabled": true, "handler_prefix": "/healthz"},
+    })));
+    let command = json!({"method": "publish", "params": {"channel": "room", "data": {"n": 1}}});
+    let (status, reply) = support::http_post(
+        &gyre.addr,
+        "/api",
+        &command.to_string(),
+        &[("X-API-Key", API_KEY)],
+    );
+    assert_eq!(status, 200, "{reply}");
+    assert!(reply.get("result").is_some(), "{reply}");
+    let (status, reply) = support::http_post(
+        &gyre.addr,
+        "/api",
+        &json!({"method": "info"}).to_string(),
+        &[("X-API-Key", API_KEY)],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        reply["result"]["nodes"].as_array().map(Vec::len),
+        Some(1),
+        "{reply}"
+    );
+    let (status, reply) = support::http_post(
+        &gyre.addr,
+        "/api",
+        &json!({"method": "nope", "params": {}}).to_string(),
+        &[("X-API-Key", API_KEY)],
+    );
+    assert_eq!((status, reply["error"]["code"].as_u64()), (200, Some(104)));
+    let (status, _) = support::http_post(&gyre.addr, "/api", &command.to_string(), &[]);
+    assert_eq!(status, 401);
+
+    let mut stream = std::net::TcpStream::connect(&gyre.addr).expect("connect");
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .expect("write");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut text).expect("read");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

@@ -71,17 +71,56 @@ pub(crate) async fn handle(
     if !authorized(&node, &headers, &query) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    let Some(body) = json_body(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
+    };
+    respond(&node, &headers, &method, &body).await
+}
+
+/// The body of the legacy single endpoint: a method and its parameters.
+#[derive(serde::Deserialize)]
+struct LegacyCommand {
+    method: String,
+    #[serde(default)]
+    params: Option<Box<RawValue>>,
+}
+
+/// `POST <prefix>` with `{"method": ..., "params": {...}}`: the API's older single endpoint,
+/// answered like `POST <prefix>/<method>`.
+pub(crate) async fn handle_legacy(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<ApiQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !authorized(&node, &headers, &query) {
+        return StatusCode::UNAUTHORIZED.into_response();
+    }
+    let Ok(command) = serde_json::from_slice::<LegacyCommand>(&body) else {
+        return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
+    };
+    let params = match command.params {
+        Some(params) => params,
+        None => match RawValue::from_string("{}".to_owned()) {
+            Ok(empty) => empty,
+            Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        },
+    };
+    respond(&node, &headers, &command.method, &params).await
+}
+
+/// A request body as JSON (an empty body is `{}`).
+fn json_body(body: &[u8]) -> Option<Box<RawValue>> {
     let text = if body.iter().all(u8::is_ascii_whitespace) {
         "{}"
     } else {
-        match std::str::from_utf8(&body) {
-            Ok(text) => text,
-            Err(_) => return (StatusCode::BAD_REQUEST, "malformed JSON").into_response(),
-        }
+        std::str::from_utf8(body).ok()?
     };
-    let Ok(body) = RawValue::from_string(text.to_owned()) else {
-        return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
-    };
+    RawValue::from_string(text.to_owned()).ok()
+}
+
+/// Runs `method` and answers in the configured error mode.
+async fn respond(node: &Node, headers: &HeaderMap, method: &str, body: &RawValue) -> Response {
     let transport_errors = node.config.http_api.error_mode == ErrorMode::Transport
         || headers
             .get("x-centrifugo-error-mode")
@@ -89,7 +128,7 @@ pub(crate) async fn handle(
     let json_response = |status: StatusCode, text: String| {
         (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
     };
-    match super::execute(&node, &method, &body).await {
+    match super::execute(node, method, body).await {
         Ok(result) => json_response(StatusCode::OK, format!("{{\"result\":{}}}", result.get())),
         Err(e) if transport_errors => json_response(
             transport_status(e.code),
