@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{Method, Request, StatusCode, header};
+use axum::http::{Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use gyre_protocol::Protocol;
@@ -23,7 +23,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::node::Node;
-use crate::transport::cors;
 
 /// The Protobuf form of an emulation request (upstream's `EmulationRequest`).
 #[derive(Clone, PartialEq, prost::Message)]
@@ -87,15 +86,9 @@ fn commands(protocol: Protocol, data: &Bytes) -> Option<Bytes> {
 
 /// Handles a request to the emulation endpoint.
 pub(crate) async fn handle(State(node): State<Arc<Node>>, req: Request<Body>) -> Response {
-    let headers = req.headers().clone();
-    let mut response = if req.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        cors::preflight(response.headers_mut());
-        response
-    } else if req.method() != Method::POST {
-        StatusCode::METHOD_NOT_ALLOWED.into_response()
-    } else {
-        let binary = headers
+    super::post_only(&node, req, |req| async {
+        let binary = req
+            .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes() == b"application/octet-stream");
         let limit = node.config.emulation.max_request_body_size;
@@ -103,13 +96,8 @@ pub(crate) async fn handle(State(node): State<Arc<Node>>, req: Request<Body>) ->
             Ok(body) => emulate(&node, binary, &body).await.into_response(),
             Err(status) => status.into_response(),
         }
-    };
-    cors::apply(
-        &node.config.client.allowed_origins,
-        &headers,
-        response.headers_mut(),
-    );
-    response
+    })
+    .await
 }
 
 /// Hands a request's commands to its session.

@@ -14,11 +14,42 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::Request;
-use axum::response::Response;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
 
 use crate::node::Node;
+use crate::transport::cors;
 use crate::transport::ws::handshake;
+
+/// Adds the CORS headers `client.allowed_origins` grants the request's origin.
+fn with_cors(node: &Node, request_headers: &HeaderMap, mut response: Response) -> Response {
+    cors::apply(
+        &node.config.client.allowed_origins,
+        request_headers,
+        response.headers_mut(),
+    );
+    response
+}
+
+/// A POST endpoint of a browser transport: `OPTIONS` is a CORS pre-flight (204), methods other
+/// than POST get 405, POST runs `post`, and every answer carries the CORS headers.
+async fn post_only<F, Fut>(node: &Node, req: Request<Body>, post: F) -> Response
+where
+    F: FnOnce(Request<Body>) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let headers = req.headers().clone();
+    let response = if req.method() == Method::OPTIONS {
+        let mut response = StatusCode::NO_CONTENT.into_response();
+        cors::preflight(response.headers_mut());
+        response
+    } else if req.method() != Method::POST {
+        StatusCode::METHOD_NOT_ALLOWED.into_response()
+    } else {
+        post(req).await
+    };
+    with_cors(node, &headers, response)
+}
 
 /// `/connection/websocket`: the upgrade, then a session on the upgraded connection.
 pub(crate) async fn websocket(State(node): State<Arc<Node>>, req: Request<Body>) -> Response {

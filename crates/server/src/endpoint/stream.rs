@@ -16,7 +16,6 @@ use serde::Deserialize;
 
 use crate::node::Node;
 use crate::proxy::ConnMeta;
-use crate::transport::cors;
 use crate::transport::stream::{Framing, StreamTransport};
 use crate::transport::{OpenConnection, Transport as _};
 
@@ -47,15 +46,8 @@ pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, StatusC
 
 /// `POST /connection/http_stream` (and its pre-flight `OPTIONS`).
 pub(crate) async fn http_stream(State(node): State<Arc<Node>>, req: Request<Body>) -> Response {
-    let headers = req.headers().clone();
-    let mut response = if req.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        cors::preflight(response.headers_mut());
-        response
-    } else if req.method() != Method::POST {
-        StatusCode::METHOD_NOT_ALLOWED.into_response()
-    } else {
-        let protocol = if content_type_is_binary(&headers) {
+    super::post_only(&node, req, |req| async {
+        let protocol = if content_type_is_binary(req.headers()) {
             Protocol::Protobuf
         } else {
             Protocol::Json
@@ -72,13 +64,8 @@ pub(crate) async fn http_stream(State(node): State<Arc<Node>>, req: Request<Body
             ),
             Err(status) => status.into_response(),
         }
-    };
-    cors::apply(
-        &node.config.client.allowed_origins,
-        &headers,
-        response.headers_mut(),
-    );
-    response
+    })
+    .await
 }
 
 /// SSE's query: the connect command.
@@ -106,16 +93,11 @@ pub(crate) async fn sse(State(node): State<Arc<Node>>, req: Request<Body>) -> Re
     } else {
         Err(StatusCode::METHOD_NOT_ALLOWED)
     };
-    let mut response = match first {
+    let response = match first {
         Ok(first) => start(&node, Framing::Sse, Protocol::Json, first, &parts),
         Err(status) => status.into_response(),
     };
-    cors::apply(
-        &node.config.client.allowed_origins,
-        &headers,
-        response.headers_mut(),
-    );
-    response
+    super::with_cors(&node, &headers, response)
 }
 
 fn content_type_is_binary(headers: &HeaderMap) -> bool {

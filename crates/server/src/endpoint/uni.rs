@@ -20,7 +20,6 @@ use serde::Deserialize;
 
 use super::stream::{read_body, start};
 use crate::node::Node;
-use crate::transport::cors;
 use crate::transport::stream::Framing;
 use crate::transport::ws::uni::UniWsTransport;
 use crate::transport::ws::{WsTransport, handshake};
@@ -38,27 +37,15 @@ fn connect_request(data: Bytes) -> Result<Bytes, StatusCode> {
 
 /// `POST /connection/uni_http_stream` (and its pre-flight `OPTIONS`).
 pub(crate) async fn http_stream(State(node): State<Arc<Node>>, req: Request<Body>) -> Response {
-    let headers = req.headers().clone();
-    let mut response = if req.method() == Method::OPTIONS {
-        let mut response = StatusCode::NO_CONTENT.into_response();
-        cors::preflight(response.headers_mut());
-        response
-    } else if req.method() != Method::POST {
-        StatusCode::METHOD_NOT_ALLOWED.into_response()
-    } else {
+    super::post_only(&node, req, |req| async {
         let (parts, body) = req.into_parts();
         let limit = node.config.uni_http_stream.max_request_body_size;
         match read_body(body, limit).await.and_then(connect_request) {
             Ok(first) => start(&node, Framing::UniHttpStream, Protocol::Json, first, &parts),
             Err(status) => status.into_response(),
         }
-    };
-    cors::apply(
-        &node.config.client.allowed_origins,
-        &headers,
-        response.headers_mut(),
-    );
-    response
+    })
+    .await
 }
 
 /// `uni_sse`'s query: the connect request.
@@ -85,16 +72,11 @@ pub(crate) async fn sse(State(node): State<Arc<Node>>, req: Request<Body>) -> Re
     } else {
         Err(StatusCode::METHOD_NOT_ALLOWED)
     };
-    let mut response = match first {
+    let response = match first {
         Ok(first) => start(&node, Framing::UniSse, Protocol::Json, first, &parts),
         Err(status) => status.into_response(),
     };
-    cors::apply(
-        &node.config.client.allowed_origins,
-        &headers,
-        response.headers_mut(),
-    );
-    response
+    super::with_cors(&node, &headers, response)
 }
 
 /// `GET /connection/uni_websocket[?cf_connect=...]`: the upgrade, then a unidirectional
