@@ -8,23 +8,6 @@ mod support;
 use serde_json::{Value, json};
 use support::js::{scenario, user_token};
 
-/// Defines a `json` and a `protobuf` test in a module named after the scenario function.
-macro_rules! both_protocols {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[test]
-                fn json() {
-                    super::$name("json");
-                }
-                #[test]
-                fn protobuf() {
-                    super::$name("protobuf");
-                }
-            }
-        )*
-    };
-}
 
 both_protocols!(tags_filter, versioned, auto_cache);
 

@@ -115,3 +115,22 @@ pub fn user_token(user: &str, extra: Value) -> String {
     }
     super::token(claims)
 }
+
+/// Defines a `json` and a `protobuf` test in a module named after each scenario function.
+#[macro_export]
+macro_rules! both_protocols {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn json() {
+                    super::$name("json");
+                }
+                #[test]
+                fn protobuf() {
+                    super::$name("protobuf");
+                }
+            }
+        )*
+    };
+}

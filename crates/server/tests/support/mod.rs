@@ -396,3 +396,24 @@ impl BackgroundPublisher {
         self.thread.join().expect("publisher")
     }
 }
+
+/// Starts a throwaway `redis-server` (nothing persisted) on `port` and waits until it accepts
+/// connections (10 s at most).
+pub fn spawn_redis(port: u16) -> Child {
+    let child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server (run scripts/install-test-deps.sh)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
