@@ -15,7 +15,6 @@ use serde_json::{Value, json};
 use support::Gyre;
 use support::js::{run_script, scenario, user_token};
 
-
 both_protocols!(
     connect,
     pubsub,

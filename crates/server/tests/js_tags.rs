@@ -8,7 +8,6 @@ mod support;
 use serde_json::{Value, json};
 use support::js::{scenario, user_token};
 
-
 both_protocols!(tags_filter, versioned, auto_cache);
 
 fn anonymous() -> Value {

@@ -38,7 +38,8 @@ pub(crate) struct Metrics {
     messages_sent_size: IntCounterVec,
     messages_received: IntCounterVec,
     messages_received_size: IntCounterVec,
-    node_messages_sent: IntCounterVec,
+    /// `node_messages_sent_count{type="publication"}`, resolved once: bumped on every publish.
+    publications_sent: IntCounter,
     recover: IntCounterVec,
 }
 
@@ -119,7 +120,15 @@ impl Metrics {
             &["method", "channel_namespace"],
         )
         .unwrap_or_else(|err| unreachable_metric("command_duration", &err));
+        let node_messages_sent = counter_vec(
+            r,
+            "node",
+            "messages_sent_count",
+            "Number of messages sent by node to broker.",
+            &["type", "channel_namespace"],
+        );
         let metrics = Metrics {
+            publications_sent: node_messages_sent.with_label_values(&["publication", ""]),
             num_clients: gauge(r, "node", "num_clients", "Number of clients connected."),
             num_users: gauge(r, "node", "num_users", "Number of unique users connected."),
             num_subscriptions: gauge(r, "node", "num_subscriptions", "Number of subscriptions."),
@@ -191,13 +200,6 @@ impl Metrics {
                 "Size in bytes of messages received from client connections over specific transport.",
                 &["transport", "frame_type", "channel_namespace"],
             ),
-            node_messages_sent: counter_vec(
-                r,
-                "node",
-                "messages_sent_count",
-                "Number of messages sent by node to broker.",
-                &["type", "channel_namespace"],
-            ),
             recover: counter_vec(
                 r,
                 "client",
@@ -253,9 +255,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The node published a message of `kind` (`publication`, `join`, `leave`).
-    pub(crate) fn node_message_sent(&self, kind: &str) {
-        self.node_messages_sent.with_label_values(&[kind, ""]).inc();
+    /// The node published a publication.
+    pub(crate) fn publication_sent(&self) {
+        self.publications_sent.inc();
     }
 
     /// A subscriber asked to recover.
@@ -296,7 +298,7 @@ mod tests {
         m.command("subscribe", Duration::from_millis(2));
         m.reply_error("subscribe", 103);
         m.server_disconnect(3001);
-        m.node_message_sent("publication");
+        m.publication_sent();
         m.recovery(true, false);
         let text = m.render(
             &crate::hub::HubCounts {

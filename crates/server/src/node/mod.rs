@@ -339,7 +339,7 @@ impl Node {
             tracing::debug!("publish to {channel} failed: {err}");
             ErrorCode::Internal
         })?;
-        self.metrics.node_message_sent("publication");
+        self.metrics.publication_sent();
         Ok(PublishResult {
             offset: position.offset,
             epoch: position.epoch,
