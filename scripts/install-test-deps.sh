@@ -4,6 +4,8 @@
 #   .deps/python                 PyPI `centrifuge-python`, from conformance/python/requirements.txt
 #   redis-server                 Debian's `redis-server` package, only when it is not on PATH
 #                                (the Redis engine tests start their own instance)
+#   nats-server, postgresql      Debian's packages, only when missing (the NATS and PostgreSQL
+#                                broker and consumer tests start their own throwaway servers)
 # Re-running is cheap: each install is skipped when its lock file has not changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,10 +27,16 @@ if ! stamp_ok .deps/python/.gyre-stamp "$py_lock"; then
   echo "$py_lock" > .deps/python/.gyre-stamp
 fi
 
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "installing redis-server (Debian package)"
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  missing+=(postgresql)
+fi
+if (( ${#missing[@]} )); then
+  echo "installing ${missing[*]} (Debian packages)"
   sudo=""
   if [[ "$(id -u)" != "0" ]]; then sudo="sudo"; fi
   $sudo apt-get update
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi

@@ -24,6 +24,10 @@ pub struct Config {
     pub log: LogConfig,
     /// Broker/presence engine settings.
     pub engine: EngineConfig,
+    /// Standalone broker, replacing the engine's when enabled.
+    pub broker: crate::BrokerConfig,
+    /// Standalone presence manager, replacing the engine's when enabled.
+    pub presence_manager: crate::PresenceManagerConfig,
     /// Client connection settings.
     pub client: ClientConfig,
     /// Channel and namespace settings.

@@ -12,6 +12,7 @@
 
 #![warn(unreachable_pub)]
 
+mod broker;
 mod channel;
 mod client;
 mod config;
@@ -21,12 +22,16 @@ mod error;
 mod inactive;
 mod load;
 mod map;
+mod nats;
 mod options;
+mod postgres;
 mod proxy;
+mod redis;
 mod shared_poll;
 mod validate;
 mod values;
 
+pub use broker::{BrokerConfig, PresenceManagerConfig};
 pub use channel::ResolvedChannel;
 pub use client::{ClientConfig, PersonalChannelConfig, SubscriptionTokenOptions, TokenOptions};
 pub use config::{
@@ -42,7 +47,9 @@ pub use map::{
     DEFAULT_MAP_MAX_PAGE_SIZE, DEFAULT_MAP_MIN_PAGE_SIZE, DEFAULT_MAP_PAGE_SIZE,
     DEFAULT_MAP_STREAM_SIZE, DEFAULT_MAP_STREAM_TTL, MapBrokerConfig, MapOptions,
 };
+pub use nats::NatsBrokerConfig;
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
+pub use postgres::PostgresBrokerConfig;
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
     NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
@@ -50,6 +57,6 @@ pub use proxy::{
 };
 pub use shared_poll::{SharedPollConfig, SharedPollOptions};
 pub use values::{
-    DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, MapBrokerKind, MapClientKey, MapMode,
-    RecoveryMode, SharedPollMode, SubscriptionType,
+    BrokerKind, DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, MapBrokerKind,
+    MapClientKey, MapMode, PresenceManagerKind, RecoveryMode, SharedPollMode, SubscriptionType,
 };

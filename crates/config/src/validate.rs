@@ -52,6 +52,9 @@ impl Config {
         for (key, reason) in self.proxy_violations() {
             v.push(&key, reason);
         }
+        for (key, reason) in self.broker_violations() {
+            v.push(&key, reason);
+        }
         for (key, reason) in self.shared_poll_violations() {
             v.push(&key, reason);
         }
@@ -66,53 +69,10 @@ impl Config {
         match &self.engine.kind {
             EngineKind::Memory => {}
             EngineKind::Redis => {
-                let r = &self.engine.redis;
-                if r.address.is_empty()
-                    && r.cluster_address.is_empty()
-                    && r.sentinel_address.is_empty()
+                for (key, reason) in
+                    crate::redis::redis_violations("engine.redis", &self.engine.redis)
                 {
-                    v.push(
-                        "engine.redis.address",
-                        "at least one Redis address is required",
-                    );
-                }
-                if !r.sentinel_address.is_empty() && r.sentinel_master_name.is_empty() {
-                    v.push(
-                        "engine.redis.sentinel_master_name",
-                        "required with engine.redis.sentinel_address",
-                    );
-                }
-                if !r.sentinel_address.is_empty() && !r.cluster_address.is_empty() {
-                    v.push(
-                        "engine.redis.cluster_address",
-                        "cannot be combined with engine.redis.sentinel_address",
-                    );
-                }
-                if !r.cluster_address.is_empty() && r.tls.enabled {
-                    v.push(
-                        "engine.redis.tls.enabled",
-                        "TLS is not supported with engine.redis.cluster_address yet",
-                    );
-                }
-                if !r.cluster_address.is_empty() && r.db != 0 {
-                    v.push("engine.redis.db", "a Redis Cluster only has db 0");
-                }
-                for (key, tls) in [
-                    ("engine.redis.tls", &r.tls),
-                    ("engine.redis.sentinel_tls", &r.sentinel_tls),
-                ] {
-                    let cert = !(tls.cert_pem.is_empty()
-                        && tls.cert_pem_file.is_empty()
-                        && tls.cert_pem_b64.is_empty());
-                    let key_set = !(tls.key_pem.is_empty()
-                        && tls.key_pem_file.is_empty()
-                        && tls.key_pem_b64.is_empty());
-                    if cert != key_set {
-                        v.push(
-                            &format!("{key}.{}", if cert { "key_pem" } else { "cert_pem" }),
-                            "a client certificate needs both cert_pem and key_pem",
-                        );
-                    }
+                    v.push(&key, reason);
                 }
             }
             EngineKind::Unknown(other) => v.push(

@@ -77,6 +77,35 @@ closed_set! {
 }
 
 closed_set! {
+    /// The standalone broker (`broker.type`, with `broker.enabled`).
+    #[derive(Default)]
+    BrokerKind {
+        /// In-process delivery and streams: a single node.
+        #[default]
+        Memory = "memory",
+        /// Redis Pub/Sub and streams (`broker.redis`).
+        Redis = "redis",
+        /// NATS subjects, at most once, no history (`broker.nats`).
+        Nats = "nats",
+        /// PostgreSQL streams and outbox (`broker.postgres`).
+        Postgres = "postgres",
+    }
+}
+
+closed_set! {
+    /// The standalone presence manager (`presence_manager.type`, with
+    /// `presence_manager.enabled`).
+    #[derive(Default)]
+    PresenceManagerKind {
+        /// In-process presence: a single node.
+        #[default]
+        Memory = "memory",
+        /// Redis hashes and sorted sets (`presence_manager.redis`).
+        Redis = "redis",
+    }
+}
+
+closed_set! {
     /// How the server API reports errors (`http_api.error_mode`).
     #[derive(Default)]
     ErrorMode {

@@ -1,7 +1,6 @@
 //! Wiring: builds the node and the HTTP routers, serves them, shuts down gracefully.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -160,32 +159,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         None
     };
     let shutdown_timeout = config.shutdown.timeout.0;
-    let node = if config.engine.kind == gyre_config::EngineKind::Redis {
-        let config_connect_wait = config
-            .engine
-            .redis
-            .connect_timeout
-            .0
-            .max(Duration::from_secs(1))
-            * 2;
-        let events = crate::node::NodeEvents::new(&config.node.name);
-        let redis =
-            crate::engine::redis::RedisEngine::connect(&config.engine.redis, events.clone())
-                .await?;
-        redis.start(&shutdown);
-        let engine = crate::node::Engine {
-            broker: redis.clone(),
-            presence: redis.clone(),
-            control: redis.clone(),
-        };
-        let node = Node::with_engine(config, shutdown.clone(), events, engine)?;
-        if !redis.wait_connected(config_connect_wait).await {
-            tracing::warn!("starting without Redis: requests that need it fail until it is up");
-        }
-        node
-    } else {
-        Node::new(config, shutdown.clone())?
-    };
+    let events = crate::node::NodeEvents::new(&config.node.name);
+    let connect_wait = crate::engine::Engine::connect_wait(&config);
+    let engine = crate::engine::Engine::from_config(&config, events.clone(), &shutdown).await?;
+    let control = engine.control.clone();
+    let node = Node::with_engine(config, shutdown.clone(), events, engine)?;
+    if !control.wait_connected(connect_wait).await {
+        tracing::warn!("starting without the broker: requests that need it fail until it is up");
+    }
     node.start_heartbeats();
     let addr = listener.local_addr()?;
     let internal_addr = match &internal {

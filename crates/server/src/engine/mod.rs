@@ -5,6 +5,7 @@ pub(crate) mod map;
 pub(crate) mod memory;
 pub(crate) mod presence;
 pub(crate) mod redis;
+mod select;
 
 use std::time::Duration;
 
@@ -227,4 +228,23 @@ pub(crate) trait ControlBus: Send + Sync + std::fmt::Debug {
 
     /// Whether other nodes can hear this bus (so heartbeats are worth sending).
     fn shared(&self) -> bool;
+
+    /// Waits until the bus hears other nodes, at most `bound`; `false` when it does not yet
+    /// (a node starts serving either way: this only avoids missing control messages at
+    /// start-up).
+    fn wait_connected(&self, _bound: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+}
+
+/// The parts of an engine a node runs on: built from the configuration by
+/// [`Engine::from_config`] (the `engine`, `broker` and `presence_manager` sections).
+#[derive(Debug, Clone)]
+pub(crate) struct Engine {
+    /// Delivery and streams.
+    pub broker: std::sync::Arc<dyn Broker>,
+    /// Presence.
+    pub presence: std::sync::Arc<dyn PresenceManager>,
+    /// Node-to-node control.
+    pub control: std::sync::Arc<dyn ControlBus>,
 }

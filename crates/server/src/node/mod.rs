@@ -19,8 +19,6 @@ pub(crate) mod maps;
 pub(crate) use crate::time::unix_now;
 pub(crate) use events::NodeEvents;
 
-use crate::engine::memory::{MemoryBroker, MemoryControl};
-use crate::engine::presence::MemoryPresence;
 use crate::engine::{
     Broker, BrokerPublication, ControlBus, HistoryFilter, HistoryResult, PresenceManager,
     StreamOptions,
@@ -217,16 +215,13 @@ pub fn token_verifiers(
 
 impl Node {
     /// Builds a node on the memory engine from a validated configuration.
+    #[cfg(test)]
     pub(crate) fn new(
         config: Config,
         shutdown: CancellationToken,
     ) -> Result<Arc<Self>, gyre_auth::AuthError> {
         let events = NodeEvents::new(&config.node.name);
-        let engine = Engine {
-            broker: MemoryBroker::start(events.clone(), shutdown.clone()),
-            presence: Arc::new(MemoryPresence::default()),
-            control: Arc::new(MemoryControl),
-        };
+        let engine = Engine::memory(events.clone(), &shutdown);
         Self::with_engine(config, shutdown, events, engine)
     }
 
@@ -451,13 +446,4 @@ impl Node {
     }
 }
 
-/// The parts of an engine a node runs on.
-#[derive(Debug, Clone)]
-pub(crate) struct Engine {
-    /// Delivery and streams.
-    pub broker: Arc<dyn Broker>,
-    /// Presence.
-    pub presence: Arc<dyn PresenceManager>,
-    /// Node-to-node control.
-    pub control: Arc<dyn ControlBus>,
-}
+pub(crate) use crate::engine::Engine;

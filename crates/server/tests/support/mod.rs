@@ -6,6 +6,7 @@ pub mod http_stream;
 pub mod js;
 pub mod json_conn;
 pub mod raw;
+pub mod services;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

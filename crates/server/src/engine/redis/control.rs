@@ -29,4 +29,8 @@ impl ControlBus for RedisEngine {
     fn shared(&self) -> bool {
         true
     }
+
+    fn wait_connected(&self, bound: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(RedisEngine::wait_connected(self, bound))
+    }
 }

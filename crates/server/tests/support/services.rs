@@ -1,0 +1,197 @@
+//! Throwaway backing servers for engine and consumer tests: `nats-server` (with JetStream) and
+//! PostgreSQL in a fresh data directory, each on a given loopback port, stopped (and its data
+//! removed) on drop. `scripts/install-test-deps.sh` installs both from Debian's packages.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Waits until `127.0.0.1:port` accepts connections, at most 20 s.
+fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A fresh empty directory under the system temp dir.
+fn scratch_dir(what: &str, port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("gyre-{what}-{port}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A running `nats-server`, killed on drop.
+pub struct Nats {
+    child: Child,
+    dir: PathBuf,
+    /// `nats://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Starts `nats-server` with JetStream (its store in a throwaway directory) on `port`.
+pub fn spawn_nats(port: u16) -> Nats {
+    let dir = scratch_dir("nats", port);
+    let child = Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn nats-server (run scripts/install-test-deps.sh)");
+    wait_port(port, "nats-server");
+    Nats {
+        child,
+        dir,
+        url: format!("nats://127.0.0.1:{port}"),
+    }
+}
+
+/// A running PostgreSQL server in a throwaway data directory, stopped on drop.
+pub struct Postgres {
+    child: Child,
+    dir: PathBuf,
+    /// `postgres://postgres@127.0.0.1:<port>/postgres?sslmode=disable` (trust authentication).
+    pub dsn: String,
+    /// The server's port.
+    pub port: u16,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's "fast shutdown".
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The directory holding PostgreSQL's server programs (`initdb`, `postgres`): on `PATH`, or
+/// Debian's `/usr/lib/postgresql/<version>/bin`.
+fn postgres_bin() -> PathBuf {
+    let on_path = Command::new("sh")
+        .args(["-c", "command -v initdb"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|p| PathBuf::from(p.trim()));
+    if let Some(initdb) = on_path
+        && let Ok(real) = initdb.canonicalize()
+        && let Some(dir) = real.parent()
+    {
+        return dir.to_path_buf();
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is not installed (run scripts/install-test-deps.sh)")
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("no PostgreSQL server programs found")
+}
+
+/// Runs `program args` as the `postgres` user when this process is root (PostgreSQL refuses
+/// to run as root), else as ourselves.
+fn as_postgres_user(program: &Path) -> Command {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false);
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Starts PostgreSQL on `port` in a new data directory (trust authentication, loopback only,
+/// `wal_level=logical`), and waits until it accepts connections.
+pub fn spawn_postgres(port: u16) -> Postgres {
+    let bin = postgres_bin();
+    let dir = scratch_dir("postgres", port);
+    let _ = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(&dir)
+        .status();
+    let data = dir.join("data");
+    let status = as_postgres_user(&bin.join("initdb"))
+        .args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "-D",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("run initdb");
+    assert!(status.success(), "initdb failed");
+    let child = as_postgres_user(&bin.join("postgres"))
+        .arg("-D")
+        .arg(&data)
+        .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
+        .arg(&dir)
+        .args([
+            "-c",
+            "fsync=off",
+            "-c",
+            "wal_level=logical",
+            "-c",
+            "max_connections=200",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn postgres");
+    wait_port(port, "postgres");
+    // Accepting TCP precedes accepting queries by a moment: wait for pg_isready too.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !Command::new(bin.join("pg_isready"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < deadline, "postgres did not get ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Postgres {
+        child,
+        dir,
+        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
+        port,
+    }
+}
