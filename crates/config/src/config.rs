@@ -36,6 +36,8 @@ pub struct Config {
     pub rpc: RpcConfig,
     /// Server HTTP API settings.
     pub http_api: HttpApiConfig,
+    /// Server GRPC API settings.
+    pub grpc_api: crate::GrpcApiConfig,
     /// WebSocket transport settings.
     pub websocket: WebSocketConfig,
     /// Health check endpoint.

@@ -31,6 +31,18 @@ const INACTIVE: &[(&str, &str)] = &[
     ("websocket.write_buffer_size", "buffers are sized by Gyre"),
     ("admin.enabled", "no admin web interface is served"),
     (
+        "grpc_api.tls.server_ca_pem",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
+        "grpc_api.tls.insecure_skip_verify",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
+        "grpc_api.tls.server_name",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
         "engine.redis.tls.client_ca_pem",
         "it is not used by a Redis client",
     ),

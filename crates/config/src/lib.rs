@@ -19,6 +19,7 @@ mod config;
 mod de;
 mod duration;
 mod error;
+mod grpc_api;
 mod inactive;
 mod load;
 mod map;
@@ -42,6 +43,7 @@ pub use config::{
 };
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
+pub use grpc_api::GrpcApiConfig;
 pub use load::{Format, Loaded, known_env_vars, load, load_str, render};
 pub use map::{
     DEFAULT_MAP_MAX_PAGE_SIZE, DEFAULT_MAP_MIN_PAGE_SIZE, DEFAULT_MAP_PAGE_SIZE,

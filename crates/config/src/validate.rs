@@ -89,6 +89,15 @@ impl Config {
                 ),
             );
         }
+        if !self.grpc_api.error_mode.is_known() {
+            v.push(
+                "grpc_api.error_mode",
+                format!(
+                    "unknown mode {:?} (expected \"\" or \"transport\")",
+                    self.grpc_api.error_mode.as_str()
+                ),
+            );
+        }
         if !self.http_api.error_mode.is_known() {
             v.push(
                 "http_api.error_mode",

@@ -324,7 +324,7 @@ fn unknown_keys_are_warnings_with_paths() {
             "namespaces": [{"name": "ns1", "foo": 1}],
             "proxy": {"subscribe": {"endpoint": "http://x"}}
         },
-        "grpc_api": {"enabled": true},
+        "opentelemetry": {"enabled": true},
         "token_hmac_secret_key": "old",
         "presence": true,
         "rpc": {"without_namespace": {"proxy_enabled": true}, "proxy": {"endpoint": "http://x"}}
@@ -336,7 +336,7 @@ fn unknown_keys_are_warnings_with_paths() {
         "unknown key \"client.token.hmac\"",
         "unknown key \"channel.without_namespace.presense\"",
         "unknown key \"channel.namespaces[0].foo\"",
-        "unknown key \"grpc_api\"",
+        "unknown key \"opentelemetry\"",
     ] {
         assert!(
             w.iter().any(|m| m == expected),

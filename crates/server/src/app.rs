@@ -122,6 +122,8 @@ pub struct Server {
     pub addr: std::net::SocketAddr,
     /// Address of the internal port (equal to `addr` when shared).
     pub internal_addr: std::net::SocketAddr,
+    /// Address of the GRPC API (`grpc_api.enabled`).
+    pub grpc_addr: Option<std::net::SocketAddr>,
     handle: tokio::task::JoinHandle<()>,
 }
 
@@ -173,6 +175,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Some(l) => l.local_addr()?,
         None => addr,
     };
+    let grpc = if node.config.grpc_api.enabled {
+        let listener = crate::api::grpc::bind(&node).await?;
+        let grpc_addr = listener.local_addr()?;
+        let task = crate::api::grpc::serve(&node, listener, shutdown.clone())?;
+        tracing::info!("serving GRPC API on {grpc_addr}");
+        Some((grpc_addr, task))
+    } else {
+        None
+    };
+    let grpc_addr = grpc.as_ref().map(|(a, _)| *a);
     let main = router(&node, internal.is_none());
     let internal_app = internal.map(|l| (l, internal_router(&node).with_state(node.clone())));
     {
@@ -202,6 +214,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         if let Some(t) = internal_task {
             let _ = t.await;
         }
+        if let Some((_, t)) = grpc {
+            let _ = t.await;
+        }
         node2.tasks.close();
         if tokio::time::timeout(shutdown_timeout, node2.tasks.wait())
             .await
@@ -213,6 +228,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     Ok(Server {
         addr,
         internal_addr,
+        grpc_addr,
         handle,
     })
 }

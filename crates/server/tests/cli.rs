@@ -439,7 +439,7 @@ fn keys_gyre_does_not_act_on_are_warned_not_ignored() {
         .arg("checkconfig")
         .arg("-c")
         .arg(&path)
-        .args(["--grpc_api.enabled"])
+        .args(["--uni_grpc.enabled"])
         .output()
         .expect("run");
     assert!(out.status.success());
@@ -448,7 +448,7 @@ fn keys_gyre_does_not_act_on_are_warned_not_ignored() {
         "websocket.compression",
         "client.concurrency",
         "admin.enabled",
-        "grpc_api",
+        "uni_grpc",
     ] {
         assert!(stderr.contains(key), "{key} not warned: {stderr}");
     }

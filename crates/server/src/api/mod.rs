@@ -3,6 +3,7 @@
 //! [`execute`] is transport-agnostic: it takes a method name and a JSON body and returns the
 //! result object or an API error. [`http`] adapts it to axum.
 
+pub(crate) mod grpc;
 pub(crate) mod http;
 mod map;
 pub(crate) mod shared_poll;

@@ -46,7 +46,7 @@ use redis::{
     RedisConnectionInfo, RedisError, RedisFuture, RedisResult, ServerErrorKind, Value,
 };
 mod sentinel;
-mod tls;
+pub(crate) mod tls;
 
 use sentinel::{Sentinel, Single, Target, follow_master};
 use tls::tls_setup;
@@ -57,7 +57,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 /// A Redis setting that cannot be used, naming its key.
 #[derive(Debug, thiserror::Error)]
 #[error("{key}: {reason}")]
-pub(super) struct ConfigError {
+pub(crate) struct ConfigError {
     key: String,
     reason: String,
 }

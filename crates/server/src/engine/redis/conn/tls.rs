@@ -5,7 +5,7 @@ use super::*;
 
 /// Reads a PEM setting: raw PEM, base64 PEM or a file path (Centrifugo v6's rules), or the
 /// explicit `_file` / `_b64` variants. `None` when none is set.
-pub(super) fn load_pem(
+pub(crate) fn load_pem(
     key: &str,
     value: &str,
     file: &str,
