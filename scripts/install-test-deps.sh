@@ -2,6 +2,9 @@
 # Installs the real Centrifugo clients the conformance tests drive, into project-local folders:
 #   conformance/js/node_modules  npm `centrifuge` (v5) and `ws`, from conformance/js/package-lock.json
 #   .deps/python                 PyPI `centrifuge-python`, from conformance/python/requirements.txt
+#   .deps/grpc                   PyPI `grpcio` + `grpcio-tools` (the GRPC API test generates its
+#                                Python stubs from crates/server/proto/api.proto), from
+#                                conformance/python/grpc-requirements.txt
 #   redis-server                 Debian's `redis-server` package, only when it is not on PATH
 #                                (the Redis engine tests start their own instance)
 #   nats-server, postgresql      Debian's packages, only when missing (the NATS and PostgreSQL
@@ -25,6 +28,14 @@ if ! stamp_ok .deps/python/.gyre-stamp "$py_lock"; then
   rm -rf .deps/python
   python3 -m pip install --quiet --disable-pip-version-check --target .deps/python -r conformance/python/requirements.txt
   echo "$py_lock" > .deps/python/.gyre-stamp
+fi
+
+grpc_lock=$(sha256sum conformance/python/grpc-requirements.txt | cut -d' ' -f1)
+if ! stamp_ok .deps/grpc/.gyre-stamp "$grpc_lock"; then
+  echo "installing grpcio and grpcio-tools into .deps/grpc"
+  rm -rf .deps/grpc
+  python3 -m pip install --quiet --disable-pip-version-check --target .deps/grpc -r conformance/python/grpc-requirements.txt
+  echo "$grpc_lock" > .deps/grpc/.gyre-stamp
 fi
 
 missing=()

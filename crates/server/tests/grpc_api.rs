@@ -385,3 +385,168 @@ async fn max_receive_message_size_is_enforced() {
         .expect("a small message passes");
     assert!(small.into_inner().error.is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_lists_the_service() {
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+    let (_gyre, port) = server(json!({ "reflection": true }));
+    let channel = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut reflection = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = reflection
+        .server_reflection_info(futures_util::stream::iter(vec![request]))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let answer = answers
+        .message()
+        .await
+        .expect("reflection answer")
+        .expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = answer.message_response else {
+        panic!("not a service list: {answer:?}");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"centrifugal.centrifugo.api.CentrifugoApi"),
+        "{names:?}"
+    );
+}
+
+/// A CA, and a server and a client certificate it signed (PEM).
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki() -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["grpc.test".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &ca)
+        .expect("server cert");
+    let client_key = KeyPair::generate().expect("client key");
+    let client = CertificateParams::new(vec!["client.test".to_owned()])
+        .expect("client params")
+        .signed_by(&client_key, &ca)
+        .expect("client cert");
+    Pki {
+        ca: ca.pem(),
+        server_cert: server.pem(),
+        server_key: server_key.serialize_pem(),
+        client_cert: client.pem(),
+        client_key: client_key.serialize_pem(),
+    }
+}
+
+async fn tls_client(
+    port: u16,
+    pki: &Pki,
+    with_cert: bool,
+) -> Result<CentrifugoApiClient<Channel>, tonic::transport::Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(&pki.ca))
+        .domain_name("grpc.test");
+    if with_cert {
+        tls = tls.identity(Identity::from_pem(&pki.client_cert, &pki.client_key));
+    }
+    let channel = Channel::from_shared(format!("https://127.0.0.1:{port}"))
+        .expect("uri")
+        .tls_config(tls)?
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await?;
+    Ok(CentrifugoApiClient::new(channel))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    let pki = pki();
+    let (_gyre, port) = server(json!({
+        "tls": {
+            "enabled": true,
+            "cert_pem": pki.server_cert,
+            "key_pem": pki.server_key,
+            "client_ca_pem": pki.ca,
+        },
+    }));
+    let mut api = tls_client(port, &pki, true)
+        .await
+        .expect("TLS connect with a client certificate");
+    let info = api
+        .info(authed(pb::InfoRequest {}, &[]))
+        .await
+        .expect("info over TLS")
+        .into_inner();
+    assert_eq!(info.result.map(|r| r.nodes.len()), Some(1));
+
+    // Without a client certificate the handshake (or the first call) fails.
+    let refused = match tls_client(port, &pki, false).await {
+        Err(_) => true,
+        Ok(mut api) => api.info(authed(pb::InfoRequest {}, &[])).await.is_err(),
+    };
+    assert!(refused, "a client without a certificate was served");
+
+    // Plain text is not served on a TLS port.
+    let plain = Channel::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let mut api = CentrifugoApiClient::new(channel);
+        assert!(api.info(authed(pb::InfoRequest {}, &[])).await.is_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_client_publishes_and_queries() {
+    let deps = support::grpc_python_deps();
+    let (gyre, port) = server(json!({}));
+    let mut ws = RawWs::connect(&gyre.ws_url(), None).await;
+    ws.connect_json(&token(json!({"sub": "alice"}))).await;
+    ws.send_text(r#"{"id":2,"subscribe":{"channel":"room"}}"#)
+        .await;
+    assert!(ws.reply(2).await["subscribe"].is_object());
+    let proto = support::repo_root().join("crates/server/proto/api.proto");
+    let mut child = std::process::Command::new("python3")
+        .arg("-u")
+        .arg(support::repo_root().join("conformance/python/grpc_api.py"))
+        .env("PYTHONPATH", &deps)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .env("GYRE_GRPC_ADDR", format!("127.0.0.1:{port}"))
+        .env("GYRE_GRPC_KEY", KEY)
+        .env("GYRE_PROTO", &proto)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let (status, stdout, stderr) = support::wait_bounded(&mut child, Duration::from_secs(60));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "grpc_api.py failed: {status:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+    );
+    assert_eq!(stdout.trim(), "ok", "{stderr}");
+    read_until(&mut ws, |v| v["push"]["pub"]["data"]["from"] == "python").await;
+}

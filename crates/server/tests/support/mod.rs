@@ -273,6 +273,16 @@ pub fn python_deps() -> PathBuf {
     dir
 }
 
+/// `.deps/grpc` (PyPI `grpcio` and `grpcio-tools`), installed by `scripts/install-test-deps.sh`.
+pub fn grpc_python_deps() -> PathBuf {
+    let dir = repo_root().join(".deps/grpc");
+    assert!(
+        dir.join("grpc_tools").exists(),
+        "grpcio-tools is not installed in .deps/grpc: run scripts/install-test-deps.sh"
+    );
+    dir
+}
+
 /// Waits for a child at most `limit` (killing it then); returns its status (None when
 /// killed), stdout and stderr.
 pub fn wait_bounded(
