@@ -43,3 +43,46 @@ impl Default for GrpcApiConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Config, Format, load_str};
+
+    #[test]
+    fn defaults_and_keys_are_centrifugos() {
+        let c = Config::default();
+        assert!(!c.grpc_api.enabled);
+        assert_eq!(c.grpc_api.port, 10000);
+        let text = r#"{"grpc_api": {"enabled": true, "port": "10001", "key": "k",
+            "error_mode": "transport", "reflection": true, "max_receive_message_size": 2048,
+            "tls": {"enabled": true, "cert_pem": "c", "key_pem": "k"}}}"#;
+        let loaded = load_str(text, Format::Json, &[], &[]).expect("loads");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let g = &loaded.config.grpc_api;
+        assert_eq!(g.port, 10001);
+        assert_eq!(g.error_mode, crate::ErrorMode::Transport);
+        assert_eq!(g.max_receive_message_size, 2048);
+        assert!(g.reflection && g.tls.enabled);
+    }
+
+    #[test]
+    fn an_unknown_error_mode_is_refused() {
+        let text = r#"{"grpc_api": {"error_mode": "loud"}}"#;
+        let err = load_str(text, Format::Json, &[], &[]).expect_err("refused");
+        assert!(err.to_string().contains("grpc_api.error_mode"), "{err}");
+    }
+
+    #[test]
+    fn client_side_tls_keys_are_warned() {
+        let text = r#"{"grpc_api": {"tls": {"server_name": "x"}}}"#;
+        let loaded = load_str(text, Format::Json, &[], &[]).expect("loads");
+        assert!(
+            loaded
+                .warnings
+                .iter()
+                .any(|w| w.contains("grpc_api.tls.server_name")),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+}

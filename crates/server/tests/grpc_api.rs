@@ -40,7 +40,10 @@ fn server(grpc: Value) -> (Gyre, u16) {
                 "history_ttl": "300s",
                 "allow_subscribe_for_client": true,
             },
-            "namespaces": [{ "name": "bin", "publication_data_format": "binary", "history_size": 10, "history_ttl": "300s" }],
+            "namespaces": [
+                { "name": "bin", "publication_data_format": "binary", "history_size": 10, "history_ttl": "300s" },
+                { "name": "mp", "subscription_type": "map", "map": { "mode": "persistent", "min_page_size": 1 } },
+            ],
         },
     })));
     (gyre, port)
@@ -549,4 +552,214 @@ async fn python_grpcio_client_publishes_and_queries() {
     );
     assert_eq!(stdout.trim(), "ok", "{stderr}");
     read_until(&mut ws, |v| v["push"]["pub"]["data"]["from"] == "python").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_actions_broadcast_and_maps() {
+    let (gyre, port) = server(json!({}));
+    let mut ws = RawWs::connect(&gyre.ws_url(), None).await;
+    ws.connect_json(&token(json!({"sub": "alice"}))).await;
+    let mut api = client(port).await;
+
+    let subscribed = api
+        .subscribe(authed(
+            pb::SubscribeRequest {
+                user: "alice".into(),
+                channel: "extra".into(),
+                data: br#"{"hi":1}"#.to_vec(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("subscribe")
+        .into_inner();
+    assert!(subscribed.error.is_none(), "{subscribed:?}");
+    read_until(&mut ws, |v| {
+        v["push"]["channel"] == "extra" && v["push"]["subscribe"]["data"]["hi"] == 1
+    })
+    .await;
+
+    let broadcast = api
+        .broadcast(authed(
+            pb::BroadcastRequest {
+                channels: vec!["extra".into(), "nowhere:x".into()],
+                data: br#"{"b":1}"#.to_vec(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("broadcast")
+        .into_inner()
+        .result
+        .expect("broadcast result");
+    assert_eq!(broadcast.responses.len(), 2);
+    assert_eq!(
+        broadcast.responses[0].result.as_ref().map(|r| r.offset),
+        Some(1)
+    );
+    assert_eq!(
+        broadcast.responses[1].error.as_ref().map(|e| e.code),
+        Some(102)
+    );
+    read_until(&mut ws, |v| {
+        v["push"]["channel"] == "extra" && v["push"]["pub"]["data"]["b"] == 1
+    })
+    .await;
+
+    let removed = api
+        .history_remove(authed(
+            pb::HistoryRemoveRequest {
+                channel: "extra".into(),
+            },
+            &[],
+        ))
+        .await
+        .expect("history_remove")
+        .into_inner();
+    assert!(removed.error.is_none(), "{removed:?}");
+    let history = api
+        .history(authed(
+            pb::HistoryRequest {
+                channel: "extra".into(),
+                limit: -1,
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("history")
+        .into_inner()
+        .result
+        .expect("history result");
+    assert!(history.publications.is_empty(), "{history:?}");
+
+    let refreshed = api
+        .refresh(authed(
+            pb::RefreshRequest {
+                user: "alice".into(),
+                expire_at: support::now() + 3600,
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("refresh")
+        .into_inner();
+    assert!(refreshed.error.is_none(), "{refreshed:?}");
+
+    let unsubscribed = api
+        .unsubscribe(authed(
+            pb::UnsubscribeRequest {
+                user: "alice".into(),
+                channel: "extra".into(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("unsubscribe")
+        .into_inner();
+    assert!(unsubscribed.error.is_none(), "{unsubscribed:?}");
+    read_until(&mut ws, |v| v["push"]["unsubscribe"]["code"] == 2000).await;
+
+    let published = api
+        .map_publish(authed(
+            pb::MapPublishRequest {
+                channel: "mp:board".into(),
+                key: "k1".into(),
+                data: br#"{"v":1}"#.to_vec(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("map_publish")
+        .into_inner();
+    assert!(published.error.is_none(), "{published:?}");
+    let state = api
+        .map_read_state(authed(
+            pb::MapReadStateRequest {
+                channel: "mp:board".into(),
+                limit: 10,
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("map_read_state")
+        .into_inner()
+        .result
+        .expect("state");
+    assert_eq!(state.entries.len(), 1, "{state:?}");
+    assert_eq!(state.entries[0].key, "k1");
+    assert_eq!(state.entries[0].data, br#"{"v":1}"#.to_vec());
+    let stats = api
+        .map_stats(authed(
+            pb::MapStatsRequest {
+                channel: "mp:board".into(),
+            },
+            &[],
+        ))
+        .await
+        .expect("map_stats")
+        .into_inner()
+        .result
+        .expect("stats");
+    assert_eq!(stats.num_keys, 1);
+    let stream = api
+        .map_read_stream(authed(
+            pb::MapReadStreamRequest {
+                channel: "mp:board".into(),
+                limit: 10,
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("map_read_stream")
+        .into_inner();
+    assert!(stream.error.is_none(), "{stream:?}");
+    let map_removed = api
+        .map_remove(authed(
+            pb::MapRemoveRequest {
+                channel: "mp:board".into(),
+                key: "k1".into(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("map_remove")
+        .into_inner();
+    assert!(map_removed.error.is_none(), "{map_removed:?}");
+    let cleared = api
+        .map_clear(authed(
+            pb::MapClearRequest {
+                channel: "mp:board".into(),
+            },
+            &[],
+        ))
+        .await
+        .expect("map_clear")
+        .into_inner();
+    assert!(cleared.error.is_none(), "{cleared:?}");
+
+    // shared_poll_publish outside a shared poll namespace: the executor's 107.
+    let shared = api
+        .shared_poll_publish(authed(
+            pb::SharedPollPublishRequest {
+                channel: "room".into(),
+                key: "k".into(),
+                version: 1,
+                data: b"{}".to_vec(),
+                ..Default::default()
+            },
+            &[],
+        ))
+        .await
+        .expect("shared_poll_publish")
+        .into_inner();
+    assert_eq!(shared.error.map(|e| e.code), Some(107));
 }

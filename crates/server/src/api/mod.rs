@@ -1,7 +1,7 @@
 //! The server HTTP API: `POST <prefix>/<method>` with upstream's request and response JSON.
 //!
 //! [`execute`] is transport-agnostic: it takes a method name and a JSON body and returns the
-//! result object or an API error. [`http`] adapts it to axum.
+//! result object or an API error. [`http`] adapts it to axum, [`grpc`] to tonic (the GRPC API).
 
 pub(crate) mod grpc;
 pub(crate) mod http;

@@ -83,6 +83,9 @@ pub(crate) fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
     let cfg = &node.config.grpc_api;
+    if cfg.key.is_empty() {
+        tracing::warn!("grpc_api.key is empty: the GRPC API answers every caller");
+    }
     let mut api =
         pb::centrifugo_api_server::CentrifugoApiServer::new(service::Service::new(node.clone()));
     if cfg.max_receive_message_size > 0 {
