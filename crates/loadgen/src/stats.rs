@@ -89,6 +89,10 @@ pub(crate) const TICKS: f64 = 100.0;
 pub(crate) struct ProcSample {
     /// User plus system CPU seconds.
     pub cpu_s: f64,
+    /// User-mode CPU seconds (`utime`): the server's own work.
+    pub user_s: f64,
+    /// Kernel CPU seconds (`stime`): system calls, and on loopback much of the receivers' TCP work.
+    pub sys_s: f64,
     /// Resident set size in KiB.
     pub rss_kb: u64,
     /// Write system calls so far (`write`, `writev`: `syscw` in `/proc/<pid>/io`).
@@ -101,6 +105,8 @@ pub(crate) fn sample_all(pids: &[u32]) -> ProcSample {
         .map(|&pid| sample(pid))
         .fold(ProcSample::default(), |sum, s| ProcSample {
             cpu_s: sum.cpu_s + s.cpu_s,
+            user_s: sum.user_s + s.user_s,
+            sys_s: sum.sys_s + s.sys_s,
             rss_kb: sum.rss_kb + s.rss_kb,
             write_calls: sum.write_calls + s.write_calls,
         })
@@ -109,7 +115,7 @@ pub(crate) fn sample_all(pids: &[u32]) -> ProcSample {
 /// Reads `/proc/<pid>/stat`, `/proc/<pid>/status` and `/proc/<pid>/io` (zeroes when the process
 /// is gone or unreadable).
 pub(crate) fn sample(pid: u32) -> ProcSample {
-    let cpu_s = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+    let (user_s, sys_s) = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
             let rest = &s[s.rfind(')')? + 2..];
@@ -117,11 +123,13 @@ pub(crate) fn sample(pid: u32) -> ProcSample {
             // After the command: state is field 3, utime is 14 and stime 15 (1-based).
             let utime: f64 = f.get(11)?.parse().ok()?;
             let stime: f64 = f.get(12)?.parse().ok()?;
-            Some((utime + stime) / TICKS)
+            Some((utime / TICKS, stime / TICKS))
         })
-        .unwrap_or(0.0);
+        .unwrap_or((0.0, 0.0));
     ProcSample {
-        cpu_s,
+        cpu_s: user_s + sys_s,
+        user_s,
+        sys_s,
         rss_kb: proc_number(pid, "status", "VmRSS:").unwrap_or(0),
         write_calls: proc_number(pid, "io", "syscw:").unwrap_or(0),
     }

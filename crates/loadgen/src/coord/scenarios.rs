@@ -32,6 +32,8 @@ pub(super) async fn idle(ctx: &mut Ctx, base_rss_kb: u64) -> Result<Value> {
         "rss_kb_per_conn": (s1.rss_kb as f64 - base_rss_kb as f64) / n,
         "cpu_us_per_s_per_conn": (s1.cpu_s - s0.cpu_s) / hold / n * 1e6,
         "cpu_pct": 100.0 * (s1.cpu_s - s0.cpu_s) / hold,
+        "user_pct": 100.0 * (s1.user_s - s0.user_s) / hold,
+        "sys_pct": 100.0 * (s1.sys_s - s0.sys_s) / hold,
         "hold_s": hold, "loadavg": load,
         "kernel_tcp_kb_per_conn_both_ends": (tcp1 as f64 - tcp0 as f64) / n,
     });
@@ -137,7 +139,8 @@ pub(super) async fn recovery(ctx: &mut Ctx) -> Result<Value> {
         "recovered_ok": storm.ok, "recovered_failed": storm.failed,
         "recovered_pubs": storm.pubs, "expected_pubs": missed * connected as u64,
         "time_to_all_ms": storm.all_ms, "recover_latency_us": storm.hist.summary(),
-        "server_cpu_s": s1.cpu_s - s0.cpu_s, "storm_s": storm_s, "loadavg": load,
+        "server_cpu_s": s1.cpu_s - s0.cpu_s,
+        "server_user_s": s1.user_s - s0.user_s, "server_sys_s": s1.sys_s - s0.sys_s, "storm_s": storm_s, "loadavg": load,
         "server_rss_kb": s1.rss_kb,
     });
     eprintln!("  recovery: {extra}");

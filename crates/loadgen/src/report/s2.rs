@@ -17,7 +17,7 @@ pub(super) fn write(md: &mut String, results: &[Named], svg: &str) -> Result<()>
     )?;
     writeln!(
         md,
-        "| system | best deliveries/s | p50 ms | p99 ms | p99.9 ms | server CPU % | deliveries per CPU-s | CPU-s per 1M deliveries | vs floor (rate) | vs floor (per core) |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| system | best deliveries/s | p50 ms | p99 ms | p99.9 ms | server CPU % | deliveries per CPU-s | CPU-s per 1M deliveries (user + kernel) | vs floor (rate) | vs floor (per core) |\n|---|---|---|---|---|---|---|---|---|---|"
     )?;
     let floor_best = |label: &str| {
         let name = if label.contains("protobuf") {
@@ -37,14 +37,14 @@ pub(super) fn write(md: &mut String, results: &[Named], svg: &str) -> Result<()>
         let fl = floor_best(label);
         writeln!(
             md,
-            "| {label} | {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {:.0} | {} | {} | {} | {} |",
             k(f(&s["deliveries_per_s"])),
             ms(&s["latency_us"]["p50"]),
             ms(&s["latency_us"]["p99"]),
             ms(&s["latency_us"]["p999"]),
             f(&s["server_cpu_pct"]),
             k(f(&s["deliveries_per_cpu_s"])),
-            f(&s["server_cpu_s_per_m"]),
+            cpu_split(s),
             ratio(f(&s["deliveries_per_s"]), delivered(fl)),
             ratio(f(&s["deliveries_per_cpu_s"]), per_core(fl)),
         )?;
@@ -62,13 +62,13 @@ pub(super) fn write(md: &mut String, results: &[Named], svg: &str) -> Result<()>
 pub(super) fn write_fanout_steps(md: &mut String, runs: &[&Value], rss: &str) -> Result<()> {
     writeln!(
         md,
-        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | CPU-s per 1M | deliveries per write | loadgen CPU % | other CPU % | {rss} | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| system | publishes/s | delivered/s | loss % | p50 ms | p99 ms | p99.9 ms | max ms | server CPU % | CPU-s per 1M (user + kernel) | deliveries per write | loadgen CPU % | other CPU % | {rss} | load |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )?;
     for r in runs {
         for s in steps(r) {
             writeln!(
                 md,
-                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {:.2} | {} | {:.0} | {:.0} | {:.1} | {} |",
+                "| {} | {} | {} | {:.2} | {} | {} | {} | {} | {:.0} | {} | {} | {:.0} | {:.0} | {:.1} | {} |",
                 label(r),
                 s["rate"],
                 k(f(&s["deliveries_per_s"])),
@@ -78,7 +78,7 @@ pub(super) fn write_fanout_steps(md: &mut String, runs: &[&Value], rss: &str) ->
                 ms(&s["latency_us"]["p999"]),
                 ms(&s["latency_us"]["max"]),
                 f(&s["server_cpu_pct"]),
-                f(&s["server_cpu_s_per_m"]),
+                cpu_split(s),
                 per_write(s),
                 f(&s["loadgen_cpu_pct"]),
                 f(&s["other_cpu_pct"]),
@@ -88,4 +88,14 @@ pub(super) fn write_fanout_steps(md: &mut String, runs: &[&Value], rss: &str) ->
         }
     }
     Ok(())
+}
+
+/// A step's server CPU-s per 1M deliveries as "total (user + kernel)", from utime and stime.
+fn cpu_split(s: &Value) -> String {
+    format!(
+        "{:.2} ({:.2} + {:.2})",
+        f(&s["server_cpu_s_per_m"]),
+        f(&s["server_user_s_per_m"]),
+        f(&s["server_sys_s_per_m"])
+    )
 }
