@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use support::json_conn::{Conn, client, next_pub, subscribe, wait_for};
-use support::services::{Nats, spawn_nats};
+use support::services::{Nats, spawn_nats, spawn_nats_with};
 use support::{Gyre, config};
 
 /// A `nats-server` and a `redis-server` (the presence manager) for a test's nodes.
@@ -279,6 +279,29 @@ async fn raw_mode_talks_to_plain_nats_clients() {
     );
 }
 
+/// `allow_wildcards`: a subscriber of `news.*` gets the publications of every matching
+/// channel, each naming its own channel; publishing into a pattern stays refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_subscriptions_when_allowed() {
+    let cluster = Cluster::start();
+    let a = cluster.node_with(json!({ "allow_wildcards": true }), json!({}));
+    let b = cluster.node_with(json!({ "allow_wildcards": true }), json!({}));
+    let mut on_b = client(&b, "ivy").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "news.*" })).await;
+    for (n, channel) in ["news.sport", "news.tech"].into_iter().enumerate() {
+        a.api("publish", json!({ "channel": channel, "data": { "n": n } }));
+        let p = next_pub(&mut on_b, "news.*").await;
+        assert_eq!(
+            (p["data"]["n"].as_u64(), p["channel"].as_str()),
+            (Some(n as u64), Some(channel)),
+            "{p}"
+        );
+    }
+    let key = [("X-API-Key", support::API_KEY)];
+    let (_, reply) = a.api_raw("publish", &json!({ "channel": "news.*", "data": {} }), &key);
+    assert_eq!(reply["error"]["code"], 107, "{reply}");
+}
+
 /// A restarted nats-server: both nodes reconnect, resubscribe and deliver again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_resumes_after_nats_restarts() {
@@ -290,13 +313,25 @@ async fn delivery_resumes_after_nats_restarts() {
     a.api("publish", json!({ "channel": "ticks", "data": { "n": 0 } }));
     assert_eq!(next_pub(&mut on_b, "ticks").await["data"]["n"], 0);
 
-    // The old server is killed (and its store removed) before the new one starts.
+    // The server goes away: publishing fails (nothing is queued for later) once A noticed.
     cluster.nats = None;
+    let key = [("X-API-Key", support::API_KEY)];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, reply) = a.api_raw("publish", &json!({ "channel": "ticks", "data": {} }), &key);
+        if reply["error"]["code"] == 100 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing never failed: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     cluster.nats = Some(spawn_nats(cluster.nats_port));
 
     // Publish until one arrives (publishes fail until A is back, some may be lost while B
     // resubscribes: delivery is at most once).
-    let key = [("X-API-Key", support::API_KEY)];
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut n = 1;
     let got = loop {
@@ -320,4 +355,93 @@ async fn delivery_resumes_after_nats_restarts() {
             break;
         }
     }
+}
+
+/// TLS with client certificates: a nats-server that requires them (`--tlsverify`), nodes
+/// with `broker.nats.tls` (the CA, their certificate and key as PEM text and as files).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificates() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &ca)
+        .expect("server cert");
+    let client_key = KeyPair::generate().expect("client key");
+    let client_cert = CertificateParams::new(vec!["gyre".to_owned()])
+        .expect("client params")
+        .signed_by(&client_key, &ca)
+        .expect("client cert");
+    let dir = std::env::temp_dir().join(format!("gyre-nats-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tls dir");
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write pem");
+        path.to_string_lossy().into_owned()
+    };
+    let ca_file = write("ca.pem", &ca.pem());
+    let args = [
+        "--tls".to_owned(),
+        "--tlscert".to_owned(),
+        write("server.pem", &server.pem()),
+        "--tlskey".to_owned(),
+        write("server.key", &server_key.serialize_pem()),
+        "--tlsverify".to_owned(),
+        "--tlscacert".to_owned(),
+        ca_file.clone(),
+    ];
+    let port = support::free_port();
+    let nats = spawn_nats_with(port, &args);
+    let redis_port = support::free_port();
+    let cluster = Cluster {
+        nats_url: format!("tls://127.0.0.1:{port}"),
+        nats: Some(nats),
+        nats_port: port,
+        redis: support::spawn_redis(redis_port),
+        redis_port,
+    };
+    let a = cluster.node_with(
+        json!({ "tls": {
+            "enabled": true,
+            "server_ca_pem": ca.pem(),
+            "cert_pem": client_cert.pem(),
+            "key_pem": client_key.serialize_pem(),
+        } }),
+        json!({}),
+    );
+    let b = cluster.node_with(
+        json!({ "tls": {
+            "enabled": true,
+            "server_ca_pem_file": ca_file,
+            "cert_pem_file": write("client.pem", &client_cert.pem()),
+            "key_pem_file": write("client.key", &client_key.serialize_pem()),
+        } }),
+        json!({}),
+    );
+    let mut on_b = client(&b, "jill").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "secure" })).await;
+    let key = [("X-API-Key", support::API_KEY)];
+    // A may still be connecting: its first publishes can fail.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, reply) = a.api_raw(
+            "publish",
+            &json!({ "channel": "secure", "data": { "n": 1 } }),
+            &key,
+        );
+        if reply.get("error").is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "publishing over TLS never worked: {reply}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(next_pub(&mut on_b, "secure").await["data"]["n"], 1);
+    let _ = std::fs::remove_dir_all(&dir);
 }
