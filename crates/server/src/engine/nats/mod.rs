@@ -109,6 +109,8 @@ pub(crate) struct NatsEngine {
     /// This engine (its tasks hold it).
     me: Weak<Self>,
     client: async_nats::Client,
+    /// The server URLs for logs (without credentials).
+    servers: String,
     prefix: String,
     raw: Option<RawMode>,
     /// The prefix of channel subjects (`<prefix>.client.`, the raw prefix in raw mode).
@@ -209,6 +211,7 @@ impl NatsEngine {
         Ok(Arc::new_cyclic(|me| Self {
             me: me.clone(),
             client,
+            servers: describe(&config.urls()),
             prefix: config.prefix.clone(),
             raw,
             channel_prefix,
@@ -258,11 +261,16 @@ impl NatsEngine {
         let engine = self.clone();
         tokio::spawn(async move {
             // Confirmed once the connection first comes up.
-            loop {
-                if engine.confirm(CONFIRM_WAIT_UP).await.is_ok() {
-                    engine.control_ready.store(true, Ordering::Release);
-                    return;
+            let token = engine.shutdown.clone();
+            let confirmed = async {
+                while engine.confirm(CONFIRM_WAIT_UP).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                engine.control_ready.store(true, Ordering::Release);
+            };
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = confirmed => {}
             }
         });
         let mut lost = false;
@@ -270,7 +278,7 @@ impl NatsEngine {
         while let Some(event) = conn_events.recv().await {
             match event {
                 async_nats::Event::Connected => {
-                    tracing::info!("nats broker connected");
+                    tracing::info!("nats at {} is connected", self.servers);
                     down_logged = false;
                     if lost {
                         // Publications sent meanwhile are gone: subscribers with positions
@@ -285,7 +293,7 @@ impl NatsEngine {
                 async_nats::Event::Disconnected => {
                     lost = true;
                     if !down_logged {
-                        tracing::warn!("nats broker connection lost; reconnecting");
+                        tracing::warn!("nats connection to {} lost; reconnecting", self.servers);
                         down_logged = true;
                     }
                 }
@@ -293,7 +301,15 @@ impl NatsEngine {
                     tracing::warn!("nats subscription {sid} is too slow: messages dropped");
                 }
                 async_nats::Event::ServerError(e) => tracing::warn!("nats server error: {e}"),
-                async_nats::Event::ClientError(e) => tracing::warn!("nats client error: {e}"),
+                // Failed connection attempts: logged once per outage.
+                async_nats::Event::ClientError(e) if !down_logged => {
+                    tracing::warn!(
+                        "nats at {} is unreachable ({e}); retrying in the background",
+                        self.servers
+                    );
+                    down_logged = true;
+                }
+                async_nats::Event::ClientError(e) => tracing::debug!("nats client error: {e}"),
                 _ => {}
             }
         }
@@ -345,6 +361,18 @@ impl NatsEngine {
     }
 }
 
+/// Server URLs for logs, without user names, passwords or tokens.
+fn describe(urls: &[String]) -> String {
+    urls.iter()
+        .map(|url| match (url.split_once("://"), url.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+            (None, Some((_, host))) => host.to_owned(),
+            _ => url.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Whether a channel name holds NATS wildcards.
 fn has_wildcards(channel: &str) -> bool {
     channel.contains('*') || channel.contains('>')
@@ -376,6 +404,16 @@ mod tests {
             assert!(reconnect_delay(n) <= Duration::from_secs(3));
         }
         assert!(reconnect_delay(10) >= Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn logged_urls_hide_credentials() {
+        let urls = [
+            "nats://u:p@h:4222".to_owned(),
+            "tls://h2:4222".to_owned(),
+            "t@h3".to_owned(),
+        ];
+        assert_eq!(describe(&urls), "nats://h:4222,tls://h2:4222,h3");
     }
 
     #[test]
