@@ -170,6 +170,28 @@ mod tests {
     }
 
     #[test]
+    fn environment_variables_set_the_keys() {
+        let env: Vec<(String, String)> = [
+            ("CENTRIFUGO_BROKER_ENABLED", "true"),
+            ("CENTRIFUGO_BROKER_TYPE", "nats"),
+            ("CENTRIFUGO_BROKER_NATS_URL", "nats://10.0.0.1:4222"),
+            ("CENTRIFUGO_BROKER_NATS_DIAL_TIMEOUT", "3s"),
+            ("CENTRIFUGO_BROKER_NATS_ALLOW_WILDCARDS", "true"),
+            ("CENTRIFUGO_BROKER_NATS_RAW_MODE_PREFIX", "raw."),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let loaded = load_str("{}", Format::Json, &env, &[]).expect("loads");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let n = &loaded.config.broker.nats;
+        assert_eq!(n.url, "nats://10.0.0.1:4222");
+        assert_eq!(n.dial_timeout.get().as_secs(), 3);
+        assert!(n.allow_wildcards);
+        assert_eq!(n.raw_mode.prefix, "raw.");
+    }
+
+    #[test]
     fn an_empty_url_means_the_default_server() {
         let mut c = Config::default().broker.nats;
         c.url = String::new();
