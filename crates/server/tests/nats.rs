@@ -445,3 +445,31 @@ async fn tls_with_client_certificates() {
     assert_eq!(next_pub(&mut on_b, "secure").await["data"]["n"], 1);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A node starts while its NATS server is not there yet and connects once it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_starts_before_nats_and_connects_later() {
+    let mut cluster = Cluster::start();
+    cluster.nats = None;
+    let a = cluster.node();
+    let key = [("X-API-Key", support::API_KEY)];
+    let (_, reply) = a.api_raw("publish", &json!({ "channel": "early", "data": {} }), &key);
+    assert_eq!(
+        reply["error"]["code"], 100,
+        "nothing is queued while away: {reply}"
+    );
+    cluster.nats = Some(spawn_nats(cluster.nats_port));
+    let mut on_a = client(&a, "kim").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        on_a.send(&json!({ "id": 2, "subscribe": { "channel": "early" } }))
+            .await;
+        if on_a.reply(2).await["subscribe"].is_object() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never subscribed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.api("publish", json!({ "channel": "early", "data": { "n": 1 } }));
+    assert_eq!(next_pub(&mut on_a, "early").await["data"]["n"], 1);
+}
