@@ -50,6 +50,14 @@ const INACTIVE: &[(&str, &str)] = &[
         "engine.redis.sentinel_tls.client_ca_pem",
         "it is not used by a Redis client",
     ),
+    (
+        "broker.nats.tls.client_ca_pem",
+        "it is not used by a NATS client",
+    ),
+    (
+        "broker.nats.tls.server_name",
+        "the NATS server's certificate is checked against the URL host",
+    ),
 ];
 
 fn at<'v>(tree: &'v Value, path: &str) -> Option<&'v Value> {

@@ -49,7 +49,7 @@ pub use map::{
     DEFAULT_MAP_MAX_PAGE_SIZE, DEFAULT_MAP_MIN_PAGE_SIZE, DEFAULT_MAP_PAGE_SIZE,
     DEFAULT_MAP_STREAM_SIZE, DEFAULT_MAP_STREAM_TTL, MapBrokerConfig, MapOptions,
 };
-pub use nats::NatsBrokerConfig;
+pub use nats::{NatsBrokerConfig, NatsRawModeConfig};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
 pub use postgres::PostgresBrokerConfig;
 pub use proxy::{

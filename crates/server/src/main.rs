@@ -108,8 +108,14 @@ enum Command {
 
 /// Logs to standard output (as upstream), or appended to `log.file`, at `log.level` (`RUST_LOG` wins).
 fn init_tracing(log: &gyre_config::LogConfig) -> anyhow::Result<()> {
+    // The NATS client logs each connection event at info; the NATS broker logs the state
+    // changes itself (once per outage), so the client's own lines stay below warn.
+    let default = match log.level.filter() {
+        level @ ("info" | "debug" | "trace") => format!("{level},async_nats=warn"),
+        level => level.to_owned(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log.level.filter()));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

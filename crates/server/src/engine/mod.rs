@@ -3,6 +3,7 @@
 
 pub(crate) mod map;
 pub(crate) mod memory;
+pub(crate) mod nats;
 pub(crate) mod presence;
 pub(crate) mod redis;
 mod select;
@@ -86,6 +87,8 @@ pub(crate) type BoxFuture<'a, T> =
 #[error("engine error: {message}")]
 pub(crate) struct EngineError {
     message: String,
+    /// The reply code clients get (internal when `None`).
+    code: Option<gyre_protocol::ErrorCode>,
     #[source]
     source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
@@ -95,6 +98,18 @@ impl EngineError {
     pub(crate) fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
+            code: None,
+            source: None,
+        }
+    }
+
+    /// A request the engine refuses by its nature (not a failure): clients get `code`
+    /// (`not available` for history on a broker without streams, `bad request` for a channel
+    /// the broker cannot carry).
+    pub(crate) fn refused(code: gyre_protocol::ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            code: Some(code),
             source: None,
         }
     }
@@ -103,14 +118,15 @@ impl EngineError {
     pub(crate) fn caused_by(source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self {
             message: source.to_string(),
+            code: None,
             source: Some(std::sync::Arc::new(source)),
         }
     }
 }
 
 impl From<EngineError> for gyre_protocol::ErrorCode {
-    fn from(_: EngineError) -> Self {
-        gyre_protocol::ErrorCode::Internal
+    fn from(e: EngineError) -> Self {
+        e.code.unwrap_or(gyre_protocol::ErrorCode::Internal)
     }
 }
 

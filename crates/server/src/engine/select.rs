@@ -10,6 +10,7 @@ use gyre_config::{BrokerKind, Config, PresenceManagerKind, RedisConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::memory::{MemoryBroker, MemoryControl};
+use super::nats::NatsEngine;
 use super::presence::MemoryPresence;
 use super::redis::RedisEngine;
 use super::{Engine, EngineEvents};
@@ -57,6 +58,12 @@ impl Engine {
                     let engine = redis_for(section).await?;
                     (engine.clone(), engine)
                 }
+                BrokerKind::Nats => {
+                    let engine =
+                        NatsEngine::connect(&config.broker.nats, events.clone(), shutdown).await?;
+                    engine.start();
+                    (engine.clone(), engine)
+                }
                 other => anyhow::bail!("broker type {other} is not implemented yet"),
             };
         let presence: Arc<dyn super::PresenceManager> = match config.effective_presence_manager() {
@@ -81,7 +88,7 @@ impl Engine {
     }
 
     /// How long a starting node waits for its control bus: twice the Redis connect timeout
-    /// (at least 2 s) on Redis, nothing in memory.
+    /// or the NATS dial timeout (at least 2 s), nothing in memory.
     pub(crate) fn connect_wait(config: &Config) -> Duration {
         config
             .engine
@@ -89,6 +96,7 @@ impl Engine {
             .connect_timeout
             .0
             .max(config.broker.redis.connect_timeout.0)
+            .max(config.broker.nats.dial_timeout.0)
             .max(Duration::from_secs(1))
             * 2
     }

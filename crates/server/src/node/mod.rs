@@ -332,7 +332,7 @@ impl Node {
         };
         let position = self.broker.publish(channel, request).await.map_err(|err| {
             tracing::debug!("publish to {channel} failed: {err}");
-            ErrorCode::Internal
+            ErrorCode::from(err)
         })?;
         self.metrics.publication_sent();
         Ok(PublishResult {
@@ -353,7 +353,7 @@ impl Node {
             .await
             .map_err(|err| {
                 tracing::debug!("history of {channel} failed: {err}");
-                ErrorCode::Internal
+                ErrorCode::from(err)
             })
     }
 
@@ -398,7 +398,7 @@ impl Node {
         self.broker
             .remove_history(channel)
             .await
-            .map_err(|_| ErrorCode::Internal)
+            .map_err(ErrorCode::from)
     }
 
     /// Adds presence and, when asked, announces the join.

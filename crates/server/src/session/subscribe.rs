@@ -285,7 +285,7 @@ impl Session {
         let node = &self.node;
         node.broker.subscribe(&p.channel).await.map_err(|err| {
             tracing::debug!("broker subscribe to {} failed: {err}", p.channel);
-            ProtocolError::from(ErrorCode::Internal)
+            ProtocolError::from(ErrorCode::from(err))
         })?;
         let mut recovered_pubs: Vec<Publication> = Vec::new();
         if !positioned {

@@ -333,9 +333,15 @@ pub fn wait_bounded(
 /// (`conformance/js/cross_node.mjs`: delivery both ways, presence of both nodes, recovery when
 /// moving between nodes) in `protocol` (`json` or `protobuf`), bounded at 40 s.
 pub fn run_cross_node_js(a: &Gyre, b: &Gyre, protocol: &str) {
+    run_cross_node_script(a, b, protocol, "cross_node.mjs");
+}
+
+/// Runs the two-node centrifuge-js scenario `script` (in `conformance/js`, with the same
+/// environment as [`run_cross_node_js`]) in `protocol`, bounded at 40 s.
+pub fn run_cross_node_script(a: &Gyre, b: &Gyre, protocol: &str, script: &str) {
     let exp = now() + 3600;
     let mut child = Command::new("node")
-        .arg("cross_node.mjs")
+        .arg(script)
         .current_dir(node_deps())
         .env("GYRE_WS_URL", a.ws_url())
         .env("GYRE_WS_URL_B", b.ws_url())
@@ -352,7 +358,7 @@ pub fn run_cross_node_js(a: &Gyre, b: &Gyre, protocol: &str) {
     let (status, stdout, stderr) = wait_bounded(&mut child, Duration::from_secs(40));
     assert!(
         status.is_some_and(|s| s.success()),
-        "cross_node.mjs ({protocol}) failed: {status:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
+        "{script} ({protocol}) failed: {status:?}\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
     );
 }
 

@@ -45,10 +45,16 @@ impl Drop for Nats {
 
 /// Starts `nats-server` with JetStream (its store in a throwaway directory) on `port`.
 pub fn spawn_nats(port: u16) -> Nats {
+    spawn_nats_with(port, &[])
+}
+
+/// [`spawn_nats`] with extra `nats-server` arguments (TLS files, say).
+pub fn spawn_nats_with(port: u16, extra: &[String]) -> Nats {
     let dir = scratch_dir("nats", port);
     let child = Command::new("nats-server")
         .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
         .arg(&dir)
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -163,3 +163,12 @@ pub(super) fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigErro
         server_name,
     })
 }
+
+/// The rustls client configuration of TLS section `key`, for clients other than Redis (the
+/// NATS broker reads the same keys).
+pub(crate) fn client_tls_config(
+    key: &str,
+    c: &RedisTlsConfig,
+) -> Result<rustls::ClientConfig, ConfigError> {
+    tls_setup(key, c).map(|tls| (*tls.config).clone())
+}
