@@ -6,6 +6,7 @@
 #   bench/callgrind.sh            SUBS=100 subscribers, RATE=20 publishes/s, JSON and Protobuf,
 #                                 and the API publish path alone at PUBLISH_RATE=200/s
 #   SUBS=200 RATE=10 bench/callgrind.sh
+#   ONLY=publish bench/callgrind.sh   only the API publish rows (ONLY=fanout: only the fan-out rows)
 #
 # Each system runs the same scenario twice, with one and with STEPS steps of the same rate; the
 # figure is the difference in instructions over the difference in deliveries, so start-up,
@@ -19,6 +20,7 @@ RATE=${RATE:-20}
 STEPS=${STEPS:-4}
 STEP_SECS=${STEP_SECS:-3}
 PUBLISH_RATE=${PUBLISH_RATE:-200}
+ONLY=${ONLY:-all}
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -97,6 +99,7 @@ per() {
   echo "|---|---|---|---|---|---|"
 } > "$OUT/results.md"
 for protocol in json protobuf; do
+  [ "$ONLY" = publish ] && break
   for system in gyre floor; do
     read -r figure counts < <(per "$system" "$protocol" "$SUBS" "$RATE")
     echo "| $system | $protocol | $SUBS | $RATE | $figure | $counts |" >> "$OUT/results.md"
@@ -104,6 +107,7 @@ for protocol in json protobuf; do
 done
 # The API publish path alone (S4's shape): no subscribers, instructions per publish.
 for system in gyre floor; do
+  [ "$ONLY" = fanout ] && break
   read -r figure counts < <(per "$system" json 0 "$PUBLISH_RATE")
   echo "| $system | API publish | 0 | $PUBLISH_RATE | $figure | $counts |" >> "$OUT/results.md"
 done

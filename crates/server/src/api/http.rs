@@ -5,8 +5,8 @@ use gyre_protocol::ErrorCode;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -20,7 +20,7 @@ pub(crate) struct ApiQuery {
     pub api_key: Option<String>,
 }
 
-fn authorized(node: &Node, headers: &HeaderMap, query: &ApiQuery) -> bool {
+fn authorized(node: &Node, headers: &HeaderMap, uri: &Uri) -> bool {
     let cfg = &node.config.http_api;
     if cfg.insecure {
         return true;
@@ -28,19 +28,21 @@ fn authorized(node: &Node, headers: &HeaderMap, query: &ApiQuery) -> bool {
     if cfg.key.is_empty() {
         return false;
     }
-    let given = headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| {
-            let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-            let (scheme, key) = auth.split_once(' ')?;
-            scheme
-                .eq_ignore_ascii_case("apikey")
-                .then(|| key.trim().to_owned())
-        })
-        .or_else(|| query.api_key.clone());
-    given.is_some_and(|k| constant_time_eq(k.as_bytes(), cfg.key.as_bytes()))
+    let from_headers = headers.get("x-api-key").map(|v| v.as_bytes()).or_else(|| {
+        let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, key) = auth.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("apikey")
+            .then(|| key.trim().as_bytes())
+    });
+    if let Some(given) = from_headers {
+        return constant_time_eq(given, cfg.key.as_bytes());
+    }
+    // The query string is parsed only when no header carries a key.
+    Query::<ApiQuery>::try_from_uri(uri)
+        .ok()
+        .and_then(|Query(q)| q.api_key)
+        .is_some_and(|k| constant_time_eq(k.as_bytes(), cfg.key.as_bytes()))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -60,21 +62,41 @@ fn transport_status(code: u32) -> StatusCode {
     }
 }
 
-/// `POST <prefix>/<method>`.
+/// The largest API request body (axum's default body limit, as before).
+const MAX_BODY: usize = 2 * 1024 * 1024;
+
+/// `POST <prefix>/<method>`. Takes the request whole, so the headers are borrowed rather than
+/// copied and the query string is parsed only when it must carry the key.
 pub(crate) async fn handle(
     State(node): State<Arc<Node>>,
     Path(method): Path<String>,
-    Query(query): Query<ApiQuery>,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Request,
 ) -> Response {
-    if !authorized(&node, &headers, &query) {
+    let (parts, body) = request.into_parts();
+    if !authorized(&node, &parts.headers, &parts.uri) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => return body_error(e),
+    };
     let Some(body) = json_body(&body) else {
         return (StatusCode::BAD_REQUEST, "malformed JSON").into_response();
     };
-    respond(&node, &headers, &method, &body).await
+    respond(&node, &parts.headers, &method, body).await
+}
+
+/// The answer to a body that could not be read: 413 past the limit, 400 otherwise (as axum's
+/// `Bytes` extractor answers).
+fn body_error(e: axum::Error) -> Response {
+    let too_large = std::error::Error::source(&e)
+        .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+        || e.into_inner().is::<http_body_util::LengthLimitError>();
+    if too_large {
+        StatusCode::PAYLOAD_TOO_LARGE.into_response()
+    } else {
+        (StatusCode::BAD_REQUEST, "cannot read the request body").into_response()
+    }
 }
 
 /// The body of the legacy single endpoint: a method and its parameters.
@@ -89,11 +111,11 @@ struct LegacyCommand {
 /// answered like `POST <prefix>/<method>`.
 pub(crate) async fn handle_legacy(
     State(node): State<Arc<Node>>,
-    Query(query): Query<ApiQuery>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !authorized(&node, &headers, &query) {
+    if !authorized(&node, &headers, &uri) {
         return StatusCode::UNAUTHORIZED.into_response();
     }
     let Ok(command) = serde_json::from_slice::<LegacyCommand>(&body) else {
@@ -109,14 +131,12 @@ pub(crate) async fn handle_legacy(
     respond(&node, &headers, &command.method, &params).await
 }
 
-/// A request body as JSON (an empty body is `{}`).
-fn json_body(body: &[u8]) -> Option<Box<RawValue>> {
-    let text = if body.iter().all(u8::is_ascii_whitespace) {
-        "{}"
-    } else {
-        std::str::from_utf8(body).ok()?
-    };
-    RawValue::from_string(text.to_owned()).ok()
+/// A request body as JSON, borrowed from the body (an empty body is `{}`).
+fn json_body(body: &[u8]) -> Option<&RawValue> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return serde_json::from_str("{}").ok();
+    }
+    serde_json::from_slice(body).ok()
 }
 
 /// Runs `method` and answers in the configured error mode.
