@@ -64,12 +64,13 @@ fn bad_proxy_config_fails_naming_the_key() {
 fn unimplemented_proxy_keys_warn_naming_the_key() {
     let path = write_temp(
         "grpc.json",
-        r#"{"proxies":[{"name":"g","endpoint":"grpc://127.0.0.1:1"}],
+        r#"{"proxies":[{"name":"g","endpoint":"grpc://127.0.0.1:1","grpc_metadata":["x-a"]}],
             "channel":{"namespaces":[{"name":"chat","subscribe_stream_proxy_enabled":true}]}}"#,
     );
     let (ok, output) = gyre("checkconfig", &path);
     assert!(ok, "{output}");
-    assert!(output.contains("proxies[0].endpoint"), "{output}");
+    assert!(output.contains("proxies[0].grpc_metadata"), "{output}");
+    assert!(!output.contains("proxies[0].endpoint"), "{output}");
     assert!(
         output.contains("channel.namespaces[0].subscribe_stream_proxy_enabled"),
         "{output}"
