@@ -42,9 +42,17 @@ pub(crate) enum SetupError {
     /// The endpoint is not `grpc://host:port`.
     #[error("bad GRPC endpoint {0:?}")]
     Endpoint(String),
-    /// `grpc.tls` cannot be used.
-    #[error("grpc.tls: {0}")]
+    /// `grpc.tls` cannot be used (the message names the key under `grpc.tls`).
+    #[error("{0}")]
     Tls(String),
+}
+
+/// A GRPC proxy whose settings cannot be used, naming its key.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {error}")]
+pub(crate) struct PrepareError {
+    key: String,
+    error: SetupError,
 }
 
 /// One channel per endpoint and TLS setup.
@@ -54,6 +62,18 @@ pub(crate) struct GrpcClients {
 }
 
 impl GrpcClients {
+    /// Creates the channel of every configured `grpc://` proxy (nothing connects yet), so
+    /// settings that cannot work (a bad endpoint, unreadable TLS PEM) stop the start-up.
+    pub(crate) fn prepare(&self, config: &gyre_config::Config) -> Result<(), PrepareError> {
+        for (key, options) in config.proxies_by_key() {
+            if options.endpoint.starts_with("grpc://") {
+                self.channel(options)
+                    .map_err(|error| PrepareError { key, error })?;
+            }
+        }
+        Ok(())
+    }
+
     /// A client for the proxy's backend, over the channel it shares with other calls.
     pub(crate) fn client(&self, options: &ProxyOptions) -> Result<ProxyClient, SetupError> {
         let mut client = ProxyClient::new(self.channel(options)?);

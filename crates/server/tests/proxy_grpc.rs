@@ -318,3 +318,79 @@ async fn tls_backend() {
     let (_, reply) = connect_as(&node, "tess").await;
     assert_eq!(reply["error"]["code"], 100, "{reply}");
 }
+
+/// The Python grpcio backend of `conformance/python/grpc_proxy_backend.py`, stopped on drop
+/// (its stdin closes).
+struct PythonBackend {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl PythonBackend {
+    fn start() -> Self {
+        use std::io::BufRead as _;
+        let deps = support::grpc_python_deps();
+        let root = support::repo_root();
+        let mut child = std::process::Command::new("python3")
+            .arg("-u")
+            .arg(root.join("conformance/python/grpc_proxy_backend.py"))
+            .env("PYTHONPATH", &deps)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("GYRE_PROTO", root.join("crates/server/proto/proxy.proto"))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the port");
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("grpc_proxy_backend.py did not start: {line:?}"));
+        PythonBackend { child, port }
+    }
+}
+
+impl Drop for PythonBackend {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        if self.child.wait().is_err() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+#[tokio::test]
+async fn python_grpcio_backend() {
+    let backend = PythonBackend::start();
+    let endpoint = format!("grpc://127.0.0.1:{}", backend.port);
+    let node = Gyre::start(&config(json!({
+        "client": {"proxy": {"connect": {"enabled": true, "endpoint": endpoint, "http_headers": ["X-User"]}}},
+        "rpc": {
+            "proxy": {
+                "endpoint": endpoint, "include_connection_meta": true,
+                "grpc": {"credentials_key": "authorization", "credentials_value": "Bearer s3cret", "compression": true},
+            },
+            "without_namespace": {"proxy_enabled": true},
+        },
+    })));
+    let (_, reply) = connect_as(&node, "").await;
+    assert_eq!(reply["error"]["code"], 1001, "{reply}");
+    let (mut conn, reply) = connect_as(&node, "pat").await;
+    assert_eq!(reply["connect"]["data"], json!({"hello": "pat"}), "{reply}");
+    let year = rpc(&mut conn, 2, "getCurrentYear", json!({})).await;
+    assert_eq!(year["rpc"]["data"], json!({"year": 2026}), "{year}");
+    let who = rpc(&mut conn, 3, "whoami", json!({})).await;
+    assert_eq!(
+        who["rpc"]["data"],
+        json!({"user": "pat", "auth": "Bearer s3cret", "meta": {"plan": "free"}}),
+        "{who}"
+    );
+    let unknown = rpc(&mut conn, 4, "nope", json!({})).await;
+    assert_eq!(unknown["error"]["code"], 104, "{unknown}");
+}
