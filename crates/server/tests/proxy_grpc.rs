@@ -263,31 +263,51 @@ async fn binary_encoding_sends_and_reads_b64data() {
     assert_eq!(data["user"], "dan", "{echo}");
 }
 
-/// A CA and a server certificate for `backend.test` signed by it (PEM).
-fn pki() -> (String, ServerTls) {
+/// Certificates for the TLS tests (PEM), all signed by one CA.
+struct Pki {
+    ca: String,
+    server_cert: String,
+    server_key: String,
+    client_cert: String,
+    client_key: String,
+}
+
+/// A CA, a server certificate for `backend.test` and a client certificate.
+fn pki() -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
         .expect("ca cert");
-    let key = KeyPair::generate().expect("server key");
-    let cert = CertificateParams::new(vec!["backend.test".to_owned()])
-        .expect("server params")
-        .signed_by(&key, &ca)
-        .expect("server cert");
-    (
-        ca.pem(),
-        ServerTls {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        },
-    )
+    let signed = |name: &str| {
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![name.to_owned()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("cert");
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = signed("backend.test");
+    let (client_cert, client_key) = signed("gyre.test");
+    Pki {
+        ca: ca.pem(),
+        server_cert,
+        server_key,
+        client_cert,
+        client_key,
+    }
 }
 
 #[tokio::test]
 async fn tls_backend() {
-    let (ca, tls) = pki();
+    let pki = pki();
+    let tls = ServerTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: None,
+    };
     let (endpoint, _) = backend(Some(tls)).await;
+    let ca = &pki.ca;
     let verified =
         json!({"tls": {"enabled": true, "server_ca_pem": ca, "server_name": "backend.test"}});
     let node = gyre(&endpoint, verified, json!({}));
@@ -316,6 +336,33 @@ async fn tls_backend() {
     assert_eq!(reply["error"]["code"], 100, "{reply}");
     let node = gyre(&endpoint, json!({}), json!({}));
     let (_, reply) = connect_as(&node, "tess").await;
+    assert_eq!(reply["error"]["code"], 100, "{reply}");
+}
+
+#[tokio::test]
+async fn mutual_tls_backend() {
+    let pki = pki();
+    let tls = ServerTls {
+        cert: pki.server_cert.clone(),
+        key: pki.server_key.clone(),
+        client_ca: Some(pki.ca.clone()),
+    };
+    let (endpoint, _) = backend(Some(tls)).await;
+    let tls = |client: bool| {
+        let mut t =
+            json!({"enabled": true, "server_ca_pem": pki.ca, "server_name": "backend.test"});
+        if client {
+            t["cert_pem"] = json!(pki.client_cert);
+            t["key_pem"] = json!(pki.client_key);
+        }
+        json!({ "tls": t })
+    };
+    let node = gyre(&endpoint, tls(true), json!({}));
+    let (_, reply) = connect_as(&node, "mia").await;
+    assert_eq!(reply["connect"]["data"], json!({"hello": "mia"}), "{reply}");
+    // Without a client certificate the backend refuses the handshake.
+    let node = gyre(&endpoint, tls(false), json!({}));
+    let (_, reply) = connect_as(&node, "mia").await;
     assert_eq!(reply["error"]["code"], 100, "{reply}");
 }
 

@@ -267,10 +267,12 @@ impl CentrifugoProxy for Service {
     }
 }
 
-/// A server certificate and key (PEM) for TLS backends.
+/// A server certificate and key (PEM) for TLS backends, and the CA that signs the client
+/// certificates it asks for (mutual TLS), if any.
 pub struct ServerTls {
     pub cert: String,
     pub key: String,
+    pub client_ca: Option<String>,
 }
 
 /// Starts the backend on a free loopback port (TLS with `tls`); its `grpc://` endpoint.
@@ -285,9 +287,11 @@ pub async fn backend(tls: Option<ServerTls>) -> (String, Arc<Backend>) {
     let addr = listener.local_addr().expect("addr");
     let mut server = Server::builder();
     if let Some(tls) = tls {
-        server = server
-            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(tls.cert, tls.key)))
-            .expect("server TLS");
+        let mut config = ServerTlsConfig::new().identity(Identity::from_pem(tls.cert, tls.key));
+        if let Some(ca) = tls.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+        }
+        server = server.tls_config(config).expect("server TLS");
     }
     let router = server.add_service(service);
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
