@@ -81,6 +81,13 @@ impl Default for ProxyOptions {
     }
 }
 
+impl ProxyOptions {
+    /// Whether the backend is called over GRPC (a `grpc://` endpoint).
+    pub fn is_grpc(&self) -> bool {
+        self.endpoint.starts_with("grpc://")
+    }
+}
+
 /// A proxy that is switched on with `enabled` (`client.proxy.connect`, `client.proxy.refresh`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -430,7 +437,7 @@ impl crate::Config {
         for (key, p) in self.proxies_by_key() {
             let not_implemented =
                 |what: &str| format!("key \"{key}.{what}\" is not implemented; ignored");
-            let grpc = p.endpoint.starts_with("grpc://");
+            let grpc = p.is_grpc();
             if !p.grpc_metadata.is_empty() {
                 out.push(format!("key \"{key}.grpc_metadata\" is not implemented (no client connects over GRPC, so there is no metadata to forward); ignored"));
             }
@@ -457,13 +464,7 @@ impl crate::Config {
                 ));
             }
         }
-        if self
-            .channel
-            .proxy
-            .shared_poll_refresh
-            .endpoint
-            .starts_with("grpc://")
-        {
+        if self.channel.proxy.shared_poll_refresh.is_grpc() {
             out.push("key \"channel.proxy.shared_poll_refresh.endpoint\": GRPC shared poll proxies are not implemented; refreshes through it fail".to_owned());
         }
         for (base, o) in self.channel_options_by_key() {
@@ -472,7 +473,7 @@ impl crate::Config {
                 && !is_default_name(name)
                 && self
                     .shared_poll_proxy(name)
-                    .is_some_and(|p| p.endpoint.starts_with("grpc://"))
+                    .is_some_and(ProxyOptions::is_grpc)
             {
                 out.push(format!("key \"{base}.shared_poll.proxy_name\": GRPC shared poll proxies are not implemented; refreshes through it fail"));
             }
@@ -572,8 +573,22 @@ mod tests {
         assert_eq!(g.tls.server_name, "backend");
         let all = loaded.warnings.join("\n");
         assert!(!all.contains("rpc.proxy"), "{all}");
+        assert!(!all.contains("shared_poll"), "{all}");
         assert!(all.contains("proxies[0].grpc"), "{all}");
         assert!(all.contains("proxies[1].http.static_headers"), "{all}");
         assert!(all.contains("proxies[1].grpc_metadata"), "{all}");
+    }
+
+    #[test]
+    fn grpc_shared_poll_proxies_warn() {
+        let loaded = load(
+            r#"{"channel":{"proxy":{"shared_poll_refresh":{"endpoint":"grpc://127.0.0.1:1"}}}}"#,
+        )
+        .expect("valid");
+        let all = loaded.warnings.join("\n");
+        assert!(
+            all.contains("channel.proxy.shared_poll_refresh.endpoint"),
+            "{all}"
+        );
     }
 }

@@ -66,7 +66,7 @@ impl GrpcClients {
     /// settings that cannot work (a bad endpoint, unreadable TLS PEM) stop the start-up.
     pub(crate) fn prepare(&self, config: &gyre_config::Config) -> Result<(), PrepareError> {
         for (key, options) in config.proxies_by_key() {
-            if options.endpoint.starts_with("grpc://") {
+            if options.is_grpc() {
                 self.channel(options)
                     .map_err(|error| PrepareError { key, error })?;
             }

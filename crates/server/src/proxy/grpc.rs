@@ -25,7 +25,7 @@ use crate::policy::{
 
 /// Whether the proxy is called over GRPC.
 pub(super) fn is_grpc(options: &ProxyOptions) -> bool {
-    options.endpoint.starts_with("grpc://")
+    options.is_grpc()
 }
 
 /// A reply message: its result, error and disconnect.
