@@ -130,6 +130,27 @@ async fn connect_result_fields_reach_the_client() {
 }
 
 #[tokio::test]
+async fn publish_result_skips_history() {
+    let (endpoint, _) = backend(None).await;
+    let node = gyre(&endpoint, json!({}), json!({}));
+    let (mut conn, _) = connect_as(&node, "hal").await;
+    for (id, channel) in [(2, "sp:room"), (4, "sp:nohist")] {
+        subscribe(&mut conn, id, json!({"channel": channel})).await;
+        conn.send(&json!({"id": id + 1, "publish": {"channel": channel, "data": {"n": id}}}))
+            .await;
+        let reply = conn.reply(id + 1).await;
+        assert!(reply["publish"].is_object(), "{reply}");
+    }
+    let kept = node.api("history", json!({"channel": "sp:room", "limit": 10}));
+    let pubs = kept["publications"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pubs.len(), 1, "{kept}");
+    assert_eq!(pubs[0]["data"], json!({"rewritten": {"n": 2}}), "{kept}");
+    let skipped = node.api("history", json!({"channel": "sp:nohist", "limit": 10}));
+    let none = skipped["publications"].as_array().map_or(0, Vec::len);
+    assert_eq!(none, 0, "skip_history: {skipped}");
+}
+
+#[tokio::test]
 async fn error_and_disconnect_replies_reach_the_client() {
     let (endpoint, _) = backend(None).await;
     let node = gyre(&endpoint, json!({}), json!({}));

@@ -178,6 +178,7 @@ impl CentrifugoProxy for Service {
         Ok(Response::new(pb::PublishResponse {
             result: Some(pb::PublishResult {
                 data: bytes(json!({"rewritten": parse(&req.data)})),
+                skip_history: req.channel == "sp:nohist",
                 ..Default::default()
             }),
             ..Default::default()
@@ -331,7 +332,8 @@ pub fn config(endpoint: &str, grpc: Value, rpc_extra: Value) -> Value {
                 "sub_refresh": proxy(json!({})),
             },
             "namespaces": [
-                {"name": "sp", "subscribe_proxy_enabled": true, "publish_proxy_enabled": true},
+                {"name": "sp", "subscribe_proxy_enabled": true, "publish_proxy_enabled": true,
+                 "history_size": 10, "history_ttl": "300s"},
                 {"name": "sr", "subscribe_proxy_enabled": true, "sub_refresh_proxy_enabled": true},
                 {"name": "pi", "presence": true, "allow_subscribe_for_client": true,
                  "allow_presence_for_subscriber": true},
