@@ -130,7 +130,7 @@ async fn connect_result_fields_reach_the_client() {
 }
 
 #[tokio::test]
-async fn publish_result_skips_history() {
+async fn publish_skip_history_and_subscribe_override() {
     let (endpoint, _) = backend(None).await;
     let node = gyre(&endpoint, json!({}), json!({}));
     let (mut conn, _) = connect_as(&node, "hal").await;
@@ -148,6 +148,11 @@ async fn publish_result_skips_history() {
     let skipped = node.api("history", json!({"channel": "sp:nohist", "limit": 10}));
     let none = skipped["publications"].as_array().map_or(0, Vec::len);
     assert_eq!(none, 0, "skip_history: {skipped}");
+    // The subscribe result's override turns positioning on for this subscription only.
+    let positioned = subscribe(&mut conn, 6, json!({"channel": "sp:pos"})).await;
+    assert_eq!(positioned["positioned"], true, "{positioned}");
+    let plain = subscribe(&mut conn, 7, json!({"channel": "sp:plain"})).await;
+    assert!(plain.get("positioned").is_none(), "{plain}");
 }
 
 #[tokio::test]

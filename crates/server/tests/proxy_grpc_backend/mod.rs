@@ -153,6 +153,15 @@ impl CentrifugoProxy for Service {
         let mut reply = pb::SubscribeResponse::default();
         match req.channel.as_str() {
             "sp:deny" => reply.error = error(1403, "not in this room"),
+            "sp:pos" => {
+                reply.result = Some(pb::SubscribeResult {
+                    r#override: Some(pb::SubscribeOptionOverride {
+                        force_positioning: Some(pb::BoolValue { value: true }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+            }
             c if c.starts_with("sr:") => {
                 reply.result = Some(pb::SubscribeResult {
                     expire_at: now() + 1,
