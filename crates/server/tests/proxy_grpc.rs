@@ -1,8 +1,10 @@
 //! GRPC proxies (`grpc://` endpoints) against a tonic `CentrifugoProxy` backend started in the
 //! test on a free loopback port: the real npm `centrifuge` SDK through every proxy kind
 //! (`conformance/js/proxy.mjs`, the same scenario as over HTTP, and `proxy_grpc.mjs`), and a
-//! raw JSON client for error and disconnect replies, failures (error 100, the connection goes
-//! on), a backend that is down, sub_refresh, binary encoding and a TLS backend.
+//! raw JSON client for the connect result's fields, skip_history and overrides, error and
+//! disconnect replies, failures (error 100, the connection goes on), a backend that is down,
+//! refresh and sub_refresh, binary encoding, TLS and mutual TLS backends; and a Python grpcio
+//! backend (`conformance/python/grpc_proxy_backend.py`) with gzip and credentials.
 
 mod proxy_grpc_backend;
 mod support;
