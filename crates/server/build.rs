@@ -1,7 +1,11 @@
-//! Compiles `proto/api.proto` (the GRPC server API) with the pure-Rust `protox` compiler, so no
-//! `protoc` is needed: the server side (with serde derives, to hand requests to the same
-//! executor as the HTTP API) into `$OUT_DIR/server`, a plain client for the tests into
-//! `$OUT_DIR/client`, and the encoded descriptor set for GRPC reflection.
+//! Compiles the GRPC protocols with the pure-Rust `protox` compiler, so no `protoc` is needed:
+//!
+//! - `proto/api.proto` (the GRPC server API): the server side (with serde derives, to hand
+//!   requests to the same executor as the HTTP API) into `$OUT_DIR/server`, a plain client for
+//!   the tests into `$OUT_DIR/client`, and the encoded descriptor set for GRPC reflection;
+//! - `proto/proxy.proto` (GRPC proxies): the client the server calls backends with into
+//!   `$OUT_DIR/proxy_client`, and a server side for the tests' backends into
+//!   `$OUT_DIR/proxy_server`; `bytes` fields are `bytes::Bytes`.
 
 use std::path::PathBuf;
 
@@ -57,5 +61,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(false)
         .out_dir(&client_dir)
         .compile_fds(fds)?;
+    proxy(&out)
+}
+
+/// The GRPC proxy protocol: the client for the server, the server side for the tests.
+fn proxy(out: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/proxy.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let fds = protox::compile([proto], ["proto"])?;
+    for (dir, client) in [("proxy_client", true), ("proxy_server", false)] {
+        let dir = out.join(dir);
+        std::fs::create_dir_all(&dir)?;
+        tonic_prost_build::configure()
+            .build_client(client)
+            .build_server(!client)
+            // The transport helper `connect(dst)` would clash with the `Connect` method.
+            .build_transport(false)
+            .bytes(".")
+            .out_dir(&dir)
+            .compile_fds(fds.clone())?;
+    }
     Ok(())
 }

@@ -8,7 +8,7 @@
 //! [`Config::user_allowed_in_channel`], [`Config::personal_channel`]).
 //!
 //! Unknown keys are reported as warnings, never errors, so configurations written for newer
-//! Centrifugo versions (or using features Gyre does not implement, such as GRPC proxies) still load.
+//! Centrifugo versions (or using features Gyre does not implement, such as GRPC subscribe streams) still load.
 
 #![warn(unreachable_pub)]
 
@@ -54,8 +54,8 @@ pub use options::{ChannelConfig, ChannelOptions, Namespace};
 pub use postgres::PostgresBrokerConfig;
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
-    NamespaceProxyOptions, ProxyHttpOptions, ProxyKind, ProxyOptions, RpcNamespace, RpcOptions,
-    is_default_name,
+    NamespaceProxyOptions, ProxyGrpcOptions, ProxyHttpOptions, ProxyKind, ProxyOptions,
+    RpcNamespace, RpcOptions, is_default_name,
 };
 pub use shared_poll::{SharedPollConfig, SharedPollOptions};
 pub use values::{

@@ -23,11 +23,29 @@ pub struct ProxyHttpOptions {
     pub status_to_code_transforms: Vec<serde_json::Value>,
 }
 
+/// GRPC-only options of a proxy (`grpc` object), for `grpc://` endpoints.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ProxyGrpcOptions {
+    /// TLS to the backend (`enabled`, `server_ca_pem`, `cert_pem` + `key_pem`, `server_name`,
+    /// `insecure_skip_verify`; `client_ca_pem` is not used by a client and warned about).
+    pub tls: crate::RedisTlsConfig,
+    /// Metadata key sent with every call (per-RPC credentials), with `credentials_value`.
+    pub credentials_key: String,
+    /// Value of `credentials_key`.
+    pub credentials_value: String,
+    /// Compress requests with gzip.
+    pub compression: bool,
+    /// Metadata added to every call (forwarded headers win over it).
+    pub static_metadata: BTreeMap<String, String>,
+}
+
 /// One proxy endpoint and how it is called.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ProxyOptions {
-    /// `http://` or `https://` URL of the backend handler (`grpc://` is not implemented).
+    /// `http://` or `https://` URL of the backend handler, or `grpc://host:port` of a backend
+    /// serving `centrifugal.centrifugo.proxy.CentrifugoProxy`.
     pub endpoint: String,
     /// How long a call may take (default 1s).
     pub timeout: Duration,
@@ -43,8 +61,8 @@ pub struct ProxyOptions {
     pub include_connection_meta: bool,
     /// HTTP-only options.
     pub http: ProxyHttpOptions,
-    /// GRPC-only options (parsed, not implemented).
-    pub grpc: serde_json::Value,
+    /// GRPC-only options.
+    pub grpc: ProxyGrpcOptions,
 }
 
 impl Default for ProxyOptions {
@@ -58,8 +76,15 @@ impl Default for ProxyOptions {
             binary_encoding: false,
             include_connection_meta: false,
             http: ProxyHttpOptions::default(),
-            grpc: serde_json::Value::Null,
+            grpc: ProxyGrpcOptions::default(),
         }
+    }
+}
+
+impl ProxyOptions {
+    /// Whether the backend is called over GRPC (a `grpc://` endpoint).
+    pub fn is_grpc(&self) -> bool {
+        self.endpoint.starts_with("grpc://")
     }
 }
 
@@ -379,17 +404,42 @@ impl crate::Config {
         out
     }
 
+    /// Every configured proxy options block with the key it is configured under.
+    pub fn proxies_by_key(&self) -> Vec<(String, &ProxyOptions)> {
+        let ch = &self.channel.proxy;
+        let mut all = vec![
+            (
+                "client.proxy.connect".to_owned(),
+                &self.client.proxy.connect.options,
+            ),
+            (
+                "client.proxy.refresh".to_owned(),
+                &self.client.proxy.refresh.options,
+            ),
+            ("channel.proxy.subscribe".to_owned(), &ch.subscribe),
+            ("channel.proxy.publish".to_owned(), &ch.publish),
+            ("channel.proxy.sub_refresh".to_owned(), &ch.sub_refresh),
+            (
+                "channel.proxy.shared_poll_refresh".to_owned(),
+                &ch.shared_poll_refresh,
+            ),
+            ("rpc.proxy".to_owned(), &self.rpc.proxy),
+        ];
+        for (i, p) in self.proxies.iter().enumerate() {
+            all.push((format!("proxies[{i}]"), &p.options));
+        }
+        all
+    }
+
     /// Warnings about proxy options Gyre parses but does not implement, each naming its key.
     pub(crate) fn proxy_warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let mut options = |key: String, p: &ProxyOptions| {
+        for (key, p) in self.proxies_by_key() {
             let not_implemented =
                 |what: &str| format!("key \"{key}.{what}\" is not implemented; ignored");
-            if p.endpoint.starts_with("grpc://") {
-                out.push(format!("key \"{key}.endpoint\": GRPC proxies are not implemented; calls to it fail with an internal error"));
-            }
+            let grpc = p.is_grpc();
             if !p.grpc_metadata.is_empty() {
-                out.push(not_implemented("grpc_metadata"));
+                out.push(format!("key \"{key}.grpc_metadata\" is not implemented (no client connects over GRPC, so there is no metadata to forward); ignored"));
             }
             if !p.emulated_headers.is_empty() {
                 out.push(not_implemented("emulated_headers"));
@@ -400,34 +450,33 @@ impl crate::Config {
             if !p.http.status_to_code_transforms.is_empty() {
                 out.push(not_implemented("http.status_to_code_transforms"));
             }
-            if !p.grpc.is_null() {
-                out.push(not_implemented("grpc"));
+            if grpc && !p.http.static_headers.is_empty() {
+                out.push(format!("key \"{key}.http.static_headers\" applies to HTTP endpoints only (use grpc.static_metadata); ignored"));
             }
-        };
-        options(
-            "client.proxy.connect".into(),
-            &self.client.proxy.connect.options,
-        );
-        options(
-            "client.proxy.refresh".into(),
-            &self.client.proxy.refresh.options,
-        );
-        options(
-            "channel.proxy.subscribe".into(),
-            &self.channel.proxy.subscribe,
-        );
-        options("channel.proxy.publish".into(), &self.channel.proxy.publish);
-        options(
-            "channel.proxy.sub_refresh".into(),
-            &self.channel.proxy.sub_refresh,
-        );
-        options(
-            "channel.proxy.shared_poll_refresh".into(),
-            &self.channel.proxy.shared_poll_refresh,
-        );
-        options("rpc.proxy".into(), &self.rpc.proxy);
-        for (i, p) in self.proxies.iter().enumerate() {
-            options(format!("proxies[{i}]"), &p.options);
+            if !grpc && p.grpc != ProxyGrpcOptions::default() {
+                out.push(format!(
+                    "key \"{key}.grpc\" applies to grpc:// endpoints only; ignored"
+                ));
+            }
+            if !p.grpc.tls.client_ca_pem.is_empty() {
+                out.push(format!(
+                    "key \"{key}.grpc.tls.client_ca_pem\" is not used by a GRPC client; ignored"
+                ));
+            }
+        }
+        if self.channel.proxy.shared_poll_refresh.is_grpc() {
+            out.push("key \"channel.proxy.shared_poll_refresh.endpoint\": GRPC shared poll proxies are not implemented; refreshes through it fail".to_owned());
+        }
+        for (base, o) in self.channel_options_by_key() {
+            let name = &o.shared_poll.proxy_name;
+            if o.subscription_type == crate::SubscriptionType::SharedPoll
+                && !is_default_name(name)
+                && self
+                    .shared_poll_proxy(name)
+                    .is_some_and(ProxyOptions::is_grpc)
+            {
+                out.push(format!("key \"{base}.shared_poll.proxy_name\": GRPC shared poll proxies are not implemented; refreshes through it fail"));
+            }
         }
         if !self.channel.proxy.subscribe_stream.endpoint.is_empty() {
             out.push("key \"channel.proxy.subscribe_stream\" is not implemented (GRPC subscribe streams); ignored".to_owned());
@@ -498,9 +547,47 @@ mod tests {
         )
         .expect("valid");
         let all = loaded.warnings.join("\n");
-        assert!(all.contains("proxies[0].endpoint"), "{all}");
+        assert!(!all.contains("proxies[0].endpoint"), "{all}");
         assert!(
             all.contains("proxies[0].http.status_to_code_transforms"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn grpc_options_parse_and_misplaced_ones_warn() {
+        let loaded = load(
+            r#"{"rpc":{"proxy":{"endpoint":"grpc://127.0.0.1:1","grpc":{"credentials_key":"k","credentials_value":"v",
+                  "compression":true,"static_metadata":{"x-a":"1"},"tls":{"enabled":true,"server_name":"backend"}}}},
+                "proxies":[{"name":"h","endpoint":"http://127.0.0.1:1","grpc":{"compression":true}},
+                  {"name":"g","endpoint":"grpc://127.0.0.1:1","http":{"static_headers":{"a":"b"}},"grpc_metadata":["x"]}]}"#,
+        )
+        .expect("valid");
+        let g = &loaded.config.rpc.proxy.grpc;
+        assert_eq!(
+            (g.credentials_key.as_str(), g.credentials_value.as_str()),
+            ("k", "v")
+        );
+        assert!(g.compression && g.tls.enabled);
+        assert_eq!(g.static_metadata.get("x-a").map(String::as_str), Some("1"));
+        assert_eq!(g.tls.server_name, "backend");
+        let all = loaded.warnings.join("\n");
+        assert!(!all.contains("rpc.proxy"), "{all}");
+        assert!(!all.contains("shared_poll"), "{all}");
+        assert!(all.contains("proxies[0].grpc"), "{all}");
+        assert!(all.contains("proxies[1].http.static_headers"), "{all}");
+        assert!(all.contains("proxies[1].grpc_metadata"), "{all}");
+    }
+
+    #[test]
+    fn grpc_shared_poll_proxies_warn() {
+        let loaded = load(
+            r#"{"channel":{"proxy":{"shared_poll_refresh":{"endpoint":"grpc://127.0.0.1:1"}}}}"#,
+        )
+        .expect("valid");
+        let all = loaded.warnings.join("\n");
+        assert!(
+            all.contains("channel.proxy.shared_poll_refresh.endpoint"),
             "{all}"
         );
     }

@@ -166,6 +166,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let engine = crate::engine::Engine::from_config(&config, events.clone(), &shutdown).await?;
     let control = engine.control.clone();
     let node = Node::with_engine(config, shutdown.clone(), events, engine)?;
+    node.grpc_proxy.prepare(&node.config)?;
     if !control.wait_connected(connect_wait).await {
         tracing::warn!("starting without the broker: requests that need it fail until it is up");
     }

@@ -10,8 +10,8 @@
 //! - [`outbound`]: the shared half of a session and its byte-bounded queue.
 //! - [`pinger`]: one shared timer for all pings.
 //! - `policy`: who may connect, subscribe, publish, call RPC and refresh.
-//! - [`proxy`]: the application backend's decisions over HTTP (connect, refresh, subscribe,
-//!   publish, RPC).
+//! - [`proxy`]: the application backend's decisions over HTTP or GRPC (connect, refresh,
+//!   subscribe, publish, RPC); `http_client` and `grpc_client` hold the node's connections.
 //! - `endpoint`: the connection endpoints, each running sessions over its transport;
 //! - [`transport`]: the client transports (WebSocket, HTTP-streaming, SSE) sessions run over;
 //!   [`api`]: the server HTTP API.
@@ -27,6 +27,7 @@ pub(crate) mod delta;
 pub(crate) mod emulation;
 pub(crate) mod endpoint;
 pub(crate) mod engine;
+pub(crate) mod grpc_client;
 pub(crate) mod http_client;
 pub mod hub;
 pub(crate) mod jwks;

@@ -64,14 +64,56 @@ fn bad_proxy_config_fails_naming_the_key() {
 fn unimplemented_proxy_keys_warn_naming_the_key() {
     let path = write_temp(
         "grpc.json",
-        r#"{"proxies":[{"name":"g","endpoint":"grpc://127.0.0.1:1"}],
+        r#"{"proxies":[{"name":"g","endpoint":"grpc://127.0.0.1:1","grpc_metadata":["x-a"]}],
             "channel":{"namespaces":[{"name":"chat","subscribe_stream_proxy_enabled":true}]}}"#,
     );
     let (ok, output) = gyre("checkconfig", &path);
     assert!(ok, "{output}");
-    assert!(output.contains("proxies[0].endpoint"), "{output}");
+    assert!(output.contains("proxies[0].grpc_metadata"), "{output}");
+    assert!(!output.contains("proxies[0].endpoint"), "{output}");
     assert!(
         output.contains("channel.namespaces[0].subscribe_stream_proxy_enabled"),
         "{output}"
     );
+}
+
+#[test]
+fn unusable_grpc_proxy_tls_stops_serve_naming_the_key() {
+    let path = write_temp(
+        "grpc_tls.json",
+        r#"{"http_server":{"address":"127.0.0.1","port":0},
+            "rpc":{"proxy":{"endpoint":"grpc://127.0.0.1:1","grpc":{"tls":{"enabled":true,"server_ca_pem":"/nonexistent/ca.pem"}}}}}"#,
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .env("GYRE_LOG_LEVEL", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gyre");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "serve must stop: {status:?}\n{text}"
+    );
+    assert!(text.contains("rpc.proxy"), "{text}");
+    assert!(text.contains("server_ca_pem"), "{text}");
 }

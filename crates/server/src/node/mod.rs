@@ -92,6 +92,8 @@ pub(crate) struct Node {
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The keep-alive HTTP client for proxy calls.
     pub(crate) proxy: crate::http_client::HttpClient,
+    /// The GRPC channels to `grpc://` proxy backends.
+    pub(crate) grpc_proxy: crate::grpc_client::GrpcClients,
     /// Where connection token keys come from, with `client.token.jwks_public_endpoint`.
     pub(crate) connect_jwks: Option<Arc<JwksSource>>,
     /// Where subscription token keys come from (the connection one unless separately set).
@@ -275,6 +277,7 @@ impl Node {
             tasks: tokio_util::task::TaskTracker::new(),
             events,
             proxy: http,
+            grpc_proxy: crate::grpc_client::GrpcClients::default(),
             connect_jwks,
             subscribe_jwks,
             emulation: Arc::default(),

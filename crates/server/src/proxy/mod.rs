@@ -1,9 +1,12 @@
-//! Proxies: the application backend decides connect, refresh, subscribe, publish and RPC over
-//! HTTP, with Centrifugo v6's wire format ([`wire`]) and one keep-alive client per node
-//! ([`http`]). Each call returns the same plain decisions as the default policy; a backend
-//! that fails gives the client error 100 and a warning naming the proxy, never a panic.
+//! Proxies: the application backend decides connect, refresh, subscribe, publish and RPC,
+//! with Centrifugo v6's wire formats: JSON over HTTP ([`wire`], one keep-alive client per node
+//! in [`http`]) or GRPC for `grpc://` endpoints ([`grpc`], one channel per endpoint in
+//! `grpc_client`). Each call returns the same plain decisions as the default policy, whatever
+//! the transport; a backend that fails gives the client error 100 and a warning naming the
+//! proxy, never a panic.
 
 use crate::http_client as http;
+mod grpc;
 mod wire;
 
 use std::sync::Arc;
@@ -159,12 +162,24 @@ fn expiry(at: i64) -> Option<i64> {
     (at > 0).then_some(at)
 }
 
+/// A subscription's expiry; one already past refuses the subscription (109).
+fn unexpired(at: i64) -> Outcome<Option<i64>> {
+    let expire_at = expiry(at);
+    if expire_at.is_some_and(|at| at <= unix_now()) {
+        return Err(ErrorCode::Expired.into());
+    }
+    Ok(expire_at)
+}
+
 /// Asks the connect proxy about a connection without a token.
 pub(crate) async fn connect(
     caller: Caller,
     options: Arc<ProxyOptions>,
     req: &gyre_protocol::ConnectRequest,
 ) -> Outcome<ConnectDecision> {
+    if grpc::is_grpc(&options) {
+        return grpc::connect(caller, options, req).await;
+    }
     let label = "connect";
     let request = wire::ConnectRequest {
         common: caller.common(&options),
@@ -214,6 +229,9 @@ pub(crate) async fn refresh(
     caller: Caller,
     options: Arc<ProxyOptions>,
 ) -> Outcome<Option<RefreshDecision>> {
+    if grpc::is_grpc(&options) {
+        return grpc::refresh(caller, options).await;
+    }
     ask_refresh(caller, options, "refresh", None).await
 }
 
@@ -223,6 +241,9 @@ pub(crate) async fn sub_refresh(
     options: Arc<ProxyOptions>,
     channel: &str,
 ) -> Outcome<Option<RefreshDecision>> {
+    if grpc::is_grpc(&options) {
+        return grpc::sub_refresh(caller, options, channel).await;
+    }
     ask_refresh(caller, options, "sub_refresh", Some(channel)).await
 }
 
@@ -254,15 +275,15 @@ pub(crate) async fn subscribe(
     token: String,
     data: Bytes,
 ) -> Outcome<SubscribeDecision> {
+    if grpc::is_grpc(&options) {
+        return grpc::subscribe(caller, options, channel, token, data).await;
+    }
     let label = "subscribe";
     let mut request = caller.request(&options, wire::Payload::new(&data, options.binary_encoding));
     request.channel = Some(&channel);
     request.token = (!token.is_empty()).then_some(token.as_str());
     let r: wire::SubscribeResult = caller.call(label, &options, &request).await?;
-    let expire_at = expiry(r.expire_at);
-    if expire_at.is_some_and(|at| at <= unix_now()) {
-        return Err(ErrorCode::Expired.into());
-    }
+    let expire_at = unexpired(r.expire_at)?;
     Ok(SubscribeDecision {
         info: caller
             .decode(label, &options, r.info.as_deref(), &r.b64info)?
@@ -282,6 +303,9 @@ pub(crate) async fn publish(
     channel: String,
     data: Bytes,
 ) -> Outcome<PublishDecision> {
+    if grpc::is_grpc(&options) {
+        return grpc::publish(caller, options, channel, data).await;
+    }
     let label = "publish";
     let mut request = caller.request(&options, wire::Payload::new(&data, options.binary_encoding));
     request.channel = Some(&channel);
@@ -299,6 +323,9 @@ pub(crate) async fn rpc(
     method: String,
     data: Bytes,
 ) -> Outcome<RpcDecision> {
+    if grpc::is_grpc(&options) {
+        return grpc::rpc(caller, options, method, data).await;
+    }
     let label = "rpc";
     let mut request = caller.request(&options, wire::Payload::new(&data, options.binary_encoding));
     request.method = Some(&method);

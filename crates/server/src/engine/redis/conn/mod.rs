@@ -83,10 +83,11 @@ struct Timeouts {
 
 /// A TLS client setup.
 #[derive(Clone)]
-struct Tls {
-    config: Arc<rustls::ClientConfig>,
+pub(crate) struct Tls {
+    /// The rustls client configuration (roots or `insecure_skip_verify`, client certificate).
+    pub(crate) config: Arc<rustls::ClientConfig>,
     /// Overrides the address host for verification and SNI.
-    server_name: Option<String>,
+    pub(crate) server_name: Option<String>,
 }
 
 /// One server to connect to.

@@ -94,7 +94,7 @@ impl rustls::client::danger::ServerCertVerifier for SkipVerify {
 }
 
 /// The TLS setup of section `key` (`engine.redis.tls` or `engine.redis.sentinel_tls`).
-pub(super) fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigError> {
+pub(crate) fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
