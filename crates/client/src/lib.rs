@@ -112,6 +112,7 @@ mod options;
 mod proxy;
 mod state_cell;
 mod stats;
+mod tags_filter;
 mod tls;
 mod transport;
 
@@ -120,3 +121,4 @@ pub use error::Error;
 pub use event::*;
 pub use options::{BoxError, ClientOptions, Protocol, SubscriptionOptions, TokenContext};
 pub use stats::ClientStats;
+pub use tags_filter::TagsFilter;

@@ -382,6 +382,14 @@ impl SubscriptionOptions {
         self
     }
 
+    /// Deliver only the publications whose tags match `filter` (evaluated by the server; the
+    /// channel's namespace needs `allow_tags_filter`, else the subscribe fails with 107).
+    /// Recovery and positions still cover every publication of the channel.
+    pub fn tags_filter(mut self, filter: crate::TagsFilter) -> Self {
+        self.core.tags_filter = Some(Box::new(filter.node().clone()));
+        self
+    }
+
     /// Ask for fossil delta compression of publications.
     pub fn delta(mut self, on: bool) -> Self {
         self.core.delta = on;

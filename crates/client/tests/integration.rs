@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::*;
 use gyre_client::{
     ClientEvent, ClientOptions, Error, HistoryOptions, Protocol, Publication, State,
-    SubscribedContext, SubscriptionEvent, SubscriptionOptions, SubscriptionState,
+    SubscribedContext, SubscriptionEvent, SubscriptionOptions, SubscriptionState, TagsFilter,
 };
 
 const PROTOCOLS: [Protocol; 2] = [Protocol::Json, Protocol::Protobuf];
@@ -1073,3 +1073,99 @@ async fn join_leave_between_clients(protocol: Protocol) {
     alice.close().await;
 }
 both_protocols!(join_leave_between_clients);
+
+#[tokio::test]
+async fn tags_filter_delivers_only_matching_publications() {
+    let mut config = insecure_config();
+    config["channel"]["namespaces"] = serde_json::json!([
+        {"name": "tf", "allow_tags_filter": true, "history_size": 10, "history_ttl": "300s"}
+    ]);
+    let server = Server::start(config);
+    for protocol in PROTOCOLS {
+        let ch = format!("tf:ticks-{protocol:?}");
+        let client = options(&server, protocol).build().expect("client");
+        client.connect();
+        let filter = TagsFilter::and([
+            TagsFilter::eq("ticker", "AAPL"),
+            TagsFilter::or([
+                TagsFilter::gt("price", "100"),
+                TagsFilter::exists("priority"),
+            ]),
+        ]);
+        let sub = client
+            .new_subscription(&ch, SubscriptionOptions::new().tags_filter(filter))
+            .expect("sub");
+        let mut sub_events = sub.events();
+        sub.subscribe();
+        sub.ready(None).await.expect("subscribed");
+        let sent = [
+            (
+                r#"{"n":1}"#,
+                serde_json::json!({"ticker": "AAPL", "price": "150"}),
+            ),
+            (
+                r#"{"n":2}"#,
+                serde_json::json!({"ticker": "MSFT", "price": "150"}),
+            ),
+            (
+                r#"{"n":3}"#,
+                serde_json::json!({"ticker": "AAPL", "price": "99"}),
+            ),
+            (
+                r#"{"n":4}"#,
+                serde_json::json!({"ticker": "AAPL", "priority": "high"}),
+            ),
+        ];
+        for (data, tags) in &sent {
+            let data: serde_json::Value = serde_json::from_str(data).expect("json");
+            let reply = server
+                .api(
+                    "publish",
+                    serde_json::json!({"channel": ch, "data": data, "tags": tags}),
+                )
+                .await;
+            assert!(reply.get("error").is_none(), "{reply}");
+        }
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match wait_sub(&mut sub_events, "publication", |e| {
+                matches!(e, SubscriptionEvent::Publication(_))
+            })
+            .await
+            {
+                SubscriptionEvent::Publication(p) => got.push((p.data.clone(), p.offset)),
+                _ => unreachable!(),
+            }
+        }
+        // Publications 1 and 4 match; the stream's offsets still count every publication.
+        assert_eq!(&got[0].0[..], br#"{"n":1}"#);
+        assert_eq!(&got[1].0[..], br#"{"n":4}"#);
+        assert_eq!((got[0].1, got[1].1), (1, 4));
+        let rest = drain(&mut sub_events, Duration::from_millis(300)).await;
+        assert!(
+            !rest
+                .iter()
+                .any(|e| matches!(e, SubscriptionEvent::Publication(_))),
+            "{rest:?}"
+        );
+
+        // A namespace without allow_tags_filter refuses the filter.
+        let refused = client
+            .new_subscription(
+                format!("plain-{protocol:?}"),
+                SubscriptionOptions::new().tags_filter(TagsFilter::eq("a", "b")),
+            )
+            .expect("sub");
+        let mut refused_events = refused.events();
+        refused.subscribe();
+        let end = wait_sub(&mut refused_events, "unsubscribed", |e| {
+            matches!(e, SubscriptionEvent::Unsubscribed { .. })
+        })
+        .await;
+        assert!(
+            matches!(end, SubscriptionEvent::Unsubscribed { code: 107, .. }),
+            "a filter where it is not allowed is refused with 107: {end:?}"
+        );
+        client.close().await;
+    }
+}

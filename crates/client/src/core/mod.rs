@@ -125,6 +125,8 @@ pub struct SubConfig {
     pub since: Option<StreamPosition>,
     /// Reply timeout of this subscription's subscribe commands, ms (`None`: the client's).
     pub subscribe_timeout: Option<Millis>,
+    /// Server-side filter over publication tags, sent with every subscribe.
+    pub tags_filter: Option<Box<gyre_protocol::FilterNode>>,
 }
 
 impl Default for SubConfig {
@@ -141,6 +143,7 @@ impl Default for SubConfig {
             join_leave: false,
             since: None,
             subscribe_timeout: None,
+            tags_filter: None,
         }
     }
 }

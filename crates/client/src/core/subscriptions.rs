@@ -59,6 +59,7 @@ impl Core {
             } else {
                 String::new()
             },
+            tf: sub.cfg.tags_filter.as_deref().cloned(),
             ..Default::default()
         };
         let cmd = proto::Command {
