@@ -50,7 +50,30 @@ const INACTIVE: &[(&str, &str)] = &[
         "engine.redis.sentinel_tls.client_ca_pem",
         "it is not used by a Redis client",
     ),
+    (
+        "broker.postgres.tls.client_ca_pem",
+        "it is not used by a PostgreSQL client",
+    ),
+    (
+        "controller.postgres.tls.client_ca_pem",
+        "it is not used by a PostgreSQL client",
+    ),
 ];
+
+impl Config {
+    /// With the PostgreSQL broker and no controller, as in Centrifugo, control (heartbeats,
+    /// surveys, forwarded commands) stays on each node: a warning says so.
+    fn controller_warning(&self) -> Option<String> {
+        (self.effective_broker() == crate::BrokerKind::Postgres && !self.controller.enabled).then(
+            || {
+                "broker.type \"postgres\" carries no node-to-node control: nodes do not see each \
+                 other (info, disconnect, presence of other nodes) unless controller.enabled with \
+                 controller.type \"postgres\""
+                    .to_owned()
+            },
+        )
+    }
+}
 
 fn at<'v>(tree: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(tree, |v, key| v.get(key))
@@ -69,6 +92,7 @@ impl Config {
             .iter()
             .filter(|(path, _)| at(&mine, path) != at(&defaults, path))
             .map(|(path, instead)| format!("key \"{path}\" is not implemented yet: {instead}"))
+            .chain(self.controller_warning())
             .collect()
     }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod map;
 pub(crate) mod memory;
+pub(crate) mod postgres;
 pub(crate) mod presence;
 pub(crate) mod redis;
 mod select;

@@ -73,19 +73,7 @@ pub struct Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's "fast shutdown".
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -159,11 +147,22 @@ pub fn spawn_postgres(port: u16) -> Postgres {
         .status()
         .expect("run initdb");
     assert!(status.success(), "initdb failed");
+    let child = start_postgres(&bin, &dir, port);
+    Postgres {
+        child,
+        dir,
+        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
+        port,
+    }
+}
+
+/// Runs the server of the data directory under `dir` on `port` and waits until it answers.
+fn start_postgres(bin: &Path, dir: &Path, port: u16) -> Child {
     let child = as_postgres_user(&bin.join("postgres"))
         .arg("-D")
-        .arg(&data)
+        .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-        .arg(&dir)
+        .arg(dir)
         .args([
             "-c",
             "fsync=off",
@@ -188,10 +187,35 @@ pub fn spawn_postgres(port: u16) -> Postgres {
         assert!(Instant::now() < deadline, "postgres did not get ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Postgres {
-        child,
-        dir,
-        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
-        port,
+    child
+}
+
+impl Postgres {
+    /// Stops the server (fast shutdown: clients are disconnected, data is kept), waits
+    /// `down`, and starts it again on the same port and data.
+    pub fn restart(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.child = start_postgres(&postgres_bin(), &self.dir, self.port);
+    }
+
+    fn stop(&mut self) {
+        // SIGINT is PostgreSQL's "fast shutdown". The child may be `runuser`, which does not
+        // pass it on: signal the server itself (its pid heads `postmaster.pid`).
+        let server = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+            .filter(|pid| !pid.is_empty())
+            .unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").args(["-INT", &server]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -163,3 +163,13 @@ pub(super) fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigErro
         server_name,
     })
 }
+
+/// The rustls client configuration of TLS section `key` and the server name it overrides
+/// (shared with the PostgreSQL engine, whose `tls` sections have the same keys).
+pub(crate) fn client_config(
+    key: &str,
+    c: &RedisTlsConfig,
+) -> Result<(Arc<rustls::ClientConfig>, Option<String>), ConfigError> {
+    let tls = tls_setup(key, c)?;
+    Ok((tls.config, tls.server_name))
+}
