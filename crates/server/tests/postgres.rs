@@ -378,3 +378,162 @@ async fn a_postgres_restart_makes_positioned_subscribers_recover() {
     publish_when_up(&a, "news", json!({ "n": 3 })).await;
     assert_eq!(next_pub(&mut on_b, "news").await["offset"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idempotency_keys_and_versions_are_checked_in_postgres() {
+    let pg = pg();
+    let a = node(&pg);
+    let b = node(&pg);
+    let mut on_b = client(&b, "bob").await;
+    subscribe(
+        &mut on_b,
+        2,
+        json!({ "channel": "state", "recoverable": true }),
+    )
+    .await;
+
+    // The same idempotency key on either node: one publication, the first result.
+    let first = a.api(
+        "publish",
+        json!({ "channel": "state", "data": { "v": 1 }, "idempotency_key": "k1" }),
+    );
+    let again = b.api(
+        "publish",
+        json!({ "channel": "state", "data": { "v": 1 }, "idempotency_key": "k1" }),
+    );
+    assert_eq!(
+        (first["offset"].clone(), &first["epoch"]),
+        (json!(1), &again["epoch"]),
+        "{first} {again}"
+    );
+    assert_eq!(again["offset"], 1, "{again}");
+
+    // A version not newer than the stream's is dropped.
+    for (version, expected) in [(5, 2), (4, 2), (5, 2), (6, 3)] {
+        let r = a.api(
+            "publish",
+            json!({ "channel": "state", "data": { "version": version }, "version": version }),
+        );
+        assert_eq!(r["offset"], expected, "version {version}: {r}");
+    }
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let p = next_pub(&mut on_b, "state").await;
+        seen.push((p["offset"].as_u64(), p["data"].clone()));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (Some(1), json!({ "v": 1 })),
+            (Some(2), json!({ "version": 5 })),
+            (Some(3), json!({ "version": 6 })),
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_start_while_postgres_is_down_and_work_once_it_appears() {
+    let port = support::free_port();
+    let dsn = format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable");
+    let section = json!({ "dsn": dsn, "use_notify": true });
+    let start = || {
+        Gyre::start(&config(json!({
+            "engine": { "type": "memory" },
+            "broker": { "enabled": true, "type": "postgres", "postgres": section },
+            "controller": { "enabled": true, "type": "postgres", "postgres": section },
+            "channel": { "without_namespace": { "history_size": 10, "history_ttl": "60s", "allow_subscribe_for_client": true } },
+        })))
+    };
+    let a = start();
+    let b = start();
+    // Serving already: publish answers an error while PostgreSQL is away.
+    let (status, reply) = a.api_raw(
+        "publish",
+        &json!({ "channel": "late", "data": {} }),
+        &[("X-API-Key", support::API_KEY)],
+    );
+    assert_eq!(status, 200);
+    assert!(reply.get("error").is_some(), "{reply}");
+
+    let _pg = spawn_postgres(port);
+    let mut on_b = client(&b, "bob").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut id = 2;
+    loop {
+        on_b.send(&json!({ "id": id, "subscribe": { "channel": "late" } }))
+            .await;
+        if on_b.reply(id).await["subscribe"].is_object() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "subscribe kept failing");
+        id += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once B's reader is connected (its cursors taken), A's publications reach it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 0;
+    loop {
+        n += 1;
+        publish_when_up(&a, "late", json!({ "n": n })).await;
+        let got =
+            tokio::time::timeout(Duration::from_millis(500), next_pub(&mut on_b, "late")).await;
+        if let Ok(p) = got {
+            assert!(p["data"]["n"].as_u64().is_some(), "{p}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "publications never reached B");
+    }
+}
+
+/// `binary_data: true`: payloads in BYTEA (`cf_binary_stream_*`), so an application may
+/// publish any bytes; clients of JSON channels still get its JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_data_keeps_payloads_in_bytea() {
+    let pg = pg();
+    let section =
+        json!({ "dsn": pg.dsn, "use_notify": true, "binary_data": true, "table_prefix": "app" });
+    let a = Gyre::start(&config(json!({
+        "engine": { "type": "memory" },
+        "broker": { "enabled": true, "type": "postgres", "postgres": section },
+        "channel": { "without_namespace": { "history_size": 10, "history_ttl": "60s", "allow_subscribe_for_client": true, "force_recovery": true } },
+    })));
+    let mut on_a = client(&a, "bob").await;
+    subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "bin", "recoverable": true }),
+    )
+    .await;
+    a.api(
+        "publish",
+        json!({ "channel": "bin", "data": { "from": "api" } }),
+    );
+    assert_eq!(next_pub(&mut on_a, "bin").await["data"]["from"], "api");
+
+    let (app, connection) = tokio_postgres::connect(&pg.dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    let row = app
+        .query_one(
+            "SELECT out_channel_offset FROM app_binary_stream_publish('bin', $1::BYTEA)",
+            &[&br#"{"from":"sql"}"#.as_slice()],
+        )
+        .await
+        .expect("publish bytes");
+    assert_eq!(row.get::<_, i64>(0), 2);
+    let p = next_pub(&mut on_a, "bin").await;
+    assert_eq!(
+        (p["offset"].clone(), p["data"]["from"].clone()),
+        (json!(2), json!("sql"))
+    );
+    let stored: i64 = app
+        .query_one(
+            "SELECT COUNT(*) FROM app_binary_stream WHERE channel = 'bin'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(stored, 2);
+}
