@@ -56,16 +56,22 @@ impl std::fmt::Debug for Connector {
 
 impl Connector {
     /// Parses `dsn` (URL or `key=value` form) with the `tls` section under `key`. TLS is used
-    /// when the section enables it (verifying the server as it says) or when the DSN asks for
-    /// `sslmode=require` (encrypting without verification, as libpq does).
+    /// when the section enables it or the DSN asks for `sslmode=verify-ca`/`verify-full`
+    /// (verifying the server with `sslrootcert` or the section's CA, else the system roots),
+    /// or when the DSN asks for `sslmode=require` (encrypting without verification, as libpq
+    /// does).
     pub(super) fn new(key: &str, dsn: &str, tls: &RedisTlsConfig) -> anyhow::Result<Self> {
+        let (dsn, extras) = super::dsn::split(dsn);
+        for ignored in &extras.ignored {
+            tracing::warn!("{key}.dsn: {ignored} has no effect (the pool is sized by pool_size)");
+        }
         let mut config: Config = dsn
             .parse()
             .map_err(|e| anyhow::anyhow!("{key}.dsn: not a PostgreSQL connection string: {e}"))?;
         config.connect_timeout(CONNECT_TIMEOUT);
-        let setup = if tls.enabled {
+        let setup = if let Some(section) = extras.tls(tls) {
             config.ssl_mode(SslMode::Require);
-            Some(tls.clone())
+            Some(section)
         } else if config.get_ssl_mode() == SslMode::Require {
             Some(RedisTlsConfig {
                 enabled: true,

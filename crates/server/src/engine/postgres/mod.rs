@@ -35,6 +35,7 @@ mod broker;
 mod codec;
 mod conn;
 mod control;
+mod dsn;
 mod reader;
 mod schema;
 
