@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::json_conn::{client, next_pub, subscribe, wait_for};
-use support::services::{Postgres, spawn_postgres};
+use support::services::{Postgres, spawn_postgres, spawn_postgres_tls};
 use support::{Gyre, config};
 
 /// A gyre node on PostgreSQL alone: broker and controller (LISTEN/NOTIFY on), memory
@@ -536,4 +536,59 @@ async fn binary_data_keeps_payloads_in_bytea() {
         .expect("count")
         .get(0);
     assert_eq!(stored, 2);
+}
+
+/// A PostgreSQL that accepts TLS only: the broker verifies it with the `tls` section (CA and
+/// server name), the controller with the DSN's `sslmode=verify-full` and `sslrootcert`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_the_tls_section_or_the_dsn() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let server_key = KeyPair::generate().expect("server key");
+    let server = CertificateParams::new(vec!["pg.test".to_owned(), "127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&server_key, &ca)
+        .expect("server cert");
+    let port = support::free_port();
+    let pg = spawn_postgres_tls(port, &server.pem(), &server_key.serialize_pem());
+    let ca_path = std::env::temp_dir().join(format!("gyre-pg-ca-{port}.pem"));
+    std::fs::write(&ca_path, ca.pem()).expect("write ca");
+    let plain = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let broker = json!({
+        "dsn": plain,
+        "use_notify": true,
+        "tls": { "enabled": true, "server_ca_pem": ca.pem(), "server_name": "pg.test" },
+    });
+    let controller = json!({
+        "dsn": format!("{plain}?sslmode=verify-full&sslrootcert={}", ca_path.display()),
+        "use_notify": true,
+    });
+    let start = || {
+        Gyre::start(&config(json!({
+            "engine": { "type": "memory" },
+            "broker": { "enabled": true, "type": "postgres", "postgres": broker },
+            "controller": { "enabled": true, "type": "postgres", "postgres": controller },
+            "channel": { "without_namespace": { "history_size": 10, "history_ttl": "60s", "allow_subscribe_for_client": true } },
+        })))
+    };
+    let a = start();
+    let b = start();
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "secure" })).await;
+    let r = publish_when_up(&a, "secure", json!({ "n": 1 })).await;
+    assert_eq!(r["offset"], 1, "{r}");
+    assert_eq!(next_pub(&mut on_b, "secure").await["data"]["n"], 1);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while a.api("info", json!({}))["nodes"].as_array().map(Vec::len) != Some(2) {
+        assert!(
+            Instant::now() < deadline,
+            "control over TLS never joined the nodes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(pg);
+    let _ = std::fs::remove_file(ca_path);
 }

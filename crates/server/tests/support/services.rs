@@ -69,6 +69,8 @@ pub struct Postgres {
     pub dsn: String,
     /// The server's port.
     pub port: u16,
+    /// Extra server settings (`-c` pairs).
+    extra: Vec<String>,
 }
 
 impl Drop for Postgres {
@@ -123,6 +125,16 @@ fn as_postgres_user(program: &Path) -> Command {
 /// Starts PostgreSQL on `port` in a new data directory (trust authentication, loopback only,
 /// `wal_level=logical`), and waits until it accepts connections.
 pub fn spawn_postgres(port: u16) -> Postgres {
+    spawn_postgres_with(port, None)
+}
+
+/// [`spawn_postgres`] accepting TLS connections only, with this server certificate and key
+/// (PEM).
+pub fn spawn_postgres_tls(port: u16, cert_pem: &str, key_pem: &str) -> Postgres {
+    spawn_postgres_with(port, Some((cert_pem, key_pem)))
+}
+
+fn spawn_postgres_with(port: u16, tls: Option<(&str, &str)>) -> Postgres {
     let bin = postgres_bin();
     let dir = scratch_dir("postgres", port);
     let _ = Command::new("chown")
@@ -147,17 +159,45 @@ pub fn spawn_postgres(port: u16) -> Postgres {
         .status()
         .expect("run initdb");
     assert!(status.success(), "initdb failed");
-    let child = start_postgres(&bin, &dir, port);
+    let mut extra = Vec::new();
+    if let Some((cert, key)) = tls {
+        std::fs::write(data.join("server.crt"), cert).expect("write server.crt");
+        std::fs::write(data.join("server.key"), key).expect("write server.key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data)
+            .status();
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status();
+        for setting in [
+            "ssl=on",
+            "ssl_cert_file=server.crt",
+            "ssl_key_file=server.key",
+        ] {
+            extra.push("-c".to_owned());
+            extra.push(setting.to_owned());
+        }
+    }
+    let child = start_postgres(&bin, &dir, port, &extra);
+    let mode = if tls.is_some() { "require" } else { "disable" };
     Postgres {
         child,
         dir,
-        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
+        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode={mode}"),
         port,
+        extra,
     }
 }
 
 /// Runs the server of the data directory under `dir` on `port` and waits until it answers.
-fn start_postgres(bin: &Path, dir: &Path, port: u16) -> Child {
+fn start_postgres(bin: &Path, dir: &Path, port: u16, extra: &[String]) -> Child {
     let child = as_postgres_user(&bin.join("postgres"))
         .arg("-D")
         .arg(dir.join("data"))
@@ -171,6 +211,7 @@ fn start_postgres(bin: &Path, dir: &Path, port: u16) -> Child {
             "-c",
             "max_connections=200",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -196,7 +237,7 @@ impl Postgres {
     pub fn restart(&mut self, down: Duration) {
         self.stop();
         std::thread::sleep(down);
-        self.child = start_postgres(&postgres_bin(), &self.dir, self.port);
+        self.child = start_postgres(&postgres_bin(), &self.dir, self.port, &self.extra);
     }
 
     fn stop(&mut self) {
