@@ -302,6 +302,34 @@ mod tests {
     }
 
     #[test]
+    fn validation_and_the_missing_controller_warning() {
+        let mut c = crate::Config::default();
+        c.broker.enabled = true;
+        c.broker.kind = crate::BrokerKind::Postgres;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("broker.postgres.dsn"), "{err}");
+        c.broker.postgres.dsn = "postgres://localhost/app".to_owned();
+        assert!(c.validate().is_ok());
+        let warned = |c: &crate::Config| {
+            c.inactive_key_warnings()
+                .iter()
+                .any(|w| w.contains("no node-to-node control"))
+        };
+        assert!(warned(&c));
+        c.controller.enabled = true;
+        c.controller.kind = ControllerKind::Postgres;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("controller.postgres.dsn")
+        );
+        c.controller.postgres.dsn = "postgres://localhost/app".to_owned();
+        assert!(c.validate().is_ok());
+        assert!(!warned(&c));
+    }
+
+    #[test]
     fn controller_section_is_checked_only_when_enabled() {
         let mut c = ControllerConfig::default();
         assert!(c.violations().is_empty());
