@@ -592,3 +592,86 @@ async fn tls_with_the_tls_section_or_the_dsn() {
     drop(pg);
     let _ = std::fs::remove_file(ca_path);
 }
+
+/// PostgreSQL delivers joins and leaves across nodes while presence lives in Redis
+/// (`presence_manager`), and a channel without history honours idempotency keys too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_leave_over_postgres_with_presence_in_redis() {
+    let pg = pg();
+    let redis_port = support::free_port();
+    let _redis = KillOnDrop(support::spawn_redis(redis_port));
+    let section = json!({ "dsn": pg.dsn, "use_notify": true });
+    let start = || {
+        Gyre::start(&config(json!({
+            "engine": { "type": "memory" },
+            "broker": { "enabled": true, "type": "postgres", "postgres": section },
+            "presence_manager": {
+                "enabled": true,
+                "type": "redis",
+                "redis": { "address": [format!("redis://127.0.0.1:{redis_port}")] },
+            },
+            "channel": {
+                "without_namespace": {
+                    "presence": true,
+                    "join_leave": true,
+                    "allow_subscribe_for_client": true,
+                },
+            },
+        })))
+    };
+    let a = start();
+    let b = start();
+    let mut on_a = client(&a, "alice").await;
+    subscribe(
+        &mut on_a,
+        2,
+        json!({ "channel": "room", "join_leave": true }),
+    )
+    .await;
+    let mut on_b = client(&b, "bob").await;
+    subscribe(&mut on_b, 2, json!({ "channel": "room" })).await;
+    let joined = wait_for(&mut on_a, |v| {
+        (v["push"]["join"]["info"]["user"] == "bob").then(|| v["push"]["channel"].clone())
+    })
+    .await;
+    assert_eq!(joined, "room");
+    for node in [&a, &b] {
+        let stats = node.api("presence_stats", json!({ "channel": "room" }));
+        assert_eq!(stats, json!({ "num_clients": 2, "num_users": 2 }));
+    }
+
+    // No history here: offset 0, and a repeated idempotency key is delivered once.
+    for _ in 0..2 {
+        let r = b.api(
+            "publish",
+            json!({ "channel": "room", "data": { "n": 1 }, "idempotency_key": "once" }),
+        );
+        assert!(r.get("offset").is_none_or(|o| o == 0), "{r}");
+    }
+    b.api("publish", json!({ "channel": "room", "data": { "n": 2 } }));
+    let first = next_pub(&mut on_a, "room").await;
+    let second = next_pub(&mut on_a, "room").await;
+    assert_eq!(
+        (first["data"]["n"].clone(), second["data"]["n"].clone()),
+        (json!(1), json!(2))
+    );
+
+    on_b.send(&json!({"id": 3, "unsubscribe": {"channel": "room"}}))
+        .await;
+    on_b.reply(3).await;
+    let left = wait_for(&mut on_a, |v| {
+        (v["push"]["leave"]["info"]["user"] == "bob").then(|| v["push"]["channel"].clone())
+    })
+    .await;
+    assert_eq!(left, "room");
+}
+
+/// A child process killed when the test ends (or fails).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -121,6 +121,10 @@ impl Broker for PostgresBroker {
             let shards = i32::try_from(self.config.num_shards).unwrap_or(1);
             let data = Data(Some(&p.publication.data[..]));
             let tags = Data(tags.as_deref());
+            let idempotency_ttl = p
+                .idempotency_key
+                .as_ref()
+                .and_then(|_| millis(self.config.idempotent_result_ttl.0));
             if !p.append {
                 let statement = client
                     .prepare_cached(&self.sql.publish_live)
@@ -130,8 +134,16 @@ impl Broker for PostgresBroker {
                     .execute(
                         &statement,
                         &[
-                            &channel, &data, &tags, &client_id, &user_id, &conn_info, &chan_info,
+                            &channel,
+                            &data,
+                            &tags,
+                            &client_id,
+                            &user_id,
+                            &conn_info,
+                            &chan_info,
                             &shards,
+                            &p.idempotency_key.as_deref(),
+                            &idempotency_ttl,
                         ],
                     )
                     .await
@@ -147,10 +159,6 @@ impl Broker for PostgresBroker {
                 ),
                 _ => (None, None),
             };
-            let idempotency_ttl = p
-                .idempotency_key
-                .as_ref()
-                .and_then(|_| millis(self.config.idempotent_result_ttl.0));
             let statement = client
                 .prepare_cached(&self.sql.publish)
                 .await

@@ -86,8 +86,9 @@ impl Statements {
                 ms("$10"),
             ),
             publish_live: format!(
-                "SELECT {}($1, $2, $3, $4::TEXT, $5::TEXT, $6, $7, $8::INT)",
-                n.object("publish_live")
+                "SELECT {}($1, $2, $3, $4::TEXT, $5::TEXT, $6, $7, $8::INT, $9::TEXT, {})",
+                n.object("publish_live"),
+                ms("$10"),
             ),
             join: format!(
                 "SELECT {}($1, $2, $3, $4, $5, $6::INT)",

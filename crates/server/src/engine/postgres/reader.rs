@@ -75,7 +75,6 @@ impl Reader {
         let mut cursors: Option<Vec<i64>> = None;
         let mut backoff = Backoff::default();
         let mut prepared = false;
-        let mut lost = false;
         let mut down_logged = false;
         loop {
             let attempt = async {
@@ -121,15 +120,14 @@ impl Reader {
             );
             let mut current = taken;
             self.up.store(true, Ordering::Release);
-            if lost {
-                outbox.regained();
-            }
+            // After a loss, and at the first connection too: a subscriber may have read its
+            // position before the cursors were taken.
+            outbox.regained();
             let error = self
                 .poll_loop(&client, &mut wake, &shard_ids, &mut current, &*outbox)
                 .await;
             cursors = Some(current);
             self.up.store(false, Ordering::Release);
-            lost = true;
             down_logged = true;
             tracing::warn!(
                 "postgres connection to {} lost ({error}); reconnecting",

@@ -240,7 +240,7 @@ END;
 $$ LANGUAGE plpgsql;
 
 -- A publication of a channel without history: delivered, never read back (offset 0, no
--- epoch, no channel row).
+-- epoch, no channel row). A repeated idempotency key is not delivered again (NULL returned).
 CREATE OR REPLACE FUNCTION @P@publish_live(
     p_channel TEXT,
     p_data @DATA@,
@@ -249,18 +249,36 @@ CREATE OR REPLACE FUNCTION @P@publish_live(
     p_user_id TEXT DEFAULT NULL,
     p_conn_info @DATA@ DEFAULT NULL,
     p_chan_info @DATA@ DEFAULT NULL,
-    p_num_shards INTEGER DEFAULT NULL
+    p_num_shards INTEGER DEFAULT NULL,
+    p_idempotency_key TEXT DEFAULT NULL,
+    p_idempotency_ttl INTERVAL DEFAULT NULL
 ) RETURNS BIGINT AS $$
 DECLARE
     v_shard INTEGER;
     v_id BIGINT;
 BEGIN
     v_shard := @P@lock_shard(p_channel, p_num_shards);
+    IF p_idempotency_key IS NOT NULL THEN
+        PERFORM 1 FROM @P@idempotency i
+        WHERE i.channel = p_channel AND i.idempotency_key = p_idempotency_key
+          AND i.expires_at > NOW();
+        IF FOUND THEN
+            RETURN NULL;
+        END IF;
+    END IF;
     INSERT INTO @STREAM@ (channel, channel_offset, kind, data, tags, client_id, user_id,
                           conn_info, chan_info, shard_id)
     VALUES (p_channel, 0, 0, p_data, p_tags, p_client_id, p_user_id, p_conn_info,
             p_chan_info, v_shard)
     RETURNING id INTO v_id;
+    IF p_idempotency_key IS NOT NULL THEN
+        INSERT INTO @P@idempotency (channel, idempotency_key, result_offset, result_epoch,
+                                    result_id, expires_at)
+        VALUES (p_channel, p_idempotency_key, 0, '', v_id,
+                NOW() + COALESCE(p_idempotency_ttl, interval '5 minutes'))
+        ON CONFLICT (channel, idempotency_key) DO UPDATE
+            SET result_id = EXCLUDED.result_id, expires_at = EXCLUDED.expires_at;
+    END IF;
     PERFORM pg_notify('@P@notify', '');
     RETURN v_id;
 END;
