@@ -17,10 +17,12 @@ use support::{Gyre, config};
 /// presence. Channels without a namespace keep history and recovery.
 fn node(pg: &Postgres) -> Gyre {
     let section = json!({ "dsn": pg.dsn, "use_notify": true });
+    // No sslmode for the controller: libpq's `prefer`, plain with this server.
+    let plain = json!({ "dsn": pg.dsn.replace("?sslmode=disable", ""), "use_notify": true });
     Gyre::start(&config(json!({
         "engine": { "type": "memory" },
         "broker": { "enabled": true, "type": "postgres", "postgres": section },
-        "controller": { "enabled": true, "type": "postgres", "postgres": section },
+        "controller": { "enabled": true, "type": "postgres", "postgres": plain },
         "channel": {
             "without_namespace": {
                 "presence": true,
@@ -557,8 +559,13 @@ async fn tls_with_the_tls_section_or_the_dsn() {
     let ca_path = std::env::temp_dir().join(format!("gyre-pg-ca-{port}.pem"));
     std::fs::write(&ca_path, ca.pem()).expect("write ca");
     let plain = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let refused =
+        tokio_postgres::connect(&format!("{plain}?sslmode=disable"), tokio_postgres::NoTls)
+            .await
+            .is_err();
+    assert!(refused, "the server accepted a plain connection");
     let broker = json!({
-        "dsn": plain,
+        "dsn": plain.clone(),
         "use_notify": true,
         "tls": { "enabled": true, "server_ca_pem": ca.pem(), "server_name": "pg.test" },
     });

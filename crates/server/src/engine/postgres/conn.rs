@@ -58,8 +58,8 @@ impl Connector {
     /// Parses `dsn` (URL or `key=value` form) with the `tls` section under `key`. TLS is used
     /// when the section enables it or the DSN asks for `sslmode=verify-ca`/`verify-full`
     /// (verifying the server with `sslrootcert` or the section's CA, else the system roots),
-    /// or when the DSN asks for `sslmode=require` (encrypting without verification, as libpq
-    /// does).
+    /// or, without `sslmode=disable`, as libpq's `require` / `prefer` (encrypting without
+    /// verification; `prefer` falls back to plain connections).
     pub(super) fn new(key: &str, dsn: &str, tls: &RedisTlsConfig) -> anyhow::Result<Self> {
         let (dsn, extras) = super::dsn::split(dsn);
         for ignored in &extras.ignored {
@@ -72,7 +72,9 @@ impl Connector {
         let setup = if let Some(section) = extras.tls(tls) {
             config.ssl_mode(SslMode::Require);
             Some(section)
-        } else if config.get_ssl_mode() == SslMode::Require {
+        } else if config.get_ssl_mode() != SslMode::Disable {
+            // `require`, and libpq's default `prefer` (TLS when the server offers it, else
+            // plain): encrypted without verification, as pgx and libpq do.
             Some(RedisTlsConfig {
                 enabled: true,
                 insecure_skip_verify: true,
