@@ -72,7 +72,9 @@ impl Connector {
         let setup = if let Some(section) = extras.tls(tls) {
             config.ssl_mode(SslMode::Require);
             Some(section)
-        } else if config.get_ssl_mode() != SslMode::Disable {
+        } else if config.get_ssl_mode() == SslMode::Require
+            || (config.get_ssl_mode() == SslMode::Prefer && tcp_only(&config))
+        {
             // `require`, and libpq's default `prefer` (TLS when the server offers it, else
             // plain): encrypted without verification, as pgx and libpq do.
             Some(RedisTlsConfig {
@@ -174,6 +176,12 @@ where
     }
 }
 
+/// Whether every host is reached over TCP (there is no TLS over a Unix socket).
+fn tcp_only(config: &Config) -> bool {
+    use tokio_postgres::config::Host;
+    config.get_hosts().iter().all(|h| matches!(h, Host::Tcp(_)))
+}
+
 fn describe(config: &Config) -> String {
     use tokio_postgres::config::Host;
     let host = match config.get_hosts().first() {
@@ -202,5 +210,31 @@ impl Backoff {
         let base = 100u64.saturating_mul(1 << self.attempts.min(5)).min(3000);
         self.attempts = self.attempts.saturating_add(1);
         Duration::from_millis(base / 2 + rand::random_range(0..=base / 2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_follows_sslmode_and_hosts() {
+        let none = RedisTlsConfig::default();
+        let tls = |dsn: &str| Connector::new("k", dsn, &none).map(|c| c.tls.is_some());
+        assert!(!tls("postgres://h/db?sslmode=disable").unwrap());
+        assert!(tls("postgres://h/db").unwrap());
+        assert!(tls("postgres://h/db?sslmode=require").unwrap());
+        assert!(!tls("host=/var/run/postgresql dbname=db").unwrap());
+        assert!(tls("host=db sslmode=require").unwrap());
+        let err = Connector::new("broker.postgres", "postgres://h/db?bogus=1", &none)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("broker.postgres.dsn"), "{err}");
+        assert_eq!(
+            Connector::new("k", "postgres://u:secret@db:6543/x", &none)
+                .unwrap()
+                .describe(),
+            "db:6543"
+        );
     }
 }
