@@ -682,3 +682,73 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// History keeps the newest `history_size` publications younger than `history_ttl` (applied
+/// when read), and a channel whose meta TTL passed is forgotten by the periodic cleanup: its
+/// next stream has a new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_expires_and_idle_channels_are_forgotten() {
+    let pg = pg();
+    let section = json!({ "dsn": pg.dsn, "use_notify": true, "cleanup_interval": "1s" });
+    let a = Gyre::start(&config(json!({
+        "engine": { "type": "memory" },
+        "broker": { "enabled": true, "type": "postgres", "postgres": section },
+        "channel": {
+            "without_namespace": { "history_size": 3, "history_ttl": "1s", "history_meta_ttl": "2s" },
+        },
+    })));
+    let mut epoch = String::new();
+    for n in 1..=5 {
+        let r = a.api("publish", json!({ "channel": "short", "data": { "n": n } }));
+        epoch = r["epoch"].as_str().expect("epoch").to_owned();
+    }
+    let h = a.api("history", json!({ "channel": "short", "limit": -1 }));
+    assert_eq!(offsets(&h["publications"]), vec![3, 4, 5], "{h}");
+
+    // Past history_ttl the publications are gone, the position stays.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = a.api("history", json!({ "channel": "short", "limit": -1 }));
+        if h["publications"].as_array().is_none_or(Vec::is_empty) {
+            // (On a slow machine the cleanup may have forgotten the channel already.)
+            if h["epoch"] == epoch.as_str() {
+                assert_eq!(h["offset"], 5, "{h}");
+            }
+            break;
+        }
+        assert_eq!(h["epoch"], epoch.as_str(), "{h}");
+        assert!(Instant::now() < deadline, "history never expired: {h}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Past the meta TTL the cleanup forgets the channel: a new epoch from offset 0.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let top = probe_top(&pg).await;
+        if top.is_none() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the channel row was never deleted: {top:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let r = a.api("publish", json!({ "channel": "short", "data": { "n": 6 } }));
+    assert_eq!(r["offset"], 1, "{r}");
+    assert_ne!(r["epoch"], epoch.as_str(), "{r}");
+}
+
+/// The channel row of `short` (top offset, epoch), read as an application would.
+async fn probe_top(pg: &Postgres) -> Option<(i64, String)> {
+    let (app, connection) = tokio_postgres::connect(&pg.dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    app.query_opt(
+        "SELECT top_offset, epoch FROM cf_stream_meta WHERE channel = 'short'",
+        &[],
+    )
+    .await
+    .expect("meta")
+    .map(|r| (r.get(0), r.get(1)))
+}
