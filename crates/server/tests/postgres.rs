@@ -170,10 +170,7 @@ async fn history_and_recovery_are_shared_between_nodes() {
 
 /// Connects as the application does, once the nodes created the schema (at most 20 s).
 async fn application(pg: &Postgres) -> tokio_postgres::Client {
-    let (app, connection) = tokio_postgres::connect(&pg.dsn, tokio_postgres::NoTls)
-        .await
-        .expect("connect to postgres");
-    tokio::spawn(connection);
+    let app = application_before_start(pg).await;
     let deadline = Instant::now() + Duration::from_secs(20);
     while app
         .query_one("SELECT to_regproc('cf_stream_publish') IS NOT NULL", &[])
@@ -751,4 +748,77 @@ async fn probe_top(pg: &Postgres) -> Option<(i64, String)> {
     .await
     .expect("meta")
     .map(|r| (r.get(0), r.get(1)))
+}
+
+/// Daily partitions: today's and the lookahead days exist, and partitions past their
+/// retention are dropped by the periodic upkeep (stream table and control messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_partitions_are_dropped_and_new_ones_created() {
+    let pg = pg();
+    let mut app = application_before_start(&pg).await;
+    let section = json!({ "dsn": pg.dsn, "cleanup_interval": "1s", "partition_lookahead_days": 3 });
+    let controller = json!({ "dsn": pg.dsn, "partition_cleanup_interval": "1s" });
+    let _a = Gyre::start(&config(json!({
+        "engine": { "type": "memory" },
+        "broker": { "enabled": true, "type": "postgres", "postgres": section },
+        "controller": { "enabled": true, "type": "postgres", "postgres": controller },
+    })));
+    let partitions = async |app: &tokio_postgres::Client, table: &str| -> Vec<String> {
+        app.query(
+            "SELECT c.relname::TEXT FROM pg_inherits i
+             JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent
+             WHERE p.relname = $1 ORDER BY 1",
+            &[&table],
+        )
+        .await
+        .map(|rows| rows.iter().map(|r| r.get(0)).collect())
+        .unwrap_or_default()
+    };
+    // Wait for the schema, then plant partitions from 2020.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while partitions(&app, "cf_controller_messages").await.is_empty()
+        || partitions(&app, "cf_stream").await.len() < 4
+    {
+        assert!(Instant::now() < deadline, "partitions were never created");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        partitions(&app, "cf_stream").await.len(),
+        4,
+        "today and 3 days ahead"
+    );
+    let tx = app.transaction().await.expect("begin");
+    for table in ["cf_stream", "cf_controller_messages"] {
+        tx.batch_execute(&format!(
+            "CREATE TABLE {table}_2020_01_01 PARTITION OF {table}
+             FOR VALUES FROM ('2020-01-01 00:00:00+00') TO ('2020-01-02 00:00:00+00')"
+        ))
+        .await
+        .expect("old partition");
+    }
+    tx.commit().await.expect("commit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let stream = partitions(&app, "cf_stream").await;
+        let control = partitions(&app, "cf_controller_messages").await;
+        let old = |names: &[String]| names.iter().any(|n| n.ends_with("2020_01_01"));
+        if !old(&stream) && !old(&control) {
+            assert_eq!(stream.len(), 4, "{stream:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "old partitions stayed: {stream:?} {control:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A connection as the application's, before any node runs.
+async fn application_before_start(pg: &Postgres) -> tokio_postgres::Client {
+    let (app, connection) = tokio_postgres::connect(&pg.dsn, tokio_postgres::NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(connection);
+    app
 }
