@@ -5,6 +5,7 @@
 pub mod http_stream;
 pub mod js;
 pub mod json_conn;
+pub mod pg_nodes;
 pub mod raw;
 pub mod services;
 
