@@ -330,6 +330,28 @@ mod tests {
     }
 
     #[test]
+    fn environment_variables_reach_nested_keys() {
+        let vars = crate::known_env_vars();
+        for (env, key) in [
+            ("CENTRIFUGO_BROKER_POSTGRES_DSN", "broker.postgres.dsn"),
+            (
+                "CENTRIFUGO_BROKER_POSTGRES_OUTBOX_POLL_INTERVAL",
+                "broker.postgres.outbox.poll_interval",
+            ),
+            (
+                "CENTRIFUGO_CONTROLLER_POSTGRES_DSN",
+                "controller.postgres.dsn",
+            ),
+            ("CENTRIFUGO_CONTROLLER_ENABLED", "controller.enabled"),
+        ] {
+            assert!(
+                vars.iter().any(|(e, k)| e == env && k == key),
+                "{env} -> {key} missing"
+            );
+        }
+    }
+
+    #[test]
     fn controller_section_is_checked_only_when_enabled() {
         let mut c = ControllerConfig::default();
         assert!(c.violations().is_empty());
