@@ -1,5 +1,6 @@
 //! Engines: where streams (history, offsets, epochs) and presence live. The memory engine is
-//! the default and serves a single node.
+//! the default and serves a single node; Redis ([`redis`]) and PostgreSQL ([`postgres`])
+//! serve many.
 
 pub(crate) mod map;
 pub(crate) mod memory;

@@ -1,7 +1,7 @@
 //! Builds the engine a configuration asks for: the broker (the engine's, or the standalone
 //! `broker` section), the presence manager (likewise with `presence_manager`) and the control
 //! bus, which travels with the broker so that every node hearing a channel's publications also
-//! hears the cluster.
+//! hears the cluster, unless the `controller` section carries it (over PostgreSQL).
 
 use std::sync::Arc;
 use std::time::Duration;
