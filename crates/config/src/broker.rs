@@ -103,6 +103,7 @@ impl crate::Config {
                 &self.presence_manager.redis,
             ));
         }
+        out.extend(self.controller.violations());
         out
     }
 }

@@ -68,6 +68,8 @@ pub struct Config {
     pub proxies: Vec<crate::NamedProxy>,
     /// Shared poll subscriptions (the track signature key).
     pub shared_poll: crate::SharedPollConfig,
+    /// Node-to-node control over PostgreSQL (instead of the broker).
+    pub controller: crate::ControllerConfig,
     /// Runtime lookup tables built by [`Config::prepare`].
     #[serde(skip)]
     pub(crate) index: ChannelIndex,

@@ -58,7 +58,30 @@ const INACTIVE: &[(&str, &str)] = &[
         "broker.nats.tls.server_name",
         "the NATS server's certificate is checked against the URL host",
     ),
+    (
+        "broker.postgres.tls.client_ca_pem",
+        "it is not used by a PostgreSQL client",
+    ),
+    (
+        "controller.postgres.tls.client_ca_pem",
+        "it is not used by a PostgreSQL client",
+    ),
 ];
+
+impl Config {
+    /// With the PostgreSQL broker and no controller, as in Centrifugo, control (heartbeats,
+    /// surveys, forwarded commands) stays on each node: a warning says so.
+    fn controller_warning(&self) -> Option<String> {
+        (self.effective_broker() == crate::BrokerKind::Postgres && !self.controller.enabled).then(
+            || {
+                "broker.type \"postgres\" carries no node-to-node control: nodes do not see each \
+                 other (info, disconnect, presence of other nodes) unless controller.enabled with \
+                 controller.type \"postgres\""
+                    .to_owned()
+            },
+        )
+    }
+}
 
 fn at<'v>(tree: &'v Value, path: &str) -> Option<&'v Value> {
     path.split('.').try_fold(tree, |v, key| v.get(key))
@@ -77,6 +100,7 @@ impl Config {
             .iter()
             .filter(|(path, _)| at(&mine, path) != at(&defaults, path))
             .map(|(path, instead)| format!("key \"{path}\" is not implemented yet: {instead}"))
+            .chain(self.controller_warning())
             .collect()
     }
 }

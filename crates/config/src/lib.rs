@@ -51,7 +51,9 @@ pub use map::{
 };
 pub use nats::{NatsBrokerConfig, NatsRawModeConfig};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};
-pub use postgres::PostgresBrokerConfig;
+pub use postgres::{
+    ControllerConfig, PostgresBrokerConfig, PostgresControllerConfig, PostgresOutboxConfig,
+};
 pub use proxy::{
     ChannelProxyConfig, ClientProxyConfig, DEFAULT_PROXY_NAME, EnabledProxy, NamedProxy,
     NamespaceProxyOptions, ProxyGrpcOptions, ProxyHttpOptions, ProxyKind, ProxyOptions,
@@ -59,6 +61,7 @@ pub use proxy::{
 };
 pub use shared_poll::{SharedPollConfig, SharedPollOptions};
 pub use values::{
-    BrokerKind, DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, MapBrokerKind,
-    MapClientKey, MapMode, PresenceManagerKind, RecoveryMode, SharedPollMode, SubscriptionType,
+    BrokerKind, ControllerKind, DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel,
+    MapBrokerKind, MapClientKey, MapMode, PresenceManagerKind, RecoveryMode, SharedPollMode,
+    SubscriptionType,
 };

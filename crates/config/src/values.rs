@@ -106,6 +106,18 @@ closed_set! {
 }
 
 closed_set! {
+    /// The controller (`controller.type`, with `controller.enabled`).
+    #[derive(Default)]
+    ControllerKind {
+        /// Not set.
+        #[default]
+        None = "",
+        /// PostgreSQL message table (`controller.postgres`).
+        Postgres = "postgres",
+    }
+}
+
+closed_set! {
     /// How the server API reports errors (`http_api.error_mode`).
     #[derive(Default)]
     ErrorMode {

@@ -118,7 +118,7 @@ fn real_client_across_nodes() {
     let a = cluster.node();
     let b = cluster.node();
     for protocol in ["json", "protobuf"] {
-        support::run_cross_node_script(&a, &b, protocol, "cross_node_pubsub.mjs");
+        support::run_cross_node_script(&a, &b, protocol, "cross_node_pubsub.mjs", &[]);
     }
 }
 

@@ -1,9 +1,11 @@
 //! Engines: where streams (history, offsets, epochs) and presence live. The memory engine is
-//! the default and serves a single node.
+//! the default and serves a single node; Redis ([`redis`]) and PostgreSQL ([`postgres`])
+//! serve many.
 
 pub(crate) mod map;
 pub(crate) mod memory;
 pub(crate) mod nats;
+pub(crate) mod postgres;
 pub(crate) mod presence;
 pub(crate) mod redis;
 mod select;

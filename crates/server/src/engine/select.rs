@@ -1,16 +1,17 @@
 //! Builds the engine a configuration asks for: the broker (the engine's, or the standalone
 //! `broker` section), the presence manager (likewise with `presence_manager`) and the control
 //! bus, which travels with the broker so that every node hearing a channel's publications also
-//! hears the cluster.
+//! hears the cluster, unless the `controller` section carries it (over PostgreSQL).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gyre_config::{BrokerKind, Config, PresenceManagerKind, RedisConfig};
+use gyre_config::{BrokerKind, Config, ControllerKind, PresenceManagerKind, RedisConfig};
 use tokio_util::sync::CancellationToken;
 
 use super::memory::{MemoryBroker, MemoryControl};
 use super::nats::NatsEngine;
+use super::postgres::{PostgresBroker, PostgresControl};
 use super::presence::MemoryPresence;
 use super::redis::RedisEngine;
 use super::{Engine, EngineEvents};
@@ -64,7 +65,26 @@ impl Engine {
                     engine.start();
                     (engine.clone(), engine)
                 }
+                BrokerKind::Postgres => {
+                    let broker = PostgresBroker::new(&config.broker.postgres, events.clone())?;
+                    broker.start(shutdown)?;
+                    // As in Centrifugo, control goes over the `controller` section (below);
+                    // without it each node only hears itself.
+                    (broker, memory.control.clone())
+                }
                 other => anyhow::bail!("broker type {other} is not implemented yet"),
+            };
+        // The `controller` section replaces the broker's control bus.
+        let control: Arc<dyn super::ControlBus> =
+            match (&config.controller.enabled, &config.controller.kind) {
+                (true, ControllerKind::Postgres) => {
+                    let controller =
+                        PostgresControl::new(&config.controller.postgres, events.clone())?;
+                    controller.start(shutdown)?;
+                    controller
+                }
+                (true, other) => anyhow::bail!("controller type {other:?} is not implemented"),
+                (false, _) => control,
             };
         let presence: Arc<dyn super::PresenceManager> = match config.effective_presence_manager() {
             PresenceManagerKind::Memory => memory.presence.clone(),

@@ -5,6 +5,7 @@
 pub mod http_stream;
 pub mod js;
 pub mod json_conn;
+pub mod pg_nodes;
 pub mod raw;
 pub mod services;
 
@@ -333,12 +334,24 @@ pub fn wait_bounded(
 /// (`conformance/js/cross_node.mjs`: delivery both ways, presence of both nodes, recovery when
 /// moving between nodes) in `protocol` (`json` or `protobuf`), bounded at 40 s.
 pub fn run_cross_node_js(a: &Gyre, b: &Gyre, protocol: &str) {
-    run_cross_node_script(a, b, protocol, "cross_node.mjs");
+    run_cross_node_script(a, b, protocol, "cross_node.mjs", &[]);
+}
+
+/// [`run_cross_node_js`] with extra environment for the script (`GYRE_PRESENCE_SCOPE=node`
+/// when presence is kept per node).
+pub fn run_cross_node_js_env(a: &Gyre, b: &Gyre, protocol: &str, env: &[(&str, &str)]) {
+    run_cross_node_script(a, b, protocol, "cross_node.mjs", env);
 }
 
 /// Runs the two-node centrifuge-js scenario `script` (in `conformance/js`, with the same
-/// environment as [`run_cross_node_js`]) in `protocol`, bounded at 40 s.
-pub fn run_cross_node_script(a: &Gyre, b: &Gyre, protocol: &str, script: &str) {
+/// environment as [`run_cross_node_js`] plus `env`) in `protocol`, bounded at 40 s.
+pub fn run_cross_node_script(
+    a: &Gyre,
+    b: &Gyre,
+    protocol: &str,
+    script: &str,
+    env: &[(&str, &str)],
+) {
     let exp = now() + 3600;
     let mut child = Command::new("node")
         .arg(script)
@@ -348,6 +361,7 @@ pub fn run_cross_node_script(a: &Gyre, b: &Gyre, protocol: &str, script: &str) {
         .env("GYRE_API_URL", a.api_base())
         .env("GYRE_API_KEY", API_KEY)
         .env("GYRE_PROTOCOL", protocol)
+        .envs(env.iter().copied())
         .env("GYRE_TOKEN_A", token(json!({ "sub": "ua", "exp": exp })))
         .env("GYRE_TOKEN_B", token(json!({ "sub": "ub", "exp": exp })))
         .stdin(Stdio::null())

@@ -75,23 +75,13 @@ pub struct Postgres {
     pub dsn: String,
     /// The server's port.
     pub port: u16,
+    /// Extra server settings (`-c` pairs).
+    extra: Vec<String>,
 }
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT is PostgreSQL's "fast shutdown".
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -141,6 +131,16 @@ fn as_postgres_user(program: &Path) -> Command {
 /// Starts PostgreSQL on `port` in a new data directory (trust authentication, loopback only,
 /// `wal_level=logical`), and waits until it accepts connections.
 pub fn spawn_postgres(port: u16) -> Postgres {
+    spawn_postgres_with(port, None)
+}
+
+/// [`spawn_postgres`] accepting TLS connections only, with this server certificate and key
+/// (PEM).
+pub fn spawn_postgres_tls(port: u16, cert_pem: &str, key_pem: &str) -> Postgres {
+    spawn_postgres_with(port, Some((cert_pem, key_pem)))
+}
+
+fn spawn_postgres_with(port: u16, tls: Option<(&str, &str)>) -> Postgres {
     let bin = postgres_bin();
     let dir = scratch_dir("postgres", port);
     let _ = Command::new("chown")
@@ -165,11 +165,50 @@ pub fn spawn_postgres(port: u16) -> Postgres {
         .status()
         .expect("run initdb");
     assert!(status.success(), "initdb failed");
+    let mut extra = Vec::new();
+    if let Some((cert, key)) = tls {
+        std::fs::write(data.join("server.crt"), cert).expect("write server.crt");
+        std::fs::write(data.join("server.key"), key).expect("write server.key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data)
+            .status();
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status();
+        for setting in [
+            "ssl=on",
+            "ssl_cert_file=server.crt",
+            "ssl_key_file=server.key",
+        ] {
+            extra.push("-c".to_owned());
+            extra.push(setting.to_owned());
+        }
+    }
+    let child = start_postgres(&bin, &dir, port, &extra);
+    let mode = if tls.is_some() { "require" } else { "disable" };
+    Postgres {
+        child,
+        dir,
+        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode={mode}"),
+        port,
+        extra,
+    }
+}
+
+/// Runs the server of the data directory under `dir` on `port` and waits until it answers.
+fn start_postgres(bin: &Path, dir: &Path, port: u16, extra: &[String]) -> Child {
     let child = as_postgres_user(&bin.join("postgres"))
         .arg("-D")
-        .arg(&data)
+        .arg(dir.join("data"))
         .args(["-p", &port.to_string(), "-h", "127.0.0.1", "-k"])
-        .arg(&dir)
+        .arg(dir)
         .args([
             "-c",
             "fsync=off",
@@ -178,6 +217,7 @@ pub fn spawn_postgres(port: u16) -> Postgres {
             "-c",
             "max_connections=200",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -194,10 +234,35 @@ pub fn spawn_postgres(port: u16) -> Postgres {
         assert!(Instant::now() < deadline, "postgres did not get ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    Postgres {
-        child,
-        dir,
-        dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
-        port,
+    child
+}
+
+impl Postgres {
+    /// Stops the server (fast shutdown: clients are disconnected, data is kept), waits
+    /// `down`, and starts it again on the same port and data.
+    pub fn restart(&mut self, down: Duration) {
+        self.stop();
+        std::thread::sleep(down);
+        self.child = start_postgres(&postgres_bin(), &self.dir, self.port, &self.extra);
+    }
+
+    fn stop(&mut self) {
+        // SIGINT is PostgreSQL's "fast shutdown". The child may be `runuser`, which does not
+        // pass it on: signal the server itself (its pid heads `postmaster.pid`).
+        let server = std::fs::read_to_string(self.dir.join("data").join("postmaster.pid"))
+            .ok()
+            .and_then(|s| s.lines().next().map(|l| l.trim().to_owned()))
+            .filter(|pid| !pid.is_empty())
+            .unwrap_or_else(|| self.child.id().to_string());
+        let _ = Command::new("kill").args(["-INT", &server]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -172,3 +172,13 @@ pub(crate) fn client_tls_config(
 ) -> Result<rustls::ClientConfig, ConfigError> {
     tls_setup(key, c).map(|tls| (*tls.config).clone())
 }
+
+/// The rustls client configuration of TLS section `key` and the server name it overrides
+/// (shared with the PostgreSQL engine, whose `tls` sections have the same keys).
+pub(crate) fn client_config(
+    key: &str,
+    c: &RedisTlsConfig,
+) -> Result<(Arc<rustls::ClientConfig>, Option<String>), ConfigError> {
+    let tls = tls_setup(key, c)?;
+    Ok((tls.config, tls.server_name))
+}
