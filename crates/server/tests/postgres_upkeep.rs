@@ -79,6 +79,8 @@ async fn binary_data_keeps_payloads_in_bytea() {
         "broker": { "enabled": true, "type": "postgres", "postgres": section },
         "channel": { "without_namespace": { "history_size": 10, "history_ttl": "60s", "allow_subscribe_for_client": true, "force_recovery": true } },
     })));
+    // The node serves before its first connection created the schema: wait for it.
+    publish_when_up(&a, "warm-up", json!({})).await;
     let mut on_a = client(&a, "bob").await;
     subscribe(
         &mut on_a,

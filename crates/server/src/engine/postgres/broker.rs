@@ -299,10 +299,20 @@ impl Broker for PostgresBroker {
     }
 
     fn subscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
-        // Every node reads every row: subscribing is only remembering the channel, so that
-        // its subscribers learn about a lost connection.
+        // Every node reads every row: subscribing is remembering the channel, so that its
+        // subscribers learn about a lost connection, and waiting (briefly) for the reading
+        // connection, so that a publication after the subscribe is delivered live.
         self.subscribed.lock().insert(channel.to_owned());
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + SUBSCRIBE_WAIT_DOWN;
+            while !self.up.load(std::sync::atomic::Ordering::Acquire) {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(EngineError::new("postgres is not connected"));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            Ok(())
+        })
     }
 
     fn unsubscribe<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
@@ -313,6 +323,9 @@ impl Broker for PostgresBroker {
         Box::pin(std::future::ready(Ok(())))
     }
 }
+
+/// How long a subscribe waits for the reading connection while it is down.
+const SUBSCRIBE_WAIT_DOWN: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[cfg(test)]
 mod tests {

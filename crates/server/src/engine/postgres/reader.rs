@@ -91,13 +91,14 @@ impl Reader {
                         .await
                         .map_err(EngineError::caused_by)?;
                 }
+                let first = cursors.is_none();
                 let taken = match cursors.take() {
                     Some(taken) => taken,
                     None => self.initial_cursors(&client, &shard_ids).await?,
                 };
-                Ok::<_, EngineError>((client, wake, taken))
+                Ok::<_, EngineError>((client, wake, taken, first))
             };
-            let (client, mut wake, taken) = match attempt.await {
+            let (client, mut wake, taken, first) = match attempt.await {
                 Ok(ready) => ready,
                 Err(e) => {
                     if !down_logged {
@@ -120,9 +121,12 @@ impl Reader {
             );
             let mut current = taken;
             self.up.store(true, Ordering::Release);
-            // After a loss, and at the first connection too: a subscriber may have read its
-            // position before the cursors were taken.
-            outbox.regained();
+            // After a loss a subscriber may have read its position before the cursors were
+            // taken again. Not at the first connection: a subscribe waits for the reader
+            // ([`super::broker`]), so no position predates the first cursors.
+            if !first {
+                outbox.regained();
+            }
             let error = self
                 .poll_loop(&client, &mut wake, &shard_ids, &mut current, &*outbox)
                 .await;
