@@ -1,0 +1,190 @@
+//! Map subscriptions on the Redis map broker (`map_broker.type: redis`): each test starts its
+//! own `redis-server` on a free loopback port and two `gyre serve` nodes sharing it. The real
+//! npm `centrifuge` client checks state pages, live changes, removals, recovery on the other
+//! node and key expiry across the nodes (`conformance/js/map_cross_node.mjs`); the server API
+//! checks that both nodes read, count and clear the same state.
+
+mod support;
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Gyre, config};
+
+/// A `redis-server` on a free loopback port, killed on drop.
+struct Redis(Child, u16);
+
+impl Redis {
+    fn start() -> Self {
+        let port = support::free_port();
+        Redis(support::spawn_redis(port), port)
+    }
+
+    fn section(&self, prefix: &str) -> Value {
+        json!({
+            "address": [format!("redis://127.0.0.1:{}", self.1)],
+            "prefix": prefix,
+        })
+    }
+
+    /// A node on the Redis engine with the Redis map broker on the same section.
+    fn node(&self, prefix: &str) -> Gyre {
+        let section = self.section(prefix);
+        Gyre::start(&config(json!({
+            "engine": {"type": "redis", "redis": section.clone()},
+            "map_broker": {"type": "redis", "redis": section},
+            "channel": {"namespaces": namespaces()},
+        })))
+    }
+
+    /// A node on the memory engine keeping only its map state in Redis.
+    fn map_only_node(&self, prefix: &str) -> Gyre {
+        Gyre::start(&config(json!({
+            "map_broker": {"type": "redis", "redis": self.section(prefix)},
+            "channel": {"namespaces": namespaces()},
+        })))
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn namespaces() -> Value {
+    json!([
+        {
+            "name": "live",
+            "subscription_type": "map",
+            "allow_subscribe_for_client": true,
+            "map": {"mode": "persistent", "min_page_size": 1, "allow_publish_for_client": true},
+        },
+        {
+            "name": "eph",
+            "subscription_type": "map",
+            "allow_subscribe_for_client": true,
+            "map": {"mode": "ephemeral", "key_ttl": "1s"},
+        },
+    ])
+}
+
+/// Every key of a channel's state read through `node`'s API, page by page (2 a page).
+fn state_keys(node: &Gyre, channel: &str) -> (Vec<String>, Value) {
+    let mut keys = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = node.api(
+            "map_read_state",
+            json!({"channel": channel, "limit": 2, "cursor": cursor}),
+        );
+        for entry in page["entries"].as_array().into_iter().flatten() {
+            keys.push(entry["key"].as_str().unwrap_or_default().to_owned());
+        }
+        cursor = page["cursor"].as_str().unwrap_or_default().to_owned();
+        if cursor.is_empty() {
+            return (keys, page);
+        }
+    }
+}
+
+fn num_keys(node: &Gyre, channel: &str) -> u64 {
+    node.api("map_stats", json!({"channel": channel}))["num_keys"]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[test]
+fn real_client_across_nodes() {
+    let redis = Redis::start();
+    for protocol in ["json", "protobuf"] {
+        let prefix = format!("cross-{protocol}");
+        let (a, b) = (redis.node(&prefix), redis.node(&prefix));
+        support::run_cross_node_script(&a, &b, protocol, "map_cross_node.mjs");
+    }
+}
+
+#[test]
+fn state_stats_and_clear_agree_across_nodes() {
+    let redis = Redis::start();
+    let (a, b) = (redis.map_only_node("api"), redis.map_only_node("api"));
+    let channel = "live:shared";
+    let mut epoch = String::new();
+    for (i, key) in ["c", "a", "e", "b", "d"].iter().enumerate() {
+        let r = a.api(
+            "map_publish",
+            json!({"channel": channel, "key": key, "data": {"i": i}}),
+        );
+        assert_eq!(r["offset"], json!(i + 1), "{r}");
+        epoch = r["epoch"].as_str().unwrap_or_default().to_owned();
+    }
+    b.api("map_remove", json!({"channel": channel, "key": "e"}));
+    for node in [&a, &b] {
+        let (keys, last) = state_keys(node, channel);
+        assert_eq!(keys, ["a", "b", "c", "d"], "state pages in key order");
+        assert_eq!(
+            (last["offset"].as_u64(), last["epoch"].as_str()),
+            (Some(6), Some(epoch.as_str()))
+        );
+        assert_eq!(num_keys(node, channel), 4);
+        let stream = node.api(
+            "map_read_stream",
+            json!({"channel": channel, "since_offset": 4, "since_epoch": epoch, "limit": 10}),
+        );
+        let changes: Vec<(Value, Value)> = stream["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (e["key"].clone(), e["offset"].clone()))
+            .collect();
+        // c1 a2 e3 b4 d5, then the removal of e at 6.
+        assert_eq!(
+            changes,
+            [(json!("d"), json!(5)), (json!("e"), json!(6))],
+            "{stream}"
+        );
+    }
+    // Removing a missing key changes nothing.
+    let same = a.api("map_remove", json!({"channel": channel, "key": "nope"}));
+    assert_eq!(
+        same.get("offset").and_then(Value::as_u64).unwrap_or(6),
+        6,
+        "{same}"
+    );
+
+    b.api("map_clear", json!({"channel": channel}));
+    for node in [&a, &b] {
+        assert_eq!(state_keys(node, channel).0, Vec::<String>::new());
+        assert_eq!(num_keys(node, channel), 0);
+    }
+    let fresh = a.api(
+        "map_publish",
+        json!({"channel": channel, "key": "x", "data": {}}),
+    );
+    assert_eq!(fresh["offset"], json!(1), "a cleared map starts over");
+    assert_ne!(fresh["epoch"], json!(epoch), "in a new epoch");
+}
+
+#[test]
+fn expired_keys_leave_every_node() {
+    let redis = Redis::start();
+    let (a, b) = (redis.map_only_node("ttl"), redis.map_only_node("ttl"));
+    let channel = "eph:room";
+    a.api(
+        "map_publish",
+        json!({"channel": channel, "key": "short", "data": {}}),
+    );
+    assert_eq!(state_keys(&b, channel).0, ["short"], "visible on B");
+    assert_eq!(num_keys(&b, channel), 1);
+    // key_ttl is 1 s; the keys go within the deadline (the cleanup runs every second).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while num_keys(&a, channel) + num_keys(&b, channel) > 0 {
+        assert!(Instant::now() < deadline, "the key did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for node in [&a, &b] {
+        assert!(state_keys(node, channel).0.is_empty());
+    }
+}
