@@ -188,3 +188,146 @@ fn expired_keys_leave_every_node() {
         assert!(state_keys(node, channel).0.is_empty());
     }
 }
+
+/// Three cluster-enabled `redis-server`s joined into one Redis Cluster, killed on drop.
+struct Cluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!(
+            "gyre-map-cluster-{}-{}",
+            std::process::id(),
+            support::now()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut servers = Vec::new();
+        let mut ports = Vec::new();
+        for i in 0..3 {
+            let port = support::free_port();
+            let bus = support::free_port();
+            let child = std::process::Command::new("redis-server")
+                .current_dir(&dir)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--cluster-port", &bus.to_string()])
+                .args(["--cluster-config-file", &format!("nodes-{i}.conf")])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            servers.push(child);
+            ports.push(port);
+        }
+        for port in &ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "redis-server on {port} did not start"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let cluster = Cluster {
+            servers,
+            ports,
+            dir,
+        };
+        let mut args = vec!["--cluster".to_owned(), "create".to_owned()];
+        args.extend(cluster.seeds());
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"].map(String::from));
+        let out = std::process::Command::new("redis-cli")
+            .args(&args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        for port in &cluster.ports {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let info = std::process::Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "cluster never became ok");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        cluster
+    }
+
+    fn seeds(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    fn node(&self) -> Gyre {
+        let section = json!({ "cluster_address": self.seeds() });
+        Gyre::start(&config(json!({
+            "engine": {"type": "redis", "redis": section.clone()},
+            "map_broker": {"type": "redis", "redis": section},
+            "channel": {"namespaces": namespaces()},
+        })))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in &mut self.servers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn maps_on_a_redis_cluster() {
+    let cluster = Cluster::start();
+    let (a, b) = (cluster.node(), cluster.node());
+    // Channels spread over the cluster's slots: every script touches one slot only.
+    let channels: Vec<String> = (0..6).map(|i| format!("live:slot{i}")).collect();
+    for channel in &channels {
+        for key in ["x", "y", "z"] {
+            a.api(
+                "map_publish",
+                json!({"channel": channel, "key": key, "data": {}}),
+            );
+        }
+        b.api("map_remove", json!({"channel": channel, "key": "y"}));
+    }
+    for channel in &channels {
+        for node in [&a, &b] {
+            let (keys, last) = state_keys(node, channel);
+            assert_eq!(keys, ["x", "z"], "{channel}");
+            assert_eq!(last["offset"], json!(4), "{channel}");
+            assert_eq!(num_keys(node, channel), 2);
+        }
+    }
+    b.api("map_clear", json!({"channel": channels[0]}));
+    assert_eq!(num_keys(&a, &channels[0]), 0);
+    a.api(
+        "map_publish",
+        json!({"channel": "eph:c", "key": "short", "data": {}}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while num_keys(&b, "eph:c") > 0 {
+        assert!(Instant::now() < deadline, "the key did not expire");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    support::run_cross_node_script(&a, &b, "json", "map_cross_node.mjs");
+}
