@@ -2,7 +2,8 @@
 //! own `redis-server` on a free loopback port and two `gyre serve` nodes sharing it. The real
 //! npm `centrifuge` client checks state pages, live changes, removals, recovery on the other
 //! node and key expiry across the nodes (`conformance/js/map_cross_node.mjs`); the server API
-//! checks that both nodes read, count and clear the same state.
+//! checks that both nodes read, count and clear the same state, also on a Redis Cluster; a
+//! subscriber survives a Redis restart (`conformance/js/map_redis_restart.mjs`).
 
 mod support;
 
@@ -44,6 +45,15 @@ impl Redis {
             "map_broker": {"type": "redis", "redis": self.section(prefix)},
             "channel": {"namespaces": namespaces()},
         })))
+    }
+}
+
+impl Redis {
+    /// Kills Redis (losing everything: nothing is persisted) and starts it on the same port.
+    fn restart(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        self.0 = support::spawn_redis(self.1);
     }
 }
 
@@ -104,6 +114,23 @@ fn real_client_across_nodes() {
         let (a, b) = (redis.node(&prefix), redis.node(&prefix));
         support::run_cross_node_script(&a, &b, protocol, "map_cross_node.mjs");
     }
+}
+
+#[test]
+fn map_subscriber_survives_a_redis_restart() {
+    let mut redis = Redis::start();
+    let mut node = redis.node("restart");
+    let env = [("GYRE_TOKEN", support::js::user_token("u1", json!({})))];
+    support::js::run_script(
+        &mut node,
+        "map_redis_restart.mjs",
+        "json",
+        &env,
+        |action, _| match action {
+            "restart-redis" => redis.restart(),
+            other => panic!("unexpected action {other}"),
+        },
+    );
 }
 
 #[test]
