@@ -51,6 +51,18 @@ const INACTIVE: &[(&str, &str)] = &[
         "it is not used by a Redis client",
     ),
     (
+        "map_broker.redis.tls.client_ca_pem",
+        "it is not used by a Redis client",
+    ),
+    (
+        "map_broker.redis.sentinel_tls.client_ca_pem",
+        "it is not used by a Redis client",
+    ),
+    (
+        "map_broker.redis.presence_ttl",
+        "the map broker keeps no presence",
+    ),
+    (
         "broker.nats.tls.client_ca_pem",
         "it is not used by a NATS client",
     ),

@@ -23,6 +23,7 @@ mod grpc_api;
 mod inactive;
 mod load;
 mod map;
+mod map_broker;
 mod nats;
 mod options;
 mod postgres;
@@ -47,7 +48,11 @@ pub use grpc_api::GrpcApiConfig;
 pub use load::{Format, Loaded, known_env_vars, load, load_str, render};
 pub use map::{
     DEFAULT_MAP_MAX_PAGE_SIZE, DEFAULT_MAP_MIN_PAGE_SIZE, DEFAULT_MAP_PAGE_SIZE,
-    DEFAULT_MAP_STREAM_SIZE, DEFAULT_MAP_STREAM_TTL, MapBrokerConfig, MapOptions,
+    DEFAULT_MAP_STREAM_SIZE, DEFAULT_MAP_STREAM_TTL, MapOptions,
+};
+pub use map_broker::{
+    DEFAULT_MAP_CLEANUP_BATCH_SIZE, DEFAULT_MAP_CLEANUP_INTERVAL, MapBrokerConfig,
+    RedisMapBrokerConfig,
 };
 pub use nats::{NatsBrokerConfig, NatsRawModeConfig};
 pub use options::{ChannelConfig, ChannelOptions, Namespace};

@@ -1,9 +1,10 @@
-//! Map subscriptions: the namespace `map` options, the `map_broker` section and their checks.
+//! Map subscriptions: the namespace `map` options and their checks (the `map_broker` section
+//! is in [`crate::map_broker`]).
 
 use serde::{Deserialize, Serialize};
 
 use crate::Duration;
-use crate::values::{MapBrokerKind, MapClientKey, MapMode, SubscriptionType};
+use crate::values::{MapClientKey, MapMode, SubscriptionType};
 
 /// Change stream size of stream-backed modes when `stream_size` is 0.
 pub const DEFAULT_MAP_STREAM_SIZE: usize = 100;
@@ -120,15 +121,6 @@ impl MapOptions {
     }
 }
 
-/// The `map_broker` section: where map state lives.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct MapBrokerConfig {
-    /// "memory" (default); "redis" and "postgres" are parsed but not served yet.
-    #[serde(rename = "type")]
-    pub kind: MapBrokerKind,
-}
-
 impl SubscriptionType {
     /// Whether subscriptions of this type are maps (map, map_clients, map_users).
     pub fn is_map(&self) -> bool {
@@ -139,16 +131,7 @@ impl SubscriptionType {
 impl crate::Config {
     /// Every map configuration error as `(key, reason)`.
     pub(crate) fn map_violations(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if !self.map_broker.kind.is_known() {
-            out.push((
-                "map_broker.type".to_owned(),
-                format!(
-                    "unknown map broker type {:?} (expected \"memory\", \"redis\" or \"postgres\")",
-                    self.map_broker.kind.as_str()
-                ),
-            ));
-        }
+        let mut out = self.map_broker_violations();
         let clients_namespaces: Vec<&str> = self
             .channel
             .namespaces
@@ -241,27 +224,13 @@ impl crate::Config {
 
     /// Warnings about map settings parsed but not served.
     pub(crate) fn map_warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if self.map_broker.kind != MapBrokerKind::Memory {
-            out.push(format!(
-                "key \"map_broker.type\": {:?} map brokers are not implemented yet; map state is kept in this node's memory",
-                self.map_broker.kind.as_str()
-            ));
-        }
+        let mut out = self.map_broker_warnings();
         for (key, o) in self.channel_options_by_key() {
             if o.subscription_type.is_map() && o.proxy.subscribe_proxy_enabled {
                 out.push(format!(
                     "key \"{key}.subscribe_proxy_enabled\": the subscribe proxy does not authorize map subscriptions yet; map subscribes without a subscription token fail with error 108 (not available)"
                 ));
             }
-        }
-        let has_map = self
-            .channel_options_by_key()
-            .any(|(_, o)| o.subscription_type.is_map());
-        if has_map && self.engine.kind == crate::EngineKind::Redis {
-            out.push(
-                "key \"engine.type\": map channels are not shared over Redis yet; each node keeps its own map state".to_owned(),
-            );
         }
         out
     }

@@ -256,7 +256,7 @@ closed_set! {
         /// In this process (default).
         #[default]
         Memory = "memory" | "",
-        /// Redis (parsed, not served yet).
+        /// Redis, shared by every node (`map_broker.redis`).
         Redis = "redis",
         /// PostgreSQL (parsed, not served yet).
         Postgres = "postgres",

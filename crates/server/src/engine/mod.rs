@@ -256,7 +256,8 @@ pub(crate) trait ControlBus: Send + Sync + std::fmt::Debug {
 }
 
 /// The parts of an engine a node runs on: built from the configuration by
-/// [`Engine::from_config`] (the `engine`, `broker` and `presence_manager` sections).
+/// [`Engine::from_config`] (the `engine`, `broker`, `presence_manager` and `map_broker`
+/// sections).
 #[derive(Debug, Clone)]
 pub(crate) struct Engine {
     /// Delivery and streams.
@@ -265,4 +266,6 @@ pub(crate) struct Engine {
     pub presence: std::sync::Arc<dyn PresenceManager>,
     /// Node-to-node control.
     pub control: std::sync::Arc<dyn ControlBus>,
+    /// Map subscription state (the `map_broker` section).
+    pub map: std::sync::Arc<dyn map::MapBroker>,
 }

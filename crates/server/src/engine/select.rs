@@ -1,28 +1,35 @@
 //! Builds the engine a configuration asks for: the broker (the engine's, or the standalone
-//! `broker` section), the presence manager (likewise with `presence_manager`) and the control
+//! `broker` section), the presence manager (likewise with `presence_manager`), the control
 //! bus, which travels with the broker so that every node hearing a channel's publications also
-//! hears the cluster, unless the `controller` section carries it (over PostgreSQL).
+//! hears the cluster unless the `controller` section carries it (over PostgreSQL), and the map
+//! broker (`map_broker.type` alone, as upstream: memory unless it says redis).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use gyre_config::{BrokerKind, Config, ControllerKind, PresenceManagerKind, RedisConfig};
+use gyre_config::{
+    BrokerKind, Config, ControllerKind, MapBrokerKind, PresenceManagerKind, RedisConfig,
+};
 use tokio_util::sync::CancellationToken;
 
+use super::map::MapBroker;
+use super::map::memory::MemoryMapBroker;
 use super::memory::{MemoryBroker, MemoryControl};
 use super::nats::NatsEngine;
 use super::postgres::{PostgresBroker, PostgresControl};
 use super::presence::MemoryPresence;
 use super::redis::RedisEngine;
+use super::redis::map::RedisMapBroker;
 use super::{Engine, EngineEvents};
 
 impl Engine {
     /// A single node's engine: everything in this process.
     pub(crate) fn memory(events: Arc<dyn EngineEvents>, shutdown: &CancellationToken) -> Self {
         Engine {
-            broker: MemoryBroker::start(events, shutdown.clone()),
+            broker: MemoryBroker::start(events.clone(), shutdown.clone()),
             presence: Arc::new(MemoryPresence::default()),
             control: Arc::new(MemoryControl),
+            map: MemoryMapBroker::start(events, shutdown.clone()),
         }
     }
 
@@ -100,10 +107,25 @@ impl Engine {
                 anyhow::bail!("unknown presence manager type {other:?}")
             }
         };
+        let map: Arc<dyn MapBroker> = match config.map_broker.kind {
+            MapBrokerKind::Redis => {
+                let section = &config.map_broker.redis;
+                let engine = redis_for(&section.redis).await?;
+                RedisMapBroker::start(
+                    engine,
+                    section.effective_cleanup_interval(),
+                    section.effective_cleanup_batch_size(),
+                    shutdown,
+                )
+            }
+            // Postgres is warned about at start-up: map state stays in memory.
+            _ => memory.map.clone(),
+        };
         Ok(Engine {
             broker,
             presence,
             control,
+            map,
         })
     }
 

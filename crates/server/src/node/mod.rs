@@ -260,10 +260,8 @@ impl Node {
         events.cluster.attach(engine.control.clone());
         let shared_poll = crate::shared_poll::SharedPoll::new(&config, shutdown.clone());
         let _ = events.shared_poll.set(shared_poll.clone());
-        let map =
-            crate::engine::map::memory::MemoryMapBroker::start(events.clone(), shutdown.clone());
         let node = Arc::new(Self {
-            map,
+            map: engine.map,
             map_keepalive: maps::MapKeepAlive::default(),
             hub: events.hub.clone(),
             broker: engine.broker,
@@ -436,14 +434,19 @@ impl Node {
         }
     }
 
-    /// Removes a local subscriber and stops receiving the channel when it was the last one.
+    /// Removes a local subscriber and stops receiving the channel (from the map broker for
+    /// map channels) when it was the last one.
     pub(crate) async fn hub_unsubscribe(&self, channel: &str, client: &str) -> bool {
         let removed = self.hub.unsubscribe(channel, client);
-        if removed
-            && !self.hub.has_subscribers(channel)
-            && let Err(err) = self.broker.unsubscribe(channel).await
-        {
-            tracing::debug!("broker unsubscribe of {channel} failed: {err}");
+        if removed && !self.hub.has_subscribers(channel) {
+            let left = if self.map_channel(channel).is_ok() {
+                self.map.unsubscribe(channel).await
+            } else {
+                self.broker.unsubscribe(channel).await
+            };
+            if let Err(err) = left {
+                tracing::debug!("unsubscribe of {channel} failed: {err}");
+            }
         }
         removed
     }

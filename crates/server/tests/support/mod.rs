@@ -67,8 +67,8 @@ impl Gyre {
     /// Starts `gyre serve` with `config` (see [`config`]) and waits until it listens.
     ///
     /// With `GYRE_TEST_REDIS_URL` set (see `scripts/test.sh`), a config without an `engine`
-    /// runs on the Redis engine at that URL, under a key prefix of its own, so the same
-    /// suites check both engines.
+    /// runs on the Redis engine at that URL, under a key prefix of its own, with the Redis map
+    /// broker there too (unless it has a `map_broker`), so the same suites check both engines.
     pub fn start(config: &Value) -> Self {
         Self::start_with_env(config, &[])
     }
@@ -84,10 +84,12 @@ impl Gyre {
             && !url.is_empty()
             && config.get("engine").is_none()
         {
-            config["engine"] = json!({
-                "type": "redis",
-                "redis": { "address": [url], "prefix": format!("gyre-test-{id}-{}", now()) },
-            });
+            let redis = json!({ "address": [url], "prefix": format!("gyre-test-{id}-{}", now()) });
+            config["engine"] = json!({ "type": "redis", "redis": redis.clone() });
+            // Map state on the same Redis (the same section: one set of connections).
+            if config.get("map_broker").is_none() {
+                config["map_broker"] = json!({ "type": "redis", "redis": redis });
+            }
         }
         std::fs::write(&config_path, config.to_string()).expect("write config");
         let mut child = Command::new(env!("CARGO_BIN_EXE_gyre"))

@@ -1,6 +1,7 @@
 //! Map brokers: keyed channel state (one entry per key, each with the offset of its last
 //! change), an optional change stream with offsets and an epoch, and delivery of every
-//! change to the subscribers of every node. The memory broker serves a single node.
+//! change to the subscribers of every node. The memory broker serves a single node; the
+//! Redis one ([`crate::engine::redis::map`]) every node sharing a Redis.
 
 pub(crate) mod memory;
 
@@ -154,4 +155,15 @@ pub(crate) trait MapBroker: Send + Sync + std::fmt::Debug {
 
     /// Forgets a channel's state and stream (a new epoch starts).
     fn clear<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>>;
+
+    /// Makes this node receive the channel's changes (call after joining the hub, before
+    /// reading); resolves once it does. Nothing to do where changes never leave the node.
+    fn subscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Stops receiving the channel (when it still has no local subscriber).
+    fn unsubscribe<'a>(&'a self, _channel: &'a str) -> BoxFuture<'a, Result<(), EngineError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }

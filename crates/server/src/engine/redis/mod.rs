@@ -12,6 +12,8 @@
 //!   state is insufficient, so clients resubscribe and recover (or learn `recovered: false`);
 //!   subscribers without positions just go on. The node starts (and serves) while Redis is
 //!   down: requests that need Redis fail until it is reachable.
+//! - Maps: [`map`] keeps map subscription state (`map_broker.type: redis`) and delivers
+//!   its changes through the same Pub/Sub connections.
 //! - Presence: a hash (client to info) and a zset (client to expiry) per channel; each node
 //!   refreshes its own entries, so entries of a dead node expire.
 //! - Control: a Pub/Sub channel every node hears and one per node, carrying the node's control
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 mod broker;
 mod conn;
 mod control;
+pub(crate) mod map;
 mod presence;
 mod pubsub;
 mod scripts;

@@ -334,6 +334,50 @@ impl RedisEngine {
         Err(last)
     }
 
+    /// Decodes a map change (`<offset> <epoch> <delta flag><length> <entry><previous
+    /// entry>`, see [`super::map`]) and hands it to the hub with the key's previous data.
+    fn deliver_map_change(&self, channel: &str, payload: &[u8]) {
+        let mut parts = payload.splitn(3, |b| *b == b' ');
+        let (Some(offset), Some(epoch), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return;
+        };
+        let offset = std::str::from_utf8(offset)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        let epoch = std::str::from_utf8(epoch).unwrap_or_default();
+        let Some((delta, rest)) = rest.split_first() else {
+            return;
+        };
+        let Some(space) = rest.iter().position(|b| *b == b' ') else {
+            return;
+        };
+        let Some(len) = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            return;
+        };
+        let body = &rest[space + 1..];
+        let (Some(encoded), Some(previous)) = (body.get(..len), body.get(len..)) else {
+            return;
+        };
+        let Ok(mut publication) = Publication::decode(encoded) else {
+            tracing::debug!("undecodable map change in {channel}");
+            return;
+        };
+        publication.offset = offset;
+        if !publication.removed
+            && !previous.is_empty()
+            && let Ok(previous) = Publication::decode(previous)
+        {
+            publication.prev_data = previous.data;
+        }
+        self.events
+            .publication(channel, &publication, *delta == b'1', epoch);
+    }
+
     /// Decodes a channel message once and hands it to the hub.
     pub(super) fn deliver(&self, channel: &str, payload: &[u8]) {
         match payload.first() {
@@ -361,6 +405,7 @@ impl RedisEngine {
                 self.events
                     .publication(channel, &publication, *delta == b'1', epoch);
             }
+            Some(b'm') => self.deliver_map_change(channel, &payload[1..]),
             Some(kind @ (b'j' | b'l')) => {
                 if let Ok(info) = ClientInfo::decode(&payload[1..]) {
                     self.events.join_leave(channel, &info, *kind == b'j');

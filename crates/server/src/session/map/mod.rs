@@ -420,6 +420,12 @@ impl Session {
         let mut subscriber = Subscriber::buffering(self.handle.clone(), delta, false);
         subscriber.filter = self.map_flows.get(channel).and_then(|f| f.filter.clone());
         node.hub.subscribe(channel, subscriber);
+        // Changes from other nodes reach this one from now on (buffered until live).
+        if let Err(err) = node.map.subscribe(channel).await {
+            tracing::debug!("map broker subscribe to {channel} failed: {err}");
+            node.hub_unsubscribe(channel, &self.handle.client).await;
+            return Err(ProtocolError::from(ErrorCode::from(err)));
+        }
         let read = self.map_last_read(channel, &target, from).await;
         let (state, publications, position, recovery) = match read {
             Ok(LastRead::Live {
