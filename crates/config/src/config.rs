@@ -68,6 +68,8 @@ pub struct Config {
     pub proxies: Vec<crate::NamedProxy>,
     /// Shared poll subscriptions (the track signature key).
     pub shared_poll: crate::SharedPollConfig,
+    /// Asynchronous consumers of server API commands (outbox table, Redis Streams, ...).
+    pub consumers: Vec<crate::ConsumerConfig>,
     /// Runtime lookup tables built by [`Config::prepare`].
     #[serde(skip)]
     pub(crate) index: ChannelIndex,

@@ -16,6 +16,7 @@ mod broker;
 mod channel;
 mod client;
 mod config;
+mod consumers;
 mod de;
 mod duration;
 mod error;
@@ -41,6 +42,11 @@ pub use config::{
     PrometheusConfig, RedisConfig, RedisTlsConfig, RpcConfig, RpcPingConfig, ShutdownConfig,
     SseConfig, UniHttpStreamConfig, UniSseConfig, UniWebSocketConfig, WebSocketConfig,
 };
+pub use consumers::{
+    ConsumerConfig, NatsJetStreamConsumerConfig, NatsJetStreamPublicationDataMode, OpaqueSection,
+    PostgresConsumerConfig, RedisStreamConsumerConfig, RedisStreamPublicationDataMode,
+    consumer_kind_built,
+};
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
 pub use grpc_api::GrpcApiConfig;
@@ -59,6 +65,7 @@ pub use proxy::{
 };
 pub use shared_poll::{SharedPollConfig, SharedPollOptions};
 pub use values::{
-    BrokerKind, DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel, MapBrokerKind,
-    MapClientKey, MapMode, PresenceManagerKind, RecoveryMode, SharedPollMode, SubscriptionType,
+    BrokerKind, ConsumerKind, DataFormat, DeliverPolicy, DeltaType, EngineKind, ErrorMode,
+    LogLevel, MapBrokerKind, MapClientKey, MapMode, PresenceManagerKind, RecoveryMode,
+    SharedPollMode, SubscriptionType,
 };

@@ -157,6 +157,7 @@ fn load_tree(
     warnings.extend(config.subscription_type_warnings());
     warnings.extend(config.inactive_key_warnings());
     warnings.extend(config.map_warnings());
+    warnings.extend(config.consumer_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }
@@ -392,6 +393,17 @@ fn unknown_keys(tree: &Value, defaults: &Value, warnings: &mut Vec<String>) {
         .and_then(|c| c.get("namespaces"))
         .and_then(Value::as_array);
     let ns_defaults = serde_json::to_value(ChannelOptions::default()).unwrap_or(Value::Null);
+    let consumer_defaults =
+        serde_json::to_value(crate::ConsumerConfig::default()).unwrap_or(Value::Null);
+    let consumers = tree.get("consumers").and_then(Value::as_array);
+    for (i, consumer) in consumers.into_iter().flatten().enumerate() {
+        walk(
+            consumer,
+            &consumer_defaults,
+            &format!("consumers[{i}]"),
+            warnings,
+        );
+    }
     for (i, ns) in namespaces.into_iter().flatten().enumerate() {
         let Value::Object(map) = ns else { continue };
         let parent = format!("channel.namespaces[{i}]");

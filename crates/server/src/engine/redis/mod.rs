@@ -43,8 +43,8 @@ use scripts::{HISTORY_LUA, PRESENCE_LUA, PUBLISH_LUA};
 
 use crate::engine::presence::MemoryPresence;
 use crate::engine::{EngineError, EngineEvents};
-use conn::Link;
 pub(crate) use conn::tls::load_pem;
+pub(crate) use conn::{Link, links};
 
 /// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.
 const PUBSUB_PING_MAX: Duration = Duration::from_secs(10);
