@@ -2,7 +2,7 @@
 //! (a PostgreSQL outbox table, Redis Streams, NATS JetStream, ...) and apply them, with
 //! upstream's keys and defaults.
 //!
-//! Gyre runs the `postgresql` and `redis_stream` types. The other upstream types are parsed
+//! Gyre runs the `postgresql`, `redis_stream` and `nats_jetstream` types. The other upstream types are parsed
 //! (their sections are kept as given) and an enabled one gets a start-up warning saying it
 //! is not implemented, so no consumer is silently dropped.
 
@@ -300,7 +300,10 @@ fn valid_table_name(name: &str) -> bool {
 
 /// Consumer types Gyre runs.
 pub fn consumer_kind_built(kind: &ConsumerKind) -> bool {
-    matches!(kind, ConsumerKind::Postgresql | ConsumerKind::RedisStream)
+    matches!(
+        kind,
+        ConsumerKind::Postgresql | ConsumerKind::RedisStream | ConsumerKind::NatsJetStream
+    )
 }
 
 impl crate::Config {
@@ -443,6 +446,9 @@ impl crate::Config {
             match c.kind {
                 ConsumerKind::Postgresql if c.postgresql.tls.enabled => out.push(format!(
                     "{at}: key \"postgresql.tls\" is not implemented yet: use sslmode in the dsn"
+                )),
+                ConsumerKind::NatsJetStream if c.nats_jetstream.tls.enabled => out.push(format!(
+                    "{at}: key \"nats_jetstream.tls\" is not implemented yet: connections are plain"
                 )),
                 ConsumerKind::RedisStream => {
                     let r = &c.redis_stream.redis;

@@ -59,7 +59,9 @@ fn names_types_and_required_options_are_checked() {
              "postgresql": {"outbox_table_name": "x; drop table y"}},
             {"name": "ok_2", "type": "redis_stream", "enabled": true,
              "redis_stream": {"address": ["a:1", "b:2"]}},
-            {"name": "bad-name", "type": "kafka"}
+            {"name": "bad-name", "type": "kafka"},
+            {"name": "js", "type": "nats_jetstream", "enabled": true,
+             "nats_jetstream": {"deliver_policy": "last"}}
         ]}"#,
     );
     let has = |needle: &str| v.iter().any(|s| s.contains(needle));
@@ -78,7 +80,16 @@ fn names_types_and_required_options_are_checked() {
     assert!(has("consumers[3].redis_stream.streams"), "{v:?}");
     assert!(has("consumers[3].redis_stream.consumer_group"), "{v:?}");
     assert!(has("consumers[4].name"), "{v:?}");
-    assert_eq!(v.len(), 9, "{v:?}");
+    assert!(
+        has("consumers[5].nats_jetstream.stream_name: required"),
+        "{v:?}"
+    );
+    assert!(
+        has("consumers[5].nats_jetstream.durable_consumer_name: required"),
+        "{v:?}"
+    );
+    assert!(has("consumers[5].nats_jetstream.deliver_policy"), "{v:?}");
+    assert_eq!(v.len(), 12, "{v:?}");
 }
 
 #[test]

@@ -15,9 +15,12 @@
 //!   applied or skipped, so a restart or a crash loses nothing; a crash between applying and
 //!   removing means the command runs again (at least once, as upstream: use idempotency keys).
 //!
-//! [`postgres`] reads an outbox table, [`redis_stream`] Redis Streams with a consumer group.
+//! [`postgres`] reads an outbox table, [`redis_stream`] Redis Streams with a consumer group,
+//! [`nats_jetstream`] a JetStream durable consumer.
 
+mod nats_jetstream;
 mod postgres;
+mod publication;
 mod redis_stream;
 
 use std::sync::Arc;
@@ -48,6 +51,9 @@ pub(crate) fn start(node: &Arc<Node>, shutdown: &CancellationToken) {
         match &config.kind {
             ConsumerKind::Postgresql => postgres::spawn(consumer, config.postgresql.clone()),
             ConsumerKind::RedisStream => redis_stream::spawn(consumer, config.redis_stream.clone()),
+            ConsumerKind::NatsJetStream => {
+                nats_jetstream::spawn(consumer, config.nats_jetstream.clone())
+            }
             _ => continue,
         }
         tracing::info!(consumer = %config.name, kind = %config.kind, "running consumer");

@@ -23,9 +23,8 @@ use std::time::{Duration, Instant};
 use gyre_config::RedisStreamConsumerConfig;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::{FromRedisValue, RedisError, Value};
-use serde::Serialize;
-use serde_json::value::RawValue;
 
+use super::publication::Fields;
 use super::{Backoff, Consumer, Temporary};
 use crate::engine::redis::{Link, links};
 
@@ -221,61 +220,22 @@ impl Worker {
                 .filter(|_| !key.is_empty())
                 .map_or("", String::as_str)
         };
-        let channels: Vec<&str> = field(&mode.channels_value)
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if channels.is_empty() {
-            return c.skip("entry names no channels");
-        }
-        let version = match field(&mode.version_value) {
-            "" => 0,
-            v => match v.parse::<u64>() {
-                Ok(v) => v,
-                Err(_) => return c.skip("entry has an invalid version"),
-            },
-        };
-        let Ok(data) = serde_json::from_str::<&RawValue>(data) else {
-            return c.skip("entry payload is not JSON");
-        };
-        let tags: HashMap<&str, &str> = fields
+        let tags = fields
             .iter()
             .filter(|_| !mode.tags_value_prefix.is_empty())
             .filter_map(|(k, v)| Some((k.strip_prefix(&mode.tags_value_prefix)?, v.as_str())))
             .collect();
-        let single = channels.len() == 1;
-        let request = Publication {
-            channel: if single { channels[0] } else { "" },
-            channels: if single { Vec::new() } else { channels },
+        c.apply_publication(Fields {
             data,
+            channels: field(&mode.channels_value),
             idempotency_key: field(&mode.idempotency_key_value),
-            delta: matches!(field(&mode.delta_value), "true" | "1"),
-            tags,
-            version,
+            delta: field(&mode.delta_value),
+            version: field(&mode.version_value),
             version_epoch: field(&mode.version_epoch_value),
-        };
-        let Ok(body) = serde_json::to_string(&request) else {
-            return c.skip("publication not serializable");
-        };
-        let method = if single { "publish" } else { "broadcast" };
-        c.apply(Some(method), &body).await
+            tags,
+        })
+        .await
     }
-}
-
-/// A `publish` / `broadcast` request built from an entry (`data` kept verbatim).
-#[derive(Serialize)]
-struct Publication<'a> {
-    #[serde(skip_serializing_if = "str::is_empty")]
-    channel: &'a str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    channels: Vec<&'a str>,
-    data: &'a RawValue,
-    idempotency_key: &'a str,
-    delta: bool,
-    tags: HashMap<&'a str, &'a str>,
-    version: u64,
-    version_epoch: &'a str,
 }
 
 /// The entry's fields as text (non-text values are left out).
