@@ -151,3 +151,46 @@ fn consumers_from_an_environment_variable() {
     assert_eq!(loaded.config.consumers[0].postgresql.dsn, "postgres://h/db");
     assert_eq!(loaded.config.consumers[0].postgresql.partitions(), 1);
 }
+
+#[test]
+fn per_consumer_environment_variables_override_keys() {
+    let env = vec![
+        (
+            "CENTRIFUGO_CONSUMERS".to_owned(),
+            r#"[{"name":"pg","type":"postgresql"},{"name":"pg_2","type":"postgresql"}]"#.to_owned(),
+        ),
+        (
+            "CENTRIFUGO_CONSUMERS_PG_ENABLED".to_owned(),
+            "true".to_owned(),
+        ),
+        (
+            "CENTRIFUGO_CONSUMERS_PG_POSTGRESQL_DSN".to_owned(),
+            "postgres://h/db".to_owned(),
+        ),
+        (
+            "CENTRIFUGO_CONSUMERS_PG_POSTGRESQL_OUTBOX_TABLE_NAME".to_owned(),
+            "outbox".to_owned(),
+        ),
+        (
+            "CENTRIFUGO_CONSUMERS_PG_2_POSTGRESQL_NUM_PARTITIONS".to_owned(),
+            "4".to_owned(),
+        ),
+        (
+            "CENTRIFUGO_CONSUMERS_NOBODY_ENABLED".to_owned(),
+            "true".to_owned(),
+        ),
+    ];
+    let loaded = load_str("{}", Format::Json, &env, &[]).expect("loads");
+    let c = &loaded.config.consumers;
+    assert!(c[0].enabled);
+    assert_eq!(c[0].postgresql.dsn, "postgres://h/db");
+    assert_eq!(c[0].postgresql.outbox_table_name, "outbox");
+    assert_eq!(
+        (c[0].postgresql.partitions(), c[1].postgresql.partitions()),
+        (1, 4)
+    );
+    assert_eq!(
+        loaded.warnings,
+        vec!["unknown environment variable \"CENTRIFUGO_CONSUMERS_NOBODY_ENABLED\"".to_owned()]
+    );
+}
