@@ -5,7 +5,7 @@
 //! consumer name (`<node id>-<worker>`). A worker creates the group when missing
 //! (`XGROUP CREATE <stream> <group> $ MKSTREAM`, as upstream: entries written before the
 //! group existed are not read), reads with `XREADGROUP ... >`, applies each entry and
-//! `XACK`s it only then; a temporary failure is retried in place with a growing pause. An
+//! `XACK`s it only then (one `XACK` per read batch); a temporary failure is retried in place with a growing pause. An
 //! entry left unacknowledged (a worker that crashed or was stopped mid-way) is taken over
 //! with `XAUTOCLAIM` by any worker once it has been pending for `visibility_timeout`, which
 //! is how entries of a killed node are delivered after a restart.
@@ -29,7 +29,7 @@ use super::{Backoff, Consumer, Temporary};
 use crate::engine::redis::{Link, links};
 
 /// Entries read per `XREADGROUP` / `XAUTOCLAIM`.
-const COUNT: usize = 16;
+const COUNT: usize = 64;
 /// Longest `XREADGROUP` block: below the connection's response timeout.
 const MAX_BLOCK: Duration = Duration::from_secs(2);
 /// Longest pause between two `XAUTOCLAIM` rounds (upstream's reclaim interval).
@@ -173,11 +173,13 @@ impl Worker {
             .collect())
     }
 
-    /// Applies each entry (retrying temporary failures until done or shutdown) and
-    /// acknowledges it once done.
+    /// Applies each entry (retrying temporary failures until done or shutdown), then
+    /// acknowledges the ones done with in one `XACK`. An entry not done with (shutdown came
+    /// during its retries) stays pending, as do those after it.
     async fn handle(&self, link: &mut Link, entries: Vec<StreamId>) -> Result<(), RedisError> {
         let c = &self.consumer;
-        for entry in entries {
+        let mut done: Vec<&str> = Vec::with_capacity(entries.len());
+        'entries: for entry in &entries {
             let fields = text_fields(&entry.map);
             let mut backoff = Backoff::default();
             loop {
@@ -186,16 +188,19 @@ impl Worker {
                     Err(reason) => {
                         tracing::warn!(consumer = %c.name, stream = %self.stream, id = %entry.id, "retrying stream entry: {reason}");
                         if !c.sleep(backoff.next()).await {
-                            // Left pending: claimed again after the visibility timeout.
-                            return Ok(());
+                            // Claimed again after the visibility timeout.
+                            break 'entries;
                         }
                     }
                 }
             }
+            done.push(&entry.id);
+        }
+        if !done.is_empty() {
             let _: Value = redis::cmd("XACK")
                 .arg(&self.stream)
                 .arg(&self.config.consumer_group)
-                .arg(&entry.id)
+                .arg(&done)
                 .query_async(link)
                 .await?;
         }
