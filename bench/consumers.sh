@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Async consumer throughput and latency, for BENCHMARKS.md: a throwaway PostgreSQL and Redis on
-# loopback, one `gyre serve` with a `postgresql` (outbox, LISTEN/NOTIFY) and a `redis_stream`
-# consumer, and a centrifuge-js subscriber (bench/consumers_sub.mjs) that prints, per queue:
+# Async consumer throughput and latency, for BENCHMARKS.md: a throwaway PostgreSQL, Redis and
+# nats-server (JetStream) on loopback, one `gyre serve` with a `postgresql` (outbox,
+# LISTEN/NOTIFY), a `redis_stream` and a `nats_jetstream` consumer, and a centrifuge-js subscriber (bench/consumers_sub.mjs) that prints, per queue:
 #
 #   burst  N commands written at once (one transaction / one script): commands/s applied
 #          from the first write to the last delivery;
@@ -11,7 +11,7 @@
 #   bench/consumers.sh                      release build of gyre
 #   GYRE_BIN=target/debug/gyre N=2000 RATE=200 SECS=3 bench/consumers.sh
 #
-# Needs PostgreSQL's server programs, redis-server and node (scripts/install-test-deps.sh).
+# Needs PostgreSQL's server programs, redis-server, nats-server and node (scripts/install-test-deps.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -29,6 +29,7 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 PG_PORT=$(free_port)
 REDIS_PORT=$(free_port)
+NATS_PORT=$(free_port)
 WORK=$(mktemp -d)
 chmod 755 "$WORK"
 pids=()
@@ -48,6 +49,10 @@ as_pg "$PG_BIN/postgres" -D "$WORK/pg" -p "$PG_PORT" -h 127.0.0.1 -k "$WORK" -c 
 pids+=($!)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 pids+=($!)
+mkdir -p "$WORK/nats"
+nats-server -a 127.0.0.1 -p "$NATS_PORT" -js -sd "$WORK/nats" >/dev/null 2>&1 &
+pids+=($!)
+for _ in $(seq 200); do (echo > "/dev/tcp/127.0.0.1/$NATS_PORT") 2>/dev/null && break; sleep 0.05; done
 for _ in $(seq 200); do "$PG_BIN/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q && break; sleep 0.05; done
 DSN="postgres://postgres@127.0.0.1:$PG_PORT/postgres?sslmode=disable"
 psql() { command psql -X -q -v ON_ERROR_STOP=1 "$DSN" "$@"; }
@@ -66,6 +71,52 @@ CREATE TRIGGER centrifugo_notify_partition_trigger AFTER INSERT ON centrifugo_ou
 FOR EACH ROW EXECUTE FUNCTION centrifugo_notify_partition_change();
 SQL
 
+# NATS: a minimal client (standard library only): JetStream API requests, and HPUB with the
+# method header for the commands (the stream stores core publishes on its subjects).
+cat >"$WORK/nats_bench.py" <<'PY'
+import json, socket, sys, time
+port, action = int(sys.argv[1]), sys.argv[2]
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+f.readline()  # INFO
+s.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true}\r\nSUB _bench_inbox 1\r\n')
+def request(subject, body):
+    body = json.dumps(body).encode()
+    s.sendall(b"PUB %s _bench_inbox %d\r\n%s\r\n" % (subject.encode(), len(body), body))
+    while True:
+        line = f.readline()
+        if line.startswith(b"PING"):
+            s.sendall(b"PONG\r\n")
+        elif line.startswith(b"MSG") or line.startswith(b"HMSG"):
+            size = int(line.split()[-1])
+            return json.loads(f.read(size + 2)[:-2] or b"{}")
+def hpub(phase, i):
+    payload = json.dumps({"channel": "bench_nats", "data": {"phase": phase, "n": i, "t": time.time() * 1000}}).encode()
+    headers = b"NATS/1.0\r\ncentrifugo-method: publish\r\n\r\n"
+    return b"HPUB bench.cmd %d %d\r\n%s%s\r\n" % (len(headers), len(headers) + len(payload), headers, payload)
+def idle():
+    while True:
+        info = request("$JS.API.CONSUMER.INFO.BENCH.gyre_bench", {})
+        if info.get("num_pending") == 0 and info.get("num_ack_pending") == 0:
+            return
+        time.sleep(0.05)
+if action == "stream":
+    request("$JS.API.STREAM.CREATE.BENCH", {"name": "BENCH", "subjects": ["bench.>"], "storage": "memory"})
+else:
+    n, rate, secs = (int(a) for a in sys.argv[3:])
+    s.sendall(b"".join(hpub("burst", i) for i in range(1, n + 1)))
+    time.sleep(0.5)
+    idle()
+    start = time.monotonic()
+    for i in range(1, rate * secs + 1):
+        pause = start + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        s.sendall(hpub("paced", i))
+    idle()
+PY
+python3 "$WORK/nats_bench.py" "$NATS_PORT" stream
+
 cat >"$WORK/config.json" <<JSON
 {
   "http_server": {"address": "127.0.0.1", "port": 0},
@@ -77,7 +128,11 @@ cat >"$WORK/config.json" <<JSON
                     "partition_notification_channel": "centrifugo_partition_change"}},
     {"name": "bench_redis", "enabled": true, "type": "redis_stream",
      "redis_stream": {"address": "redis://127.0.0.1:$REDIS_PORT", "streams": ["bench"],
-                      "consumer_group": "gyre"}}
+                      "consumer_group": "gyre"}},
+    {"name": "bench_nats", "enabled": true, "type": "nats_jetstream",
+     "nats_jetstream": {"url": "nats://127.0.0.1:$NATS_PORT", "stream_name": "BENCH",
+                        "durable_consumer_name": "gyre_bench", "subjects": ["bench.cmd"],
+                        "max_ack_pending": 1000}}
   ]
 }
 JSON
@@ -88,7 +143,7 @@ GYRE_PORT=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/gyre.out" | head
 sleep 1 # the consumers create their group and connections
 
 export GYRE_WS_URL="ws://127.0.0.1:$GYRE_PORT/connection/websocket"
-export BENCH_EXPECTED="{\"bench_pg/burst\": $N, \"bench_pg/paced\": $PACED, \"bench_redis/burst\": $N, \"bench_redis/paced\": $PACED}"
+export BENCH_EXPECTED="{\"bench_pg/burst\": $N, \"bench_pg/paced\": $PACED, \"bench_redis/burst\": $N, \"bench_redis/paced\": $PACED, \"bench_nats/burst\": $N, \"bench_nats/paced\": $PACED}"
 # ESM resolves packages next to the script: run a copy beside a link to the installed ones.
 ln -s "$ROOT/conformance/js/node_modules" "$WORK/node_modules"
 cp bench/consumers_sub.mjs "$WORK/"
@@ -157,6 +212,8 @@ for i in range(1, rate * secs + 1):
     s.sendall(xadd("paced", i))
     f.readline()
 PY
+
+python3 "$WORK/nats_bench.py" "$NATS_PORT" write "$N" "$RATE" "$SECS"
 
 if wait "$SUB"; then
   cat "$WORK/sub.out" | grep -v '^ready$'

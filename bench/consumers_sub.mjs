@@ -1,5 +1,5 @@
-// Subscriber of bench/consumers.sh: a centrifuge-js client on channels bench_pg and
-// bench_redis. Each publication carries {phase, n, t} where t is the write time (ms since the
+// Subscriber of bench/consumers.sh: a centrifuge-js client on channels bench_pg,
+// bench_redis and bench_nats. Each publication carries {phase, n, t} where t is the write time (ms since the
 // epoch, from the writer's clock on this machine). When every expected publication of a
 // phase has arrived it prints one line: rows/s over the phase (first write to last delivery)
 // and the write-to-delivery p50/p99. Prints "ready" once subscribed.
@@ -47,7 +47,7 @@ function record(channel, data) {
 }
 
 const client = new Centrifuge(url, { websocket: WebSocket });
-for (const channel of ['bench_pg', 'bench_redis']) {
+for (const channel of ['bench_pg', 'bench_redis', 'bench_nats']) {
   const sub = client.newSubscription(channel);
   sub.on('publication', (ctx) => record(channel, ctx.data));
   sub.subscribe();
@@ -56,7 +56,7 @@ let subscribed = 0;
 for (const sub of Object.values(client.subscriptions())) {
   sub.once('subscribed', () => {
     subscribed += 1;
-    if (subscribed === 2) console.log('ready');
+    if (subscribed === 3) console.log('ready');
   });
 }
 client.connect();
