@@ -542,3 +542,33 @@ async fn stream_entries_added_while_gyre_is_down_and_unacknowledged_ones_are_del
     let _ = server.kill();
     let _ = server.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_outbox_apply_every_row_once_with_either_lock_mode() {
+    let postgres = spawn_postgres(free_port());
+    let db = pg(&postgres.dsn).await;
+    db.batch_execute(OUTBOX_SQL).await.expect("schema");
+    let node = |try_lock: bool| {
+        let mut consumers = outbox_consumer(&postgres.dsn, 2);
+        consumers[0]["postgresql"]["use_try_lock"] = json!(try_lock);
+        consumers[0]["postgresql"]["partition_select_limit"] = json!(3);
+        Gyre::start(&with_consumers(consumers, json!({})))
+    };
+    // Without a shared engine each node keeps what it applied in its own history.
+    let (a, b) = (node(true), node(false));
+    for n in 1..=60 {
+        insert(&db, "publish", publish("feed:items", n), n % 2).await;
+    }
+    eventually("every row applied", async || {
+        (outbox_rows(&db).await == 0).then_some(())
+    })
+    .await;
+    let mut applied = history_ns(&a, "feed:items");
+    applied.extend(history_ns(&b, "feed:items"));
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        (1..=60).collect::<Vec<_>>(),
+        "each row exactly once"
+    );
+}
