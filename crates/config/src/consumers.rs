@@ -444,9 +444,11 @@ impl crate::Config {
                 continue;
             }
             match c.kind {
-                ConsumerKind::Postgresql if c.postgresql.tls.enabled => out.push(format!(
-                    "{at}: key \"postgresql.tls\" is not implemented yet: use sslmode in the dsn"
-                )),
+                ConsumerKind::Postgresql if !c.postgresql.tls.server_name.is_empty() => {
+                    out.push(format!(
+                        "{at}: key \"postgresql.tls.server_name\" is not implemented yet: the dsn host is verified"
+                    ))
+                }
                 ConsumerKind::NatsJetStream if c.nats_jetstream.tls.enabled => out.push(format!(
                     "{at}: key \"nats_jetstream.tls\" is not implemented yet: connections are plain"
                 )),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::json_conn::{client, next_pub, subscribe};
-use support::services::spawn_postgres;
+use support::services::{spawn_postgres, spawn_postgres_tls};
 use support::{Gyre, config, free_port, spawn_redis};
 use tokio_postgres::NoTls;
 
@@ -571,4 +571,53 @@ async fn two_nodes_on_one_outbox_apply_every_row_once_with_either_lock_mode() {
         (1..=60).collect::<Vec<_>>(),
         "each row exactly once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_over_tls_verified_with_the_configured_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+        .expect("ca cert");
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("server params")
+        .signed_by(&key, &ca)
+        .expect("server cert");
+    let postgres = spawn_postgres_tls(free_port(), &cert.pem(), &key.serialize_pem());
+    // The test's own connection goes through the Unix socket; TCP requires TLS.
+    let local = format!(
+        "host={} port={} user=postgres dbname=postgres",
+        postgres.socket_dir.display(),
+        postgres.port
+    );
+    let db = pg(&local).await;
+    db.batch_execute(OUTBOX_SQL).await.expect("schema");
+    let dsn = format!("postgres://postgres@127.0.0.1:{}/postgres", postgres.port);
+    let mut consumers = outbox_consumer(&dsn, 1);
+    consumers[0]["postgresql"]["tls"] = json!({ "enabled": true, "server_ca_pem": ca.pem() });
+    let gyre = Gyre::start(&with_consumers(consumers, json!({})));
+    let mut sub = client(&gyre, "alice").await;
+    subscribe(&mut sub, 2, json!({ "channel": "feed:items" })).await;
+    insert(&db, "publish", publish("feed:items", 1), 0).await;
+    assert_eq!(
+        next_pub(&mut sub, "feed:items").await["data"],
+        json!({ "n": 1 })
+    );
+    // Without TLS the server refuses the consumer's connections: nothing is applied.
+    let plain = Gyre::start(&with_consumers(
+        outbox_consumer(&postgres.dsn, 1),
+        json!({}),
+    ));
+    let errors = "centrifugo_consumers_errors_total{consumer_name=\"outbox\"}";
+    eventually("refused plain connections", async || {
+        (metric(&plain, errors) >= 1.0).then_some(())
+    })
+    .await;
+    drop(gyre);
+    insert(&db, "publish", publish("feed:items", 2), 0).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(outbox_rows(&db).await, 1, "the plain node applied nothing");
+    assert!(history_ns(&plain, "feed:items").is_empty());
 }

@@ -115,7 +115,7 @@ fn unbuilt_types_and_unknown_keys_are_warned_about() {
             {"name": "sqs", "type": "aws_sqs", "enabled": true},
             {"name": "pg", "type": "postgresql", "enabled": true,
              "postgresql": {"dsn": "postgres://h/db", "outbox_table_name": "o",
-                            "tls": {"enabled": true}, "bogus": 1}},
+                            "tls": {"enabled": true, "server_name": "db"}, "bogus": 1}},
             {"name": "rs", "type": "redis_stream", "enabled": true,
              "redis_stream": {"streams": ["s"], "consumer_group": "g", "prefix": "x"}}
         ]}"#,
@@ -132,7 +132,7 @@ fn unbuilt_types_and_unknown_keys_are_warned_about() {
         has("consumers[2] (\"sqs\"): consumer type \"aws_sqs\""),
         "{w:?}"
     );
-    assert!(has("postgresql.tls"), "{w:?}");
+    assert!(has("postgresql.tls.server_name"), "{w:?}");
     assert!(
         has("unknown key \"consumers[3].postgresql.bogus\""),
         "{w:?}"

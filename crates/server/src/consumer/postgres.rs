@@ -17,18 +17,34 @@ use std::sync::Arc;
 
 use futures_util::StreamExt;
 use gyre_config::PostgresConsumerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc};
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client, Config, Connection, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::{Backoff, Consumer, Temporary};
 
 /// Starts the partition workers (and the `LISTEN` task when configured).
 pub(super) fn spawn(consumer: Consumer, config: PostgresConsumerConfig) {
+    let connector = match Connector::new(&consumer.name, &config) {
+        Ok(connector) => connector,
+        Err(err) => {
+            tracing::error!(consumer = %consumer.name, "postgresql consumer not started: {err}");
+            return;
+        }
+    };
     let config = Arc::new(config);
     let wakeups: Arc<Vec<Notify>> =
         Arc::new((0..config.partitions()).map(|_| Notify::new()).collect());
     if !config.partition_notification_channel.is_empty() {
-        tokio::spawn(listen(consumer.clone(), config.clone(), wakeups.clone()));
+        tokio::spawn(listen(
+            consumer.clone(),
+            connector.clone(),
+            config.clone(),
+            wakeups.clone(),
+        ));
     }
     for partition in 0..config.partitions() {
         let worker = Worker {
@@ -43,6 +59,7 @@ pub(super) fn spawn(consumer: Consumer, config: PostgresConsumerConfig) {
                 config.outbox_table_name
             ),
             partition,
+            connector: connector.clone(),
             consumer: consumer.clone(),
             config: config.clone(),
             wakeups: wakeups.clone(),
@@ -51,15 +68,77 @@ pub(super) fn spawn(consumer: Consumer, config: PostgresConsumerConfig) {
     }
 }
 
-/// Opens a connection whose driver runs in its own task.
-async fn connect(dsn: &str) -> Result<Client, tokio_postgres::Error> {
-    let (client, connection) = tokio_postgres::connect(dsn, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(err) = connection.await {
-            tracing::debug!("outbox connection closed: {err}");
+/// How connections are made: plain, or TLS (`tls.enabled`, which also makes the DSN's
+/// default `sslmode=prefer` a `require`).
+#[derive(Clone)]
+enum Connector {
+    Plain,
+    Tls(MakeRustlsConnect),
+}
+
+impl Connector {
+    fn new(consumer: &str, config: &PostgresConsumerConfig) -> Result<Self, String> {
+        if !config.tls.enabled {
+            return Ok(Connector::Plain);
         }
-    });
-    Ok(client)
+        let key = format!("consumers ({consumer}).postgresql.tls");
+        let tls = crate::engine::redis::rustls_client_config(&key, &config.tls)
+            .map_err(|err| err.to_string())?;
+        Ok(Connector::Tls(MakeRustlsConnect::new(
+            std::sync::Arc::unwrap_or_clone(tls),
+        )))
+    }
+
+    fn config(&self, dsn: &str) -> Result<Config, tokio_postgres::Error> {
+        let mut config: Config = dsn.parse()?;
+        if matches!(self, Connector::Tls(_)) && config.get_ssl_mode() == SslMode::Prefer {
+            config.ssl_mode(SslMode::Require);
+        }
+        Ok(config)
+    }
+
+    /// Opens a connection whose driver runs in its own task; its notifications go to
+    /// `notifications` when given.
+    async fn connect(
+        &self,
+        dsn: &str,
+        notifications: Option<mpsc::UnboundedSender<String>>,
+    ) -> Result<(Client, JoinHandle<Result<(), tokio_postgres::Error>>), tokio_postgres::Error>
+    {
+        let config = self.config(dsn)?;
+        Ok(match self {
+            Connector::Plain => {
+                let (client, connection) = config.connect(NoTls).await?;
+                (client, drive(connection, notifications))
+            }
+            Connector::Tls(tls) => {
+                let (client, connection) = config.connect(tls.clone()).await?;
+                (client, drive(connection, notifications))
+            }
+        })
+    }
+}
+
+/// Runs a connection until it closes, handing its notifications on.
+fn drive<S, T>(
+    mut connection: Connection<S, T>,
+    notifications: Option<mpsc::UnboundedSender<String>>,
+) -> JoinHandle<Result<(), tokio_postgres::Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = messages.next().await {
+            if let (AsyncMessage::Notification(n), Some(tx)) = (message?, &notifications)
+                && tx.send(n.payload().to_owned()).is_err()
+            {
+                return Ok(());
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Why a batch did not complete.
@@ -81,6 +160,7 @@ impl From<tokio_postgres::Error> for BatchError {
 /// One partition's worker.
 struct Worker {
     consumer: Consumer,
+    connector: Connector,
     config: Arc<PostgresConsumerConfig>,
     wakeups: Arc<Vec<Notify>>,
     partition: u32,
@@ -98,8 +178,8 @@ impl Worker {
         let mut backoff = Backoff::default();
         while !c.stopping() {
             if client.as_ref().is_none_or(Client::is_closed) {
-                match connect(&self.config.dsn).await {
-                    Ok(fresh) => client = Some(fresh),
+                match self.connector.connect(&self.config.dsn, None).await {
+                    Ok((fresh, _driver)) => client = Some(fresh),
                     Err(err) => {
                         c.counters.errors.inc();
                         tracing::warn!(consumer = %c.name, "outbox database not reachable: {err}");
@@ -219,7 +299,12 @@ fn quote_ident(name: &str) -> String {
 /// Keeps a `LISTEN` connection open (reconnecting after a pause) and wakes the partition a
 /// notification names. Every partition is woken once after each successful `LISTEN`, for
 /// rows written while no connection listened.
-async fn listen(c: Consumer, config: Arc<PostgresConsumerConfig>, wakeups: Arc<Vec<Notify>>) {
+async fn listen(
+    c: Consumer,
+    connector: Connector,
+    config: Arc<PostgresConsumerConfig>,
+    wakeups: Arc<Vec<Notify>>,
+) {
     let dsn = if config.partition_notification_dsn.is_empty() {
         &config.dsn
     } else {
@@ -227,7 +312,8 @@ async fn listen(c: Consumer, config: Arc<PostgresConsumerConfig>, wakeups: Arc<V
     };
     let mut backoff = Backoff::default();
     while !c.stopping() {
-        let result = listen_once(&c, dsn, &config.partition_notification_channel, &wakeups).await;
+        let channel = &config.partition_notification_channel;
+        let result = listen_once(&c, &connector, dsn, channel, &wakeups).await;
         if c.stopping() {
             break;
         }
@@ -244,27 +330,13 @@ async fn listen(c: Consumer, config: Arc<PostgresConsumerConfig>, wakeups: Arc<V
 /// One `LISTEN` connection's life, until shutdown or the connection ends.
 async fn listen_once(
     c: &Consumer,
+    connector: &Connector,
     dsn: &str,
     channel: &str,
     wakeups: &[Notify],
 ) -> Result<(), tokio_postgres::Error> {
-    let (client, mut connection) = tokio_postgres::connect(dsn, NoTls).await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let driver = tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = messages.next().await {
-            match message {
-                Ok(AsyncMessage::Notification(n)) => {
-                    if tx.send(n.payload().to_owned()).is_err() {
-                        return Ok(());
-                    }
-                }
-                Ok(_) => {}
-                Err(err) => return Err(err),
-            }
-        }
-        Ok(())
-    });
+    let (client, driver) = connector.connect(dsn, Some(tx)).await?;
     client
         .batch_execute(&format!("LISTEN {}", quote_ident(channel)))
         .await?;

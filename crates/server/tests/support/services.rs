@@ -69,6 +69,8 @@ pub struct Postgres {
     pub dsn: String,
     /// The server's port.
     pub port: u16,
+    /// The directory of its Unix socket (`host=<dir>` reaches it without TCP).
+    pub socket_dir: PathBuf,
 }
 
 impl Drop for Postgres {
@@ -135,6 +137,16 @@ fn as_postgres_user(program: &Path) -> Command {
 /// Starts PostgreSQL on `port` in a new data directory (trust authentication, loopback only,
 /// `wal_level=logical`), and waits until it accepts connections.
 pub fn spawn_postgres(port: u16) -> Postgres {
+    spawn_postgres_with(port, None)
+}
+
+/// [`spawn_postgres`] with TLS: `(cert_pem, key_pem)` serve `ssl=on`, and TCP connections
+/// must use TLS (`hostssl` only; the Unix socket stays open without it).
+pub fn spawn_postgres_tls(port: u16, cert_pem: &str, key_pem: &str) -> Postgres {
+    spawn_postgres_with(port, Some((cert_pem, key_pem)))
+}
+
+fn spawn_postgres_with(port: u16, tls: Option<(&str, &str)>) -> Postgres {
     let bin = postgres_bin();
     let dir = scratch_dir("postgres", port);
     let _ = Command::new("chown")
@@ -159,6 +171,25 @@ pub fn spawn_postgres(port: u16) -> Postgres {
         .status()
         .expect("run initdb");
     assert!(status.success(), "initdb failed");
+    let mut extra = Vec::new();
+    if let Some((cert, key)) = tls {
+        std::fs::write(data.join("server.crt"), cert).expect("write cert");
+        std::fs::write(data.join("server.key"), key).expect("write key");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+        )
+        .expect("write pg_hba.conf");
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&data)
+            .status();
+        let _ = Command::new("chmod")
+            .arg("600")
+            .arg(data.join("server.key"))
+            .status();
+        extra.extend(["-c", "ssl=on"]);
+    }
     let child = as_postgres_user(&bin.join("postgres"))
         .arg("-D")
         .arg(&data)
@@ -172,6 +203,7 @@ pub fn spawn_postgres(port: u16) -> Postgres {
             "-c",
             "max_connections=200",
         ])
+        .args(&extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -190,8 +222,9 @@ pub fn spawn_postgres(port: u16) -> Postgres {
     }
     Postgres {
         child,
-        dir,
         dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode=disable"),
         port,
+        socket_dir: dir.clone(),
+        dir,
     }
 }

@@ -43,7 +43,7 @@ use scripts::{HISTORY_LUA, PRESENCE_LUA, PUBLISH_LUA};
 
 use crate::engine::presence::MemoryPresence;
 use crate::engine::{EngineError, EngineEvents};
-pub(crate) use conn::tls::load_pem;
+pub(crate) use conn::tls::{load_pem, rustls_client_config};
 pub(crate) use conn::{Link, links};
 
 /// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.

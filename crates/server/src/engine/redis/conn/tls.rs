@@ -163,3 +163,13 @@ pub(super) fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigErro
         server_name,
     })
 }
+
+/// The rustls client configuration of a TLS section in the Redis sections' shape (CA,
+/// client certificate, `insecure_skip_verify`), for other clients (the PostgreSQL outbox
+/// consumer); `key` names the section in errors.
+pub(crate) fn rustls_client_config(
+    key: &str,
+    c: &RedisTlsConfig,
+) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    tls_setup(key, c).map(|tls| tls.config)
+}
