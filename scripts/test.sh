@@ -19,5 +19,5 @@ if [[ "${GYRE_TEST_ENGINES:-memory,redis}" == *redis* ]]; then
   done
   echo "running the server suites again on the Redis engine (redis-server on port $port)"
   GYRE_TEST_REDIS_URL="redis://127.0.0.1:$port" cargo test --locked -p gyre-server \
-    --test api --test bad_input --test attacks --test js --test map_bad_input --test js_tags --test tags_bad_input --test python --test rust_sdk --test grpc_api "$@"
+    --test api --test bad_input --test attacks --test js --test map_bad_input --test js_tags --test tags_bad_input --test python --test rust_sdk --test grpc_api --test consumers --test consumers_nats "$@"
 fi

@@ -70,6 +70,8 @@ pub struct Config {
     pub shared_poll: crate::SharedPollConfig,
     /// Node-to-node control over PostgreSQL (instead of the broker).
     pub controller: crate::ControllerConfig,
+    /// Asynchronous consumers of server API commands (outbox table, Redis Streams, ...).
+    pub consumers: Vec<crate::ConsumerConfig>,
     /// Runtime lookup tables built by [`Config::prepare`].
     #[serde(skip)]
     pub(crate) index: ChannelIndex,

@@ -16,6 +16,7 @@ mod broker;
 mod channel;
 mod client;
 mod config;
+mod consumers;
 mod de;
 mod duration;
 mod error;
@@ -42,6 +43,11 @@ pub use config::{
     PrometheusConfig, RedisConfig, RedisTlsConfig, RpcConfig, RpcPingConfig, ShutdownConfig,
     SseConfig, UniHttpStreamConfig, UniSseConfig, UniWebSocketConfig, WebSocketConfig,
 };
+pub use consumers::{
+    ConsumerConfig, NatsJetStreamConsumerConfig, NatsJetStreamPublicationDataMode, OpaqueSection,
+    PostgresConsumerConfig, RedisStreamConsumerConfig, RedisStreamPublicationDataMode,
+    consumer_kind_built,
+};
 pub use duration::{Duration, ParseDurationError};
 pub use error::{ChannelError, ConfigError};
 pub use grpc_api::GrpcApiConfig;
@@ -66,7 +72,7 @@ pub use proxy::{
 };
 pub use shared_poll::{SharedPollConfig, SharedPollOptions};
 pub use values::{
-    BrokerKind, ControllerKind, DataFormat, DeltaType, EngineKind, ErrorMode, LogLevel,
-    MapBrokerKind, MapClientKey, MapMode, PresenceManagerKind, RecoveryMode, SharedPollMode,
-    SubscriptionType,
+    BrokerKind, ConsumerKind, ControllerKind, DataFormat, DeliverPolicy, DeltaType, EngineKind,
+    ErrorMode, LogLevel, MapBrokerKind, MapClientKey, MapMode, PresenceManagerKind, RecoveryMode,
+    SharedPollMode, SubscriptionType,
 };

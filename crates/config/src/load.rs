@@ -144,6 +144,7 @@ fn load_tree(
     let table = KeyTable::new();
     let mut warnings = Vec::new();
     apply_env(&mut tree, &table, env, &mut warnings);
+    apply_consumer_env(&mut tree, env, &mut warnings);
     apply_overrides(&mut tree, &table, overrides, &mut warnings);
     unknown_keys(&tree, &table.defaults, &mut warnings);
     check_flattened(&tree)?;
@@ -157,6 +158,7 @@ fn load_tree(
     warnings.extend(config.subscription_type_warnings());
     warnings.extend(config.inactive_key_warnings());
     warnings.extend(config.map_warnings());
+    warnings.extend(config.consumer_warnings());
     config.prepare();
     Ok(Loaded { config, warnings })
 }
@@ -195,7 +197,11 @@ struct KeyTable {
 
 impl KeyTable {
     fn new() -> KeyTable {
-        let defaults = serde_json::to_value(Config::default()).unwrap_or(Value::Null);
+        Self::of(serde_json::to_value(Config::default()).unwrap_or(Value::Null))
+    }
+
+    /// The key table of a section whose serialized defaults are `defaults`.
+    fn of(defaults: Value) -> KeyTable {
         let mut table = KeyTable {
             defaults: Value::Null,
             by_env: HashMap::new(),
@@ -303,10 +309,48 @@ fn apply_env(
                 }
                 Some((_, Kind::Object)) => {}
                 Some((path, kind)) => set_path(tree, path, coerce(raw, *kind)),
+                // Per-consumer variables: see `apply_consumer_env`.
+                None if suffix.to_ascii_uppercase().starts_with("CONSUMERS_") => {}
                 None if prefix == ENV_PREFIXES[0] => {
                     warnings.push(format!("unknown environment variable \"{name}\""));
                 }
                 None => {}
+            }
+        }
+    }
+}
+
+/// Upstream's per-consumer variables, `CENTRIFUGO_CONSUMERS_<NAME>_<PATH>` (then `GYRE_...`):
+/// `<NAME>` is a consumer's name upper-cased (the longest matching one), `<PATH>` a key path
+/// inside it (`POSTGRESQL_DSN`). Applied after the `consumers` array is complete (it may come
+/// from `CENTRIFUGO_CONSUMERS` itself); a variable naming no consumer or key is warned about.
+fn apply_consumer_env(tree: &mut Value, env: &[(String, String)], warnings: &mut Vec<String>) {
+    let table =
+        KeyTable::of(serde_json::to_value(crate::ConsumerConfig::default()).unwrap_or(Value::Null));
+    for prefix in ENV_PREFIXES {
+        for (name, raw) in env {
+            let Some(rest) = name
+                .strip_prefix(prefix)
+                .map(str::to_ascii_uppercase)
+                .and_then(|r| r.strip_prefix("CONSUMERS_").map(str::to_owned))
+            else {
+                continue;
+            };
+            let consumers = tree.get_mut("consumers").and_then(Value::as_array_mut);
+            let target = consumers
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    let upper = c.get("name")?.as_str()?.to_ascii_uppercase();
+                    let key = rest.strip_prefix(&upper)?.strip_prefix('_')?.to_owned();
+                    Some((upper.len(), key, c))
+                })
+                .max_by_key(|(len, _, _)| *len);
+            match target.and_then(|(_, key, c)| Some((table.by_env.get(&key)?, c))) {
+                Some(((path, kind), consumer)) if *kind != Kind::Object => {
+                    set_path(consumer, path, coerce(raw, *kind));
+                }
+                _ => warnings.push(format!("unknown environment variable \"{name}\"")),
             }
         }
     }
@@ -392,6 +436,17 @@ fn unknown_keys(tree: &Value, defaults: &Value, warnings: &mut Vec<String>) {
         .and_then(|c| c.get("namespaces"))
         .and_then(Value::as_array);
     let ns_defaults = serde_json::to_value(ChannelOptions::default()).unwrap_or(Value::Null);
+    let consumer_defaults =
+        serde_json::to_value(crate::ConsumerConfig::default()).unwrap_or(Value::Null);
+    let consumers = tree.get("consumers").and_then(Value::as_array);
+    for (i, consumer) in consumers.into_iter().flatten().enumerate() {
+        walk(
+            consumer,
+            &consumer_defaults,
+            &format!("consumers[{i}]"),
+            warnings,
+        );
+    }
     for (i, ns) in namespaces.into_iter().flatten().enumerate() {
         let Value::Object(map) = ns else { continue };
         let parent = format!("channel.namespaces[{i}]");

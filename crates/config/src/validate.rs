@@ -58,6 +58,9 @@ impl Config {
         for (key, reason) in self.shared_poll_violations() {
             v.push(&key, reason);
         }
+        for (key, reason) in self.consumer_violations() {
+            v.push(&key, reason);
+        }
         if v.0.is_empty() {
             Ok(())
         } else {

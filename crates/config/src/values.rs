@@ -296,3 +296,39 @@ mod tests {
         );
     }
 }
+
+closed_set! {
+    /// The kind of an asynchronous consumer (`consumers[].type`), upstream's set.
+    #[derive(Default)]
+    ConsumerKind {
+        /// Not set (rejected by validation).
+        #[default]
+        Unset = "",
+        /// A PostgreSQL outbox table.
+        Postgresql = "postgresql",
+        /// Redis Streams with a consumer group.
+        RedisStream = "redis_stream",
+        /// A NATS JetStream durable consumer.
+        NatsJetStream = "nats_jetstream",
+        /// Kafka topics (not implemented in Gyre).
+        Kafka = "kafka",
+        /// Google Cloud Pub/Sub subscriptions (not implemented in Gyre).
+        GooglePubSub = "google_pub_sub",
+        /// AWS SQS queues (not implemented in Gyre).
+        AwsSqs = "aws_sqs",
+        /// Azure Service Bus queues (not implemented in Gyre).
+        AzureServiceBus = "azure_service_bus",
+    }
+}
+
+closed_set! {
+    /// Where a new JetStream consumer starts (`consumers[].nats_jetstream.deliver_policy`).
+    #[derive(Default)]
+    DeliverPolicy {
+        /// Only messages stored after the consumer was created (default).
+        #[default]
+        New = "new",
+        /// Every message in the stream.
+        All = "all",
+    }
+}

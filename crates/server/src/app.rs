@@ -171,6 +171,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         tracing::warn!("starting without the broker: requests that need it fail until it is up");
     }
     node.start_heartbeats();
+    crate::consumer::start(&node, &shutdown);
     let addr = listener.local_addr()?;
     let internal_addr = match &internal {
         Some(l) => l.local_addr()?,

@@ -23,6 +23,7 @@
 
 pub(crate) mod api;
 pub mod app;
+pub(crate) mod consumer;
 pub(crate) mod delta;
 pub(crate) mod emulation;
 pub(crate) mod endpoint;

@@ -41,6 +41,20 @@ pub(crate) struct Metrics {
     /// `node_messages_sent_count{type="publication"}`, resolved once: bumped on every publish.
     publications_sent: IntCounter,
     recover: IntCounterVec,
+    consumer_processed: IntCounterVec,
+    consumer_errors: IntCounterVec,
+    consumer_skipped: IntCounterVec,
+}
+
+/// The counters of one asynchronous consumer (label `consumer_name`), resolved once.
+#[derive(Debug, Clone)]
+pub(crate) struct ConsumerCounters {
+    /// `consumers_messages_processed_total`: messages done with (applied or skipped).
+    pub processed: IntCounter,
+    /// `consumers_errors_total`: temporary failures that are retried.
+    pub errors: IntCounter,
+    /// `consumers_messages_skipped_total`: messages dropped on a permanent error.
+    pub skipped: IntCounter,
 }
 
 /// The message counters of one transport, resolved once and shared by its sessions.
@@ -211,6 +225,27 @@ impl Metrics {
                     "has_recovered_publications",
                 ],
             ),
+            consumer_processed: counter_vec(
+                r,
+                "consumers",
+                "messages_processed_total",
+                "Total number of processed messages in consumer",
+                &["consumer_name"],
+            ),
+            consumer_errors: counter_vec(
+                r,
+                "consumers",
+                "errors_total",
+                "Total number of errors in consumer",
+                &["consumer_name"],
+            ),
+            consumer_skipped: counter_vec(
+                r,
+                "consumers",
+                "messages_skipped_total",
+                "Total number of messages a consumer skipped on a permanent error",
+                &["consumer_name"],
+            ),
             registry,
         };
         Arc::new(metrics)
@@ -225,6 +260,15 @@ impl Metrics {
             received: self.messages_received.with_label_values(&labels),
             received_size: self.messages_received_size.with_label_values(&labels),
         })
+    }
+
+    /// The counters of consumer `name` (created at zero, as upstream does at start-up).
+    pub(crate) fn consumer(&self, name: &str) -> ConsumerCounters {
+        ConsumerCounters {
+            processed: self.consumer_processed.with_label_values(&[name]),
+            errors: self.consumer_errors.with_label_values(&[name]),
+            skipped: self.consumer_skipped.with_label_values(&[name]),
+        }
     }
 
     /// A connection was accepted (its connect succeeded).
@@ -300,6 +344,7 @@ mod tests {
         m.server_disconnect(3001);
         m.publication_sent();
         m.recovery(true, false);
+        m.consumer("outbox").skipped.inc();
         let text = m.render(
             &crate::hub::HubCounts {
                 clients: 2,
@@ -315,6 +360,9 @@ mod tests {
             "centrifugo_transport_messages_sent_size{channel_namespace=\"\",frame_type=\"\",transport=\"websocket\"} 30",
             "centrifugo_client_num_server_disconnects{code=\"3001\"} 1",
             "centrifugo_node_messages_sent_count{channel_namespace=\"\",type=\"publication\"} 1",
+            "centrifugo_consumers_messages_skipped_total{consumer_name=\"outbox\"} 1",
+            "centrifugo_consumers_messages_processed_total{consumer_name=\"outbox\"} 0",
+            "centrifugo_consumers_errors_total{consumer_name=\"outbox\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
         }

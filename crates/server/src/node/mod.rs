@@ -138,6 +138,16 @@ impl ServiceError {
             message: "method not found".to_owned(),
         }
     }
+
+    /// Whether the same request may succeed later: an internal error (an engine, broker or
+    /// other node not reachable, ...) or too many requests. Every other error is the
+    /// request's own (bad request, unknown method or channel, ...) and repeats on a retry.
+    pub(crate) fn is_temporary(&self) -> bool {
+        matches!(
+            ErrorCode::from_code(self.code),
+            Some(ErrorCode::Internal | ErrorCode::TooManyRequests)
+        )
+    }
 }
 
 fn verifier_options(

@@ -77,6 +77,8 @@ pub struct Postgres {
     pub port: u16,
     /// Extra server settings (`-c` pairs).
     extra: Vec<String>,
+    /// The directory of its Unix socket (`host=<dir>` reaches it without TCP).
+    pub socket_dir: PathBuf,
 }
 
 impl Drop for Postgres {
@@ -195,6 +197,7 @@ fn spawn_postgres_with(port: u16, tls: Option<(&str, &str)>) -> Postgres {
     let mode = if tls.is_some() { "require" } else { "disable" };
     Postgres {
         child,
+        socket_dir: dir.clone(),
         dir,
         dsn: format!("postgres://postgres@127.0.0.1:{port}/postgres?sslmode={mode}"),
         port,

@@ -243,7 +243,7 @@ enum Kind {
 /// One shard's way to Redis: a cheap-to-clone command connection (reconnecting on demand)
 /// that also opens the shard's Pub/Sub connection.
 #[derive(Clone)]
-pub(super) struct Link {
+pub(crate) struct Link {
     kind: Arc<Kind>,
     db: i64,
 }
@@ -268,7 +268,7 @@ impl Cluster {
 /// The links of the configured topology: one per `address` (channels are sharded over them),
 /// or a single one for Sentinel or Cluster. No I/O: links connect on first use; settings that cannot be used are errors naming their key. Called inside a
 /// Tokio runtime, a Sentinel link also starts following the master.
-pub(super) fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
+pub(crate) fn links(config: &RedisConfig) -> Result<Vec<Link>, ConfigError> {
     let timeouts = Timeouts {
         connect: config.connect_timeout.0.max(Duration::from_millis(100)),
         io: config.io_timeout.0.max(Duration::from_millis(100)),

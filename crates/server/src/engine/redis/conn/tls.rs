@@ -182,3 +182,13 @@ pub(crate) fn client_config(
     let tls = tls_setup(key, c)?;
     Ok((tls.config, tls.server_name))
 }
+
+/// The rustls client configuration of a TLS section in the Redis sections' shape (CA,
+/// client certificate, `insecure_skip_verify`), for other clients (the PostgreSQL outbox
+/// consumer); `key` names the section in errors.
+pub(crate) fn rustls_client_config(
+    key: &str,
+    c: &RedisTlsConfig,
+) -> Result<Arc<rustls::ClientConfig>, ConfigError> {
+    tls_setup(key, c).map(|tls| tls.config)
+}
