@@ -58,6 +58,83 @@ const INACTIVE: &[(&str, &str)] = &[
         "broker.nats.tls.server_name",
         "the NATS server's certificate is checked against the URL host",
     ),
+    (
+        "grpc_api.tls.server_ca_pem_file",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
+        "grpc_api.tls.server_ca_pem_b64",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_ca_pem",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_ca_pem_file",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_ca_pem_b64",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.insecure_skip_verify",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_name",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_ca_pem",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_ca_pem_file",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_ca_pem_b64",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.insecure_skip_verify",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_name",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "engine.redis.tls.client_ca_pem_file",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.tls.client_ca_pem_b64",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.sentinel_tls.client_ca_pem_file",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.sentinel_tls.client_ca_pem_b64",
+        "it is not used by a Redis client",
+    ),
+    (
+        "broker.nats.tls.client_ca_pem_file",
+        "it is not used by a NATS client",
+    ),
+    (
+        "broker.nats.tls.client_ca_pem_b64",
+        "it is not used by a NATS client",
+    ),
+    (
+        "http_server.tls_autocert",
+        "no ACME certificates are obtained: configure http_server.tls",
+    ),
+    ("http_server.http3", "HTTP/3 is not served"),
 ];
 
 fn at<'v>(tree: &'v Value, path: &str) -> Option<&'v Value> {
@@ -95,9 +172,11 @@ mod tests {
         assert!(c.inactive_key_warnings().is_empty());
         c.websocket.compression = true;
         c.client.concurrency = 8;
+        c.http_server.tls_autocert.enabled = true;
         let w = c.inactive_key_warnings();
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
         assert!(w[0].contains("client.concurrency"), "{w:?}");
         assert!(w[1].contains("websocket.compression"), "{w:?}");
+        assert!(w[2].contains("http_server.tls_autocert"), "{w:?}");
     }
 }

@@ -44,7 +44,7 @@ use scripts::{HISTORY_LUA, PRESENCE_LUA, PUBLISH_LUA};
 use crate::engine::presence::MemoryPresence;
 use crate::engine::{EngineError, EngineEvents};
 use conn::Link;
-pub(crate) use conn::tls::{client_tls_config, load_pem, tls_setup};
+pub(crate) use conn::tls::tls_setup;
 
 /// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.
 const PUBSUB_PING_MAX: Duration = Duration::from_secs(10);
