@@ -416,12 +416,30 @@ pub struct WebSocketConfig {
     pub message_size_limit: usize,
     /// Timeout of one write to the socket.
     pub write_timeout: Duration,
-    /// Enable permessage-deflate compression.
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it.
     pub compression: bool,
+    /// Deflate level of compressed messages (1 fastest .. 9 smallest).
+    pub compression_level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    pub compression_min_size: usize,
+    /// Largest message after decompression, in bytes; 0: 10 × `message_size_limit`.
+    pub decompressed_message_size_limit: usize,
     /// Read buffer size in bytes (0 = implementation default).
     pub read_buffer_size: usize,
     /// Write buffer size in bytes (0 = implementation default).
     pub write_buffer_size: usize,
+}
+
+impl WebSocketConfig {
+    /// The largest message after decompression: `decompressed_message_size_limit`, or 10 ×
+    /// `message_size_limit` when 0 (Centrifugo's rule); 0 means no limit.
+    pub fn effective_decompressed_limit(&self) -> usize {
+        if self.decompressed_message_size_limit > 0 {
+            self.decompressed_message_size_limit
+        } else {
+            self.message_size_limit.saturating_mul(10)
+        }
+    }
 }
 
 impl Default for WebSocketConfig {
@@ -432,6 +450,9 @@ impl Default for WebSocketConfig {
             message_size_limit: 65_536,
             write_timeout: Duration::from_secs(1),
             compression: false,
+            compression_level: 1,
+            compression_min_size: 0,
+            decompressed_message_size_limit: 0,
             read_buffer_size: 0,
             write_buffer_size: 0,
         }

@@ -23,10 +23,6 @@ const INACTIVE: &[(&str, &str)] = &[
         "http_api.external",
         "the API is served on the internal port when one is set",
     ),
-    (
-        "websocket.compression",
-        "permessage-deflate is not negotiated",
-    ),
     ("websocket.read_buffer_size", "buffers are sized by Gyre"),
     ("websocket.write_buffer_size", "buffers are sized by Gyre"),
     ("admin.enabled", "no admin web interface is served"),
@@ -174,9 +170,8 @@ mod tests {
         c.client.concurrency = 8;
         c.http_server.tls_autocert.enabled = true;
         let w = c.inactive_key_warnings();
-        assert_eq!(w.len(), 3, "{w:?}");
+        assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("client.concurrency"), "{w:?}");
-        assert!(w[1].contains("websocket.compression"), "{w:?}");
-        assert!(w[2].contains("http_server.tls_autocert"), "{w:?}");
+        assert!(w[1].contains("http_server.tls_autocert"), "{w:?}");
     }
 }

@@ -107,6 +107,12 @@ impl Config {
                 ),
             );
         }
+        if !(1..=9).contains(&self.websocket.compression_level) {
+            v.push(
+                "websocket.compression_level",
+                format!("must be 1..9, not {}", self.websocket.compression_level),
+            );
+        }
         let c = &self.client;
         if !c.ping_interval.is_zero()
             && !c.pong_timeout.is_zero()
