@@ -151,9 +151,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     );
     let separate_internal = hs.internal_port != 0 && hs.internal_port != hs.port;
     let (tls, internal_tls) = tls::acceptors(hs, separate_internal)?;
-    if hs.tls_autocert.enabled && !hs.tls.enabled {
-        tracing::warn!("http_server.tls_autocert is not implemented: serving plain HTTP");
-    }
     let listener = TcpListener::bind(&main_addr).await?;
     let internal = if separate_internal {
         let a = hs.effective_internal_address();
