@@ -3,6 +3,7 @@
 //! through `NODE_EXTRA_CA_CERTS`) over `wss://` and HTTP streaming over `https://`,
 //! centrifuge-python (`SSL_CERT_FILE`) over `wss://`, and a Rust HTTP/2 client (ALPN `h2`)
 //! running an HTTP-streaming session, `/emulation` commands and API calls on one connection.
+//! The protobuf js run and the Python run have permessage-deflate on as well.
 //! Plain HTTP to the TLS port is dropped while other clients go on; `tls_external` keeps a
 //! separate internal port plain; a key that cannot be used stops start-up, naming the key.
 
@@ -144,10 +145,10 @@ fn run_checked(what: &str, mut cmd: Command) {
     );
 }
 
-/// centrifuge-js `api_publish.mjs` over `transport` against a TLS server.
-fn js_api_publish(transport_protocol: &str) {
+/// centrifuge-js `api_publish.mjs` over `transport` against a TLS server with `extra` config.
+fn js_api_publish(transport_protocol: &str, extra: Value) {
     let pki = pki(&format!("js-{}", transport_protocol.replace('/', "-")));
-    let gyre = Gyre::start(&tls_config(&pki, json!({})));
+    let gyre = Gyre::start(&tls_config(&pki, extra));
     let (transport, protocol) = transport_protocol
         .split_once('/')
         .unwrap_or(("websocket", transport_protocol));
@@ -169,28 +170,33 @@ fn js_api_publish(transport_protocol: &str) {
 
 #[test]
 fn centrifuge_js_over_wss_json() {
-    js_api_publish("json");
+    js_api_publish("json", json!({}));
 }
 
+/// With permessage-deflate on too (Node's `ws` offers it).
 #[test]
-fn centrifuge_js_over_wss_protobuf() {
-    js_api_publish("protobuf");
+fn centrifuge_js_over_wss_protobuf_compressed() {
+    js_api_publish("protobuf", json!({ "websocket": { "compression": true } }));
 }
 
 #[test]
 fn centrifuge_js_http_stream_over_https() {
-    js_api_publish("http_stream/json");
+    js_api_publish("http_stream/json", json!({}));
 }
 
 #[test]
 fn centrifuge_js_sse_over_https() {
-    js_api_publish("sse/json");
+    js_api_publish("sse/json", json!({}));
 }
 
 #[test]
-fn centrifuge_python_over_wss() {
+fn centrifuge_python_over_wss_compressed() {
     let pki = pki("python");
-    let gyre = Gyre::start(&tls_config(&pki, json!({})));
+    // `websockets` (under centrifuge-python) offers permessage-deflate: it is negotiated too.
+    let gyre = Gyre::start(&tls_config(
+        &pki,
+        json!({ "websocket": { "compression": true } }),
+    ));
     let dir = support::repo_root().join("conformance/python");
     let mut cmd = Command::new("python3");
     cmd.arg("-u")
