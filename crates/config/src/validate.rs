@@ -504,6 +504,20 @@ mod tests {
     }
 
     #[test]
+    fn compression_level_is_1_to_9_and_the_inflated_limit_defaults_to_ten_messages() {
+        let mut c = Config::default();
+        assert_eq!(c.websocket.effective_decompressed_limit(), 655_360);
+        c.websocket.compression_level = 0;
+        assert!(has(&errors(&c), "websocket.compression_level"));
+        c.websocket.compression_level = 10;
+        assert!(has(&errors(&c), "websocket.compression_level"));
+        c.websocket.compression_level = 9;
+        c.websocket.decompressed_message_size_limit = 1000;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.websocket.effective_decompressed_limit(), 1000);
+    }
+
+    #[test]
     fn redis_sentinel_and_tls_rules() {
         let mut c = Config::default();
         c.engine.kind = EngineKind::Redis;
