@@ -99,6 +99,58 @@ pub struct HttpServerConfig {
     /// A numeric string is accepted, as Centrifugo declares this key as a string.
     #[serde(deserialize_with = "crate::de::port")]
     pub internal_port: u16,
+    /// TLS of the listeners (the external port, and the internal one unless `tls_external`).
+    pub tls: RedisTlsConfig,
+    /// Automatic certificates from an ACME provider (parsed only: not implemented).
+    pub tls_autocert: TlsAutocertConfig,
+    /// TLS only on the external port when the internal port is separate.
+    pub tls_external: bool,
+    /// TLS of a separate internal port instead of `tls` (when enabled).
+    pub internal_tls: RedisTlsConfig,
+    /// HTTP/3 (parsed only: not implemented).
+    pub http3: Http3Config,
+}
+
+/// `http_server.tls_autocert` section (parsed only).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TlsAutocertConfig {
+    /// Obtain certificates automatically.
+    pub enabled: bool,
+    /// Host names certificates may be obtained for.
+    pub host_whitelist: Vec<String>,
+    /// Directory the certificates are cached in.
+    pub cache_dir: String,
+    /// Contact e-mail of the ACME account.
+    pub email: String,
+    /// Name to use when a client sends no SNI.
+    pub server_name: String,
+    /// Serve the ACME HTTP-01 challenge.
+    pub http: bool,
+    /// Address of the HTTP-01 challenge listener.
+    pub http_addr: String,
+}
+
+impl Default for TlsAutocertConfig {
+    fn default() -> Self {
+        TlsAutocertConfig {
+            enabled: false,
+            host_whitelist: Vec::new(),
+            cache_dir: String::new(),
+            email: String::new(),
+            server_name: String::new(),
+            http: false,
+            http_addr: ":80".to_owned(),
+        }
+    }
+}
+
+/// `http_server.http3` section (parsed only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Http3Config {
+    /// Serve HTTP/3 on the external port.
+    pub enabled: bool,
 }
 
 impl Default for HttpServerConfig {
@@ -108,6 +160,11 @@ impl Default for HttpServerConfig {
             port: 8000,
             internal_address: String::new(),
             internal_port: 0,
+            tls: RedisTlsConfig::default(),
+            tls_autocert: TlsAutocertConfig::default(),
+            tls_external: false,
+            internal_tls: RedisTlsConfig::default(),
+            http3: Http3Config::default(),
         }
     }
 }
@@ -260,9 +317,13 @@ pub struct RedisTlsConfig {
     pub server_ca_pem_file: String,
     /// Base64-encoded server CA certificates.
     pub server_ca_pem_b64: String,
-    /// Accepted for Centrifugo compatibility; a Redis client does not verify client
-    /// certificates, so it is unused.
+    /// CA certificates client certificates must be signed by (servers only: the HTTP server and
+    /// the GRPC API then require a client certificate; clients warn that it is unused).
     pub client_ca_pem: String,
+    /// Path of the client CA certificates.
+    pub client_ca_pem_file: String,
+    /// Base64-encoded client CA certificates.
+    pub client_ca_pem_b64: String,
     /// Do not verify the server's certificate (testing only).
     pub insecure_skip_verify: bool,
     /// Name the server's certificate must have (and the SNI sent); the address host when empty.
@@ -359,12 +420,30 @@ pub struct WebSocketConfig {
     pub message_size_limit: usize,
     /// Timeout of one write to the socket.
     pub write_timeout: Duration,
-    /// Enable permessage-deflate compression.
+    /// Negotiate permessage-deflate (RFC 7692) with clients that offer it.
     pub compression: bool,
+    /// Deflate level of compressed messages (1 fastest .. 9 smallest).
+    pub compression_level: u32,
+    /// Messages shorter than this many bytes are sent uncompressed.
+    pub compression_min_size: usize,
+    /// Largest message after decompression, in bytes; 0: 10 × `message_size_limit`.
+    pub decompressed_message_size_limit: usize,
     /// Read buffer size in bytes (0 = implementation default).
     pub read_buffer_size: usize,
     /// Write buffer size in bytes (0 = implementation default).
     pub write_buffer_size: usize,
+}
+
+impl WebSocketConfig {
+    /// The largest message after decompression: `decompressed_message_size_limit`, or 10 ×
+    /// `message_size_limit` when 0 (Centrifugo's rule); 0 means no limit.
+    pub fn effective_decompressed_limit(&self) -> usize {
+        if self.decompressed_message_size_limit > 0 {
+            self.decompressed_message_size_limit
+        } else {
+            self.message_size_limit.saturating_mul(10)
+        }
+    }
 }
 
 impl Default for WebSocketConfig {
@@ -375,6 +454,9 @@ impl Default for WebSocketConfig {
             message_size_limit: 65_536,
             write_timeout: Duration::from_secs(1),
             compression: false,
+            compression_level: 1,
+            compression_min_size: 0,
+            decompressed_message_size_limit: 0,
             read_buffer_size: 0,
             write_buffer_size: 0,
         }

@@ -23,10 +23,6 @@ const INACTIVE: &[(&str, &str)] = &[
         "http_api.external",
         "the API is served on the internal port when one is set",
     ),
-    (
-        "websocket.compression",
-        "permessage-deflate is not negotiated",
-    ),
     ("websocket.read_buffer_size", "buffers are sized by Gyre"),
     ("websocket.write_buffer_size", "buffers are sized by Gyre"),
     ("admin.enabled", "no admin web interface is served"),
@@ -78,6 +74,99 @@ const INACTIVE: &[(&str, &str)] = &[
         "controller.postgres.tls.client_ca_pem",
         "it is not used by a PostgreSQL client",
     ),
+    (
+        "broker.postgres.tls.client_ca_pem_file",
+        "it is not used by a PostgreSQL client",
+    ),
+    (
+        "broker.postgres.tls.client_ca_pem_b64",
+        "it is not used by a PostgreSQL client",
+    ),
+    (
+        "controller.postgres.tls.client_ca_pem_file",
+        "it is not used by a PostgreSQL client",
+    ),
+    (
+        "controller.postgres.tls.client_ca_pem_b64",
+        "it is not used by a PostgreSQL client",
+    ),
+    (
+        "grpc_api.tls.server_ca_pem_file",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
+        "grpc_api.tls.server_ca_pem_b64",
+        "a GRPC server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_ca_pem",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_ca_pem_file",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_ca_pem_b64",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.insecure_skip_verify",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.tls.server_name",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_ca_pem",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_ca_pem_file",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_ca_pem_b64",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.insecure_skip_verify",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "http_server.internal_tls.server_name",
+        "an HTTP server verifies no server certificate",
+    ),
+    (
+        "engine.redis.tls.client_ca_pem_file",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.tls.client_ca_pem_b64",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.sentinel_tls.client_ca_pem_file",
+        "it is not used by a Redis client",
+    ),
+    (
+        "engine.redis.sentinel_tls.client_ca_pem_b64",
+        "it is not used by a Redis client",
+    ),
+    (
+        "broker.nats.tls.client_ca_pem_file",
+        "it is not used by a NATS client",
+    ),
+    (
+        "broker.nats.tls.client_ca_pem_b64",
+        "it is not used by a NATS client",
+    ),
+    (
+        "http_server.tls_autocert",
+        "no ACME certificates are obtained: configure http_server.tls",
+    ),
+    ("http_server.http3", "HTTP/3 is not served"),
 ];
 
 impl Config {
@@ -131,9 +220,10 @@ mod tests {
         assert!(c.inactive_key_warnings().is_empty());
         c.websocket.compression = true;
         c.client.concurrency = 8;
+        c.http_server.tls_autocert.enabled = true;
         let w = c.inactive_key_warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(w[0].contains("client.concurrency"), "{w:?}");
-        assert!(w[1].contains("websocket.compression"), "{w:?}");
+        assert!(w[1].contains("http_server.tls_autocert"), "{w:?}");
     }
 }

@@ -39,9 +39,10 @@ pub use channel::ResolvedChannel;
 pub use client::{ClientConfig, PersonalChannelConfig, SubscriptionTokenOptions, TokenOptions};
 pub use config::{
     AdminConfig, Config, DEFAULT_MAX_REQUEST_BODY_SIZE, EmulationConfig, EngineConfig,
-    HealthConfig, HttpApiConfig, HttpServerConfig, HttpStreamConfig, LogConfig, NodeConfig,
-    PrometheusConfig, RedisConfig, RedisTlsConfig, RpcConfig, RpcPingConfig, ShutdownConfig,
-    SseConfig, UniHttpStreamConfig, UniSseConfig, UniWebSocketConfig, WebSocketConfig,
+    HealthConfig, Http3Config, HttpApiConfig, HttpServerConfig, HttpStreamConfig, LogConfig,
+    NodeConfig, PrometheusConfig, RedisConfig, RedisTlsConfig, RpcConfig, RpcPingConfig,
+    ShutdownConfig, SseConfig, TlsAutocertConfig, UniHttpStreamConfig, UniSseConfig,
+    UniWebSocketConfig, WebSocketConfig,
 };
 pub use consumers::{
     ConsumerConfig, NatsJetStreamConsumerConfig, NatsJetStreamPublicationDataMode, OpaqueSection,

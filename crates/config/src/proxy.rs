@@ -458,10 +458,17 @@ impl crate::Config {
                     "key \"{key}.grpc\" applies to grpc:// endpoints only; ignored"
                 ));
             }
-            if !p.grpc.tls.client_ca_pem.is_empty() {
-                out.push(format!(
-                    "key \"{key}.grpc.tls.client_ca_pem\" is not used by a GRPC client; ignored"
-                ));
+            let tls = &p.grpc.tls;
+            for (name, value) in [
+                ("client_ca_pem", &tls.client_ca_pem),
+                ("client_ca_pem_file", &tls.client_ca_pem_file),
+                ("client_ca_pem_b64", &tls.client_ca_pem_b64),
+            ] {
+                if !value.is_empty() {
+                    out.push(format!(
+                        "key \"{key}.grpc.tls.{name}\" is not used by a GRPC client; ignored"
+                    ));
+                }
             }
         }
         if self.channel.proxy.shared_poll_refresh.is_grpc() {

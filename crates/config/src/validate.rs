@@ -110,6 +110,12 @@ impl Config {
                 ),
             );
         }
+        if !(1..=9).contains(&self.websocket.compression_level) {
+            v.push(
+                "websocket.compression_level",
+                format!("must be 1..9, not {}", self.websocket.compression_level),
+            );
+        }
         let c = &self.client;
         if !c.ping_interval.is_zero()
             && !c.pong_timeout.is_zero()
@@ -498,6 +504,20 @@ mod tests {
         assert!(c.validate().is_ok());
         c.engine.redis.address.clear();
         assert!(has(&errors(&c), "engine.redis.address"));
+    }
+
+    #[test]
+    fn compression_level_is_1_to_9_and_the_inflated_limit_defaults_to_ten_messages() {
+        let mut c = Config::default();
+        assert_eq!(c.websocket.effective_decompressed_limit(), 655_360);
+        c.websocket.compression_level = 0;
+        assert!(has(&errors(&c), "websocket.compression_level"));
+        c.websocket.compression_level = 10;
+        assert!(has(&errors(&c), "websocket.compression_level"));
+        c.websocket.compression_level = 9;
+        c.websocket.decompressed_message_size_limit = 1000;
+        assert!(c.validate().is_ok());
+        assert_eq!(c.websocket.effective_decompressed_limit(), 1000);
     }
 
     #[test]

@@ -12,6 +12,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 
+mod tls;
+
 /// The external router: the connection endpoints (and the API unless it has its own port).
 pub(crate) fn router(node: &Arc<Node>, with_internal: bool) -> Router {
     let mut router = Router::new();
@@ -147,8 +149,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         },
         hs.port
     );
-    let listener = TcpListener::bind(&main_addr).await?;
     let separate_internal = hs.internal_port != 0 && hs.internal_port != hs.port;
+    let (tls, internal_tls) = tls::acceptors(hs, separate_internal)?;
+    let listener = TcpListener::bind(&main_addr).await?;
     let internal = if separate_internal {
         let a = hs.effective_internal_address();
         let addr = format!(
@@ -196,22 +199,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     }
     let node2 = node.clone();
     let handle = tokio::spawn(async move {
-        let token = shutdown.clone();
-        let main = axum::serve(
-            listener.tap_io(set_nodelay),
-            main.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { token.cancelled().await });
         let internal_task = internal_app.map(|(l, app)| {
             let token = shutdown.clone();
             tokio::spawn(async move {
-                let _ = axum::serve(l.tap_io(set_nodelay), app)
-                    .with_graceful_shutdown(async move { token.cancelled().await })
-                    .await;
+                match internal_tls {
+                    Some(acceptor) => tls::serve(l, acceptor, app, token).await,
+                    None => {
+                        let _ = axum::serve(l.tap_io(set_nodelay), app)
+                            .with_graceful_shutdown(async move { token.cancelled().await })
+                            .await;
+                    }
+                }
             })
         });
-        if let Err(err) = main.await {
-            tracing::error!("server error: {err}");
+        let token = shutdown.clone();
+        match tls {
+            Some(acceptor) => tls::serve(listener, acceptor, main, token).await,
+            None => {
+                let main = axum::serve(
+                    listener.tap_io(set_nodelay),
+                    main.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move { token.cancelled().await });
+                if let Err(err) = main.await {
+                    tracing::error!("server error: {err}");
+                }
+            }
         }
         if let Some(t) = internal_task {
             let _ = t.await;

@@ -43,6 +43,7 @@ pub(crate) mod sharded;
 pub(crate) mod shared_poll;
 pub mod tags_filter;
 pub(crate) mod time;
+pub(crate) mod tls;
 pub(crate) mod transport;
 
 pub use node::token_verifiers;

@@ -433,7 +433,7 @@ fn pid_file_and_log_file_live_as_long_as_the_server() {
 fn keys_gyre_does_not_act_on_are_warned_not_ignored() {
     let path = write_temp(
         "inactive.json",
-        r#"{"websocket":{"compression":true},"client":{"concurrency":8},"admin":{"enabled":true}}"#,
+        r#"{"http_server":{"tls_autocert":{"enabled":true}},"client":{"concurrency":8},"admin":{"enabled":true}}"#,
     );
     let out = gyre()
         .arg("checkconfig")
@@ -445,7 +445,7 @@ fn keys_gyre_does_not_act_on_are_warned_not_ignored() {
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     for key in [
-        "websocket.compression",
+        "http_server.tls_autocert",
         "client.concurrency",
         "admin.enabled",
         "uni_grpc",

@@ -82,11 +82,8 @@ impl Connector {
             return Ok(Connector::Plain);
         }
         let key = format!("consumers ({consumer}).postgresql.tls");
-        let tls = crate::engine::redis::rustls_client_config(&key, &config.tls)
-            .map_err(|err| err.to_string())?;
-        Ok(Connector::Tls(MakeRustlsConnect::new(
-            std::sync::Arc::unwrap_or_clone(tls),
-        )))
+        let tls = crate::tls::client_config(&key, &config.tls).map_err(|err| err.to_string())?;
+        Ok(Connector::Tls(MakeRustlsConnect::new(tls)))
     }
 
     fn config(&self, dsn: &str) -> Result<Config, tokio_postgres::Error> {

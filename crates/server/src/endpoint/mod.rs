@@ -53,10 +53,11 @@ where
 
 /// `/connection/websocket`: the upgrade, then a session on the upgraded connection.
 pub(crate) async fn websocket(State(node): State<Arc<Node>>, req: Request<Body>) -> Response {
-    let (response, mut accepted) = match handshake::accept(&node, req) {
-        Ok(accepted) => accepted,
-        Err(refusal) => return *refusal,
-    };
+    let (response, mut accepted) =
+        match handshake::accept(&node, req, handshake::deflate_settings(&node)) {
+            Ok(accepted) => accepted,
+            Err(refusal) => return *refusal,
+        };
     node.tasks.clone().spawn(async move {
         let Some(transport) = accepted.transport().await else {
             return;

@@ -91,7 +91,7 @@ pub(crate) async fn websocket(State(node): State<Arc<Node>>, req: Request<Body>)
         },
         _ => None,
     };
-    let (response, mut accepted) = match handshake::accept(&node, req) {
+    let (response, mut accepted) = match handshake::accept(&node, req, None) {
         Ok(accepted) => accepted,
         Err(refusal) => return *refusal,
     };

@@ -12,8 +12,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
-use crate::engine::redis::load_pem;
 use crate::node::Node;
+use crate::tls::load_pem;
 
 /// Messages and the service trait generated from `proto/api.proto`.
 #[allow(
@@ -69,7 +69,12 @@ fn tls(node: &Node) -> anyhow::Result<Option<ServerTlsConfig>> {
     )?
     .context("grpc_api.tls.key_pem is required with grpc_api.tls.enabled")?;
     let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = load_pem("grpc_api.tls.client_ca_pem", &c.client_ca_pem, "", "")? {
+    if let Some(ca) = load_pem(
+        "grpc_api.tls.client_ca_pem",
+        &c.client_ca_pem,
+        &c.client_ca_pem_file,
+        &c.client_ca_pem_b64,
+    )? {
         tls = tls.client_ca_root(Certificate::from_pem(ca));
     }
     Ok(Some(tls))

@@ -171,7 +171,7 @@ impl NatsEngine {
                 }
             });
         if config.tls.enabled || config.urls().iter().any(|u| u.starts_with("tls://")) {
-            let tls = crate::engine::redis::client_tls_config("broker.nats.tls", &config.tls)?;
+            let tls = crate::tls::client_config("broker.nats.tls", &config.tls)?;
             options = options.require_tls(true).tls_client_config(tls);
         }
         let addrs = config

@@ -87,11 +87,10 @@ impl Connector {
         };
         let tls = match setup {
             Some(section) => {
-                let (client, server_name) =
-                    crate::engine::redis::client_config(&format!("{key}.tls"), &section)?;
+                let setup = crate::engine::redis::tls_setup(&format!("{key}.tls"), &section)?;
                 Some(Tls {
-                    inner: MakeRustlsConnect::new((*client).clone()),
-                    server_name,
+                    inner: MakeRustlsConnect::new((*setup.config).clone()),
+                    server_name: setup.server_name,
                 })
             }
             None => None,

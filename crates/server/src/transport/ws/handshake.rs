@@ -1,5 +1,5 @@
-//! `/connection/websocket`: the upgrade handshake (origin check, protocol selection) and the
-//! hand-over of the upgraded connection to a session.
+//! `/connection/websocket`: the upgrade handshake (origin check, protocol selection,
+//! permessage-deflate negotiation) and the hand-over of the upgraded connection to a session.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use gyre_protocol::Protocol;
 use hyper_util::rt::TokioIo;
 
 use super::WsTransport;
-use super::codec::WsStream;
+use super::codec::{Deflate, WsStream, deflate};
 use crate::node::Node;
 use crate::transport::OpenConnection;
 use crate::transport::cors::origin_allowed;
@@ -65,6 +65,8 @@ pub(crate) struct Accepted {
     pub conn: crate::proxy::ConnMeta,
     /// Counts the connection until dropped.
     pub counted: OpenConnection,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Deflate>,
 }
 
 /// The transport a session runs over, on an upgraded connection.
@@ -90,7 +92,7 @@ impl Accepted {
         } else {
             usize::MAX
         };
-        Some(WsStream::new(TokioIo::new(upgraded), max_payload))
+        Some(WsStream::new(TokioIo::new(upgraded), max_payload).with_deflate(self.deflate))
     }
 
     /// Waits for the upgrade of a bidirectional WebSocket; `None` when it failed.
@@ -102,11 +104,26 @@ impl Accepted {
     }
 }
 
+/// The permessage-deflate settings of the bidirectional endpoint (`websocket.compression`),
+/// used when a client offers the extension.
+pub(crate) fn deflate_settings(node: &Node) -> Option<Deflate> {
+    let c = &node.config.websocket;
+    c.compression.then(|| Deflate {
+        level: c.compression_level,
+        min_size: c.compression_min_size,
+        max_inflated: match c.effective_decompressed_limit() {
+            0 => usize::MAX,
+            n => n,
+        },
+    })
+}
+
 /// Checks a request to the WebSocket endpoint: the switching response and the connection to
-/// come, or the refusal.
+/// come, or the refusal. `deflate` is negotiated when the client offers it.
 pub(crate) fn accept(
     node: &Arc<Node>,
     mut req: Request<Body>,
+    deflate: Option<Deflate>,
 ) -> Result<(Response, Accepted), Box<Response>> {
     let headers = req.headers();
     let is_upgrade = header_has_token(headers, header::CONNECTION, "upgrade")
@@ -168,7 +185,16 @@ pub(crate) fn accept(
         transport: "websocket",
         session: None,
     };
+    let deflate = deflate.filter(|_| {
+        deflate::offered(
+            req.headers()
+                .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    });
     let accepted = Accepted {
+        deflate,
         upgrade: hyper::upgrade::on(&mut req),
         protocol,
         conn,
@@ -182,6 +208,12 @@ pub(crate) fn accept(
     h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     if let Ok(v) = HeaderValue::from_str(&accept) {
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    if deflate.is_some() {
+        h.insert(
+            header::SEC_WEBSOCKET_EXTENSIONS,
+            HeaderValue::from_static(deflate::RESPONSE),
+        );
     }
     if let Some((name, _)) = subprotocol {
         h.insert(

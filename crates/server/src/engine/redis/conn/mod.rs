@@ -35,7 +35,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use futures_util::{Stream, StreamExt};
 use gyre_config::{RedisConfig, RedisTlsConfig};
 use parking_lot::Mutex;
@@ -51,8 +50,7 @@ pub(crate) mod tls;
 use sentinel::{Sentinel, Single, Target, follow_master};
 use tls::tls_setup;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 
 /// A Redis setting that cannot be used, naming its key.
 #[derive(Debug, thiserror::Error)]

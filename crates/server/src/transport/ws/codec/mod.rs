@@ -6,7 +6,11 @@
 //! which was half of an idle session's memory). Data messages are handed out whole
 //! (fragments joined); pings are answered, pongs ignored, and the close handshake, masking,
 //! size and UTF-8 rules are enforced with the close codes RFC 6455 gives (1002, 1007, 1009).
-//! Frames are written unfragmented, header and payload in one vectored write.
+//! Frames are written unfragmented, header and payload in one vectored write. With
+//! permessage-deflate negotiated ([`deflate`]), messages from `min_size` bytes up go out
+//! compressed (RSV1 set) and compressed messages from the client are inflated, up to a limit.
+
+pub(crate) mod deflate;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -16,6 +20,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use bytes::{Bytes, BytesMut};
+pub(crate) use deflate::Deflate;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Size of the per-thread buffer frames are read into.
@@ -87,6 +92,8 @@ pub(crate) enum WsError {
 #[derive(Debug)]
 struct Fragments {
     text: bool,
+    /// The first frame had RSV1 set: the whole message is compressed.
+    compressed: bool,
     payload: BytesMut,
 }
 
@@ -94,6 +101,8 @@ struct Fragments {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Header {
     fin: bool,
+    /// RSV1: the message is compressed (first frame of a data message only).
+    rsv1: bool,
     opcode: u8,
     mask: [u8; 4],
     /// Bytes taken by the header.
@@ -102,13 +111,15 @@ struct Header {
     payload_len: usize,
 }
 
-/// Parses the header at the start of `buf`: `Ok(None)` when more bytes are needed.
-fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, WsError> {
+/// Parses the header at the start of `buf`: `Ok(None)` when more bytes are needed. RSV1 is
+/// allowed on the first frame of a data message when `rsv1_ok` (permessage-deflate).
+fn parse_header(buf: &[u8], max_payload: usize, rsv1_ok: bool) -> Result<Option<Header>, WsError> {
     if buf.len() < 2 {
         return Ok(None);
     }
     let (b0, b1) = (buf[0], buf[1]);
-    if b0 & 0x70 != 0 {
+    let rsv1 = b0 & 0x40 != 0;
+    if b0 & 0x30 != 0 || (rsv1 && !(rsv1_ok && matches!(b0 & 0x0f, 1 | 2))) {
         return Err(protocol(CLOSE_PROTOCOL_ERROR, "reserved bits set"));
     }
     if b1 & 0x80 == 0 {
@@ -155,6 +166,7 @@ fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, WsErro
     };
     Ok(Some(Header {
         fin,
+        rsv1,
         opcode,
         mask: [mask[0], mask[1], mask[2], mask[3]],
         len: at + 4,
@@ -180,7 +192,8 @@ fn unmask(data: &mut [u8], mask: [u8; 4]) {
     }
 }
 
-/// Encodes an unmasked (server) frame header into `out`; returns its length.
+/// Encodes an unmasked (server) frame header into `out`; returns its length. `opcode` may
+/// carry RSV1 (0x40) for a compressed message.
 fn encode_header(out: &mut [u8; 10], opcode: u8, payload_len: usize) -> usize {
     out[0] = 0x80 | opcode;
     if payload_len < 126 {
@@ -202,10 +215,22 @@ fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1011 | 3000..=4999)
 }
 
+/// A connection's permessage-deflate: its settings and the message being written.
+#[derive(Debug)]
+struct DeflateState {
+    settings: Deflate,
+    /// The compressed copy of the message being written (empty between writes).
+    out: Vec<u8>,
+}
+
 /// A server-side WebSocket over an upgraded connection.
 pub(crate) struct WsStream<S> {
     io: S,
-    max_payload: usize,
+    /// The message size limit; stored in 32 bits (a limit from 4 GiB up acts as 4 GiB) so it
+    /// packs with the flags below and the stream stays as small as before the deflate box.
+    max_payload: u32,
+    /// permessage-deflate, when negotiated (boxed: most connections do without).
+    deflate: Option<Box<DeflateState>>,
     /// Bytes of an incomplete frame (empty, and unallocated, between frames).
     partial: Vec<u8>,
     /// A fragmented message being assembled.
@@ -229,7 +254,8 @@ where
     pub(crate) fn new(io: S, max_payload: usize) -> Self {
         Self {
             io,
-            max_payload,
+            max_payload: u32::try_from(max_payload).unwrap_or(u32::MAX),
+            deflate: None,
             partial: Vec::new(),
             fragments: None,
             ready: VecDeque::new(),
@@ -237,6 +263,17 @@ where
             close_sent: false,
             read_done: false,
         }
+    }
+
+    /// Turns permessage-deflate on (negotiated in the handshake) or off.
+    pub(crate) fn with_deflate(mut self, deflate: Option<Deflate>) -> Self {
+        self.deflate = deflate.map(|settings| {
+            Box::new(DeflateState {
+                settings,
+                out: Vec::new(),
+            })
+        });
+        self
     }
 
     /// The next data message; `None` once the client has closed (after the close reply has
@@ -314,7 +351,8 @@ where
     fn parse_frames(&mut self, buf: &[u8]) -> Result<usize, WsError> {
         let mut at = 0;
         while !self.read_done {
-            let result = parse_header(&buf[at..], self.max_payload)
+            let rsv1_ok = self.deflate.is_some();
+            let result = parse_header(&buf[at..], self.max_payload as usize, rsv1_ok)
                 .and_then(|h| h.map(|h| self.check_fragment_size(h)).transpose());
             let header = match result {
                 Ok(Some(h)) => h,
@@ -340,7 +378,8 @@ where
         match &self.fragments {
             Some(f)
                 if header.opcode == 0
-                    && f.payload.len().saturating_add(header.payload_len) > self.max_payload =>
+                    && f.payload.len().saturating_add(header.payload_len)
+                        > self.max_payload as usize =>
             {
                 Err(protocol(CLOSE_TOO_BIG, "message too big"))
             }
@@ -369,10 +408,15 @@ where
                     ));
                 }
                 let text = header.opcode == 1;
+                let compressed = header.rsv1;
                 if header.fin {
-                    self.deliver(text, payload)?;
+                    self.deliver(text, compressed, payload)?;
                 } else {
-                    self.fragments = Some(Box::new(Fragments { text, payload }));
+                    self.fragments = Some(Box::new(Fragments {
+                        text,
+                        compressed,
+                        payload,
+                    }));
                 }
             }
             0 => {
@@ -386,7 +430,7 @@ where
                 if header.fin
                     && let Some(f) = self.fragments.take()
                 {
-                    self.deliver(f.text, f.payload)?;
+                    self.deliver(f.text, f.compressed, f.payload)?;
                 }
             }
             8 => self.on_close(&payload)?,
@@ -404,7 +448,19 @@ where
         Ok(())
     }
 
-    fn deliver(&mut self, text: bool, payload: BytesMut) -> Result<(), WsError> {
+    fn deliver(&mut self, text: bool, compressed: bool, payload: BytesMut) -> Result<(), WsError> {
+        let payload = match (compressed, self.deflate.as_deref()) {
+            (true, Some(d)) => match deflate::inflate(&payload, d.settings.max_inflated) {
+                Ok(inflated) => BytesMut::from(&inflated[..]),
+                Err(deflate::InflateError::TooBig) => {
+                    return Err(protocol(CLOSE_TOO_BIG, "message too big"));
+                }
+                Err(deflate::InflateError::Corrupt) => {
+                    return Err(protocol(CLOSE_INVALID_PAYLOAD, "bad compressed data"));
+                }
+            },
+            _ => payload,
+        };
         if text && std::str::from_utf8(&payload).is_err() {
             return Err(protocol(CLOSE_INVALID_PAYLOAD, "text message is not UTF-8"));
         }
@@ -482,8 +538,19 @@ where
         if self.close_sent {
             return Err(WsError::Io(io::ErrorKind::BrokenPipe.into()));
         }
+        let mut opcode = if text { 1 } else { 2 };
+        // The compressed copy goes in the boxed deflate state (given back after the write), so
+        // it is not laid out in every session's future.
+        let payload = match self.deflate.as_deref_mut() {
+            Some(d) if !payload.is_empty() && payload.len() >= d.settings.min_size => {
+                d.out = deflate::compress(d.settings.level, payload);
+                opcode |= 0x40;
+                &d.out[..]
+            }
+            _ => payload,
+        };
         let mut head = [0u8; 10];
-        let n = encode_header(&mut head, if text { 1 } else { 2 }, payload.len());
+        let n = encode_header(&mut head, opcode, payload.len());
         let (mut head, mut payload) = (&head[..n], payload);
         while !head.is_empty() || !payload.is_empty() {
             let written = if head.is_empty() {
@@ -498,6 +565,9 @@ where
             let from_head = written.min(head.len());
             head = &head[from_head..];
             payload = &payload[written - from_head..];
+        }
+        if let Some(d) = self.deflate.as_deref_mut() {
+            d.out = Vec::new();
         }
         self.io.flush().await?;
         Ok(())

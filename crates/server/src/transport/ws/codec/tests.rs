@@ -202,3 +202,98 @@ async fn eof_ends_the_stream() {
     drop(peer);
     assert!(ws.next().await.is_none());
 }
+
+const DEFLATE: Deflate = Deflate {
+    level: 1,
+    min_size: 10,
+    max_inflated: 1000,
+};
+
+fn deflate_pair() -> (WsStream<DuplexStream>, DuplexStream) {
+    let (a, b) = duplex(1 << 20);
+    (WsStream::new(a, 1 << 16).with_deflate(Some(DEFLATE)), b)
+}
+
+/// A masked client frame with RSV1 set.
+fn compressed_frame(fin: bool, opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = frame(fin, opcode, payload);
+    out[0] |= 0x40;
+    out
+}
+
+#[tokio::test]
+async fn compressed_messages_fragmented_or_not_are_inflated() {
+    let (mut ws, mut peer) = deflate_pair();
+    let packed = deflate::compress(1, b"hello compressed world");
+    let (first, rest) = packed.split_at(packed.len() / 2);
+    let mut bytes = compressed_frame(true, 1, &packed);
+    bytes.extend(compressed_frame(false, 1, first));
+    bytes.extend(frame(true, 0, rest));
+    bytes.extend(frame(true, 1, b"plain"));
+    peer.write_all(&bytes).await.expect("write");
+    for expected in [
+        &b"hello compressed world"[..],
+        b"hello compressed world",
+        b"plain",
+    ] {
+        let m = ws.next().await.expect("some").expect("ok");
+        assert_eq!(m.as_payload(), expected);
+    }
+}
+
+#[tokio::test]
+async fn compressed_writes_set_rsv1_from_min_size() {
+    let (mut ws, mut peer) = deflate_pair();
+    ws.send(true, b"short").await.expect("send");
+    assert_eq!(
+        read_some(&mut peer).await,
+        [&[0x81, 5][..], b"short"].concat()
+    );
+    let long = vec![b'a'; 500];
+    ws.send(true, &long).await.expect("send");
+    let got = read_some(&mut peer).await;
+    assert_eq!(got[0], 0xC1, "FIN + RSV1 + text");
+    let len = usize::from(got[1]);
+    assert_eq!(got.len(), 2 + len);
+    assert_eq!(deflate::inflate(&got[2..], 1000).expect("inflates"), long);
+}
+
+#[tokio::test]
+async fn rsv1_misuse_bombs_and_garbage_close_with_the_rfc_codes() {
+    // RSV1 on a continuation or a control frame, or without the extension: 1002.
+    let (mut ws, mut peer) = deflate_pair();
+    let mut bytes = frame(false, 1, b"a");
+    bytes.extend(compressed_frame(true, 0, b"b"));
+    peer.write_all(&bytes).await.expect("write");
+    assert!(matches!(
+        ws.next().await,
+        Some(Err(WsError::Protocol { code: 1002, .. }))
+    ));
+    let (mut ws, mut peer) = deflate_pair();
+    peer.write_all(&compressed_frame(true, 9, b""))
+        .await
+        .expect("write");
+    assert!(matches!(
+        ws.next().await,
+        Some(Err(WsError::Protocol { code: 1002, .. }))
+    ));
+    expect_close(&compressed_frame(true, 1, b"x"), 1002).await;
+    // Inflating past max_inflated: 1009; not deflate data: 1007.
+    let (mut ws, mut peer) = deflate_pair();
+    let bomb = deflate::compress(9, &[b' '; 5000]);
+    peer.write_all(&compressed_frame(true, 1, &bomb))
+        .await
+        .expect("write");
+    assert!(matches!(
+        ws.next().await,
+        Some(Err(WsError::Protocol { code: 1009, .. }))
+    ));
+    let (mut ws, mut peer) = deflate_pair();
+    peer.write_all(&compressed_frame(true, 1, &[0xff; 20]))
+        .await
+        .expect("write");
+    assert!(matches!(
+        ws.next().await,
+        Some(Err(WsError::Protocol { code: 1007, .. }))
+    ));
+}
