@@ -42,6 +42,9 @@ fi
 if ! command -v redis-server >/dev/null; then
   apt-get update -q && apt-get install -y -q redis-server >&2
 fi
+if ! ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q postgresql >&2
+fi
 if [ ! -d bench/node_modules/socket.io ]; then
   (cd bench && npm install --no-audit --no-fund --silent)
 fi
@@ -102,6 +105,23 @@ gyre_config() {
 EOF
 }
 
+# start_postgres PORT: a throwaway PostgreSQL (Debian's binaries, run as the postgres user when
+# root) on the server CPU; its pid goes to EXTRA_PIDS.
+start_postgres() {
+  local bin dir
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  dir=$OUT/pg-$1
+  mkdir -p "$dir"
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown -R postgres:postgres "$dir"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$bin/initdb" -A trust -U postgres -E UTF8 --no-sync -D "$dir/data" > "$dir/initdb.log" 2>&1
+  $SRV_CPU "${as[@]}" "$bin/postgres" -D "$dir/data" -p "$1" -h 127.0.0.1 -k "$dir" \
+    -c fsync=off -c synchronous_commit=off -c max_connections=200 > "$dir/postgres.log" 2>&1 &
+  EXTRA_PIDS=$!
+  for _ in $(seq 1 100); do "$bin/pg_isready" -h 127.0.0.1 -p "$1" -q && return 0; sleep 0.1; done
+  echo "postgres on $1 did not get ready" >&2; return 1
+}
+
 # start_server TARGET [PROCESSES]: sets SPID (and EXTRA_PIDS), URL, PUB_URL, VIA (fresh ports
 # every time, so TIME_WAIT sockets of the previous run never exhaust the ephemeral range). TARGET
 # is a load generator target, optionally with a server variant: gyre-redis, floor-history, nats-js
@@ -126,15 +146,25 @@ start_server() {
       SPID=$!
       URL=ws://127.0.0.1:$PORT/connection/websocket; PUB_URL=http://127.0.0.1:$PORT/api/publish; VIA=http
       wait_port "$PORT" ;;
-    gyre-redis)
-      # Two nodes on one Redis, all three on the server CPU: subscribers on node B ($PORT),
-      # publishes through node A's API ($PORT + 1).
-      local redis_port=$((PORT + 5))
-      $SRV_CPU redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
-        > "$OUT/redis-$redis_port.log" 2>&1 &
-      EXTRA_PIDS=$!
-      wait_port "$redis_port"
-      local engine='"engine":{"type":"redis","redis":{"address":"redis://127.0.0.1:'"$redis_port"'"}},'
+    gyre-redis|gyre-nats|gyre-pg)
+      # Two nodes on one broker (Redis, nats-server or PostgreSQL), all three on the server CPU:
+      # subscribers on node B ($PORT), publishes through node A's API ($PORT + 1).
+      local broker_port=$((PORT + 5)) engine
+      case "$target" in
+        gyre-redis)
+          $SRV_CPU redis-server --port "$broker_port" --bind 127.0.0.1 --save "" --appendonly no \
+            > "$OUT/redis-$broker_port.log" 2>&1 &
+          EXTRA_PIDS=$!
+          engine='"engine":{"type":"redis","redis":{"address":"redis://127.0.0.1:'"$broker_port"'"}},' ;;
+        gyre-nats)
+          $SRV_CPU nats-server -a 127.0.0.1 -p "$broker_port" > "$OUT/nats-$broker_port.log" 2>&1 &
+          EXTRA_PIDS=$!
+          engine='"broker":{"enabled":true,"type":"nats","nats":{"url":"nats://127.0.0.1:'"$broker_port"'"}},' ;;
+        gyre-pg)
+          start_postgres "$broker_port"
+          engine='"broker":{"enabled":true,"type":"postgres","postgres":{"dsn":"postgres://postgres@127.0.0.1:'"$broker_port"'/postgres?sslmode=disable","use_notify":true}},' ;;
+      esac
+      wait_port "$broker_port"
       gyre_config "$((PORT + 1))" "$engine"
       $SRV_CPU "$GYRE" serve --config "$OUT/gyre-$((PORT + 1)).json" > "$OUT/gyre-$((PORT + 1)).log" 2>&1 &
       EXTRA_PIDS="$EXTRA_PIDS $!"
@@ -203,11 +233,16 @@ lg "s2-fanout-gyre-protobuf" gyre --scenario fanout --conns $FAN_SUBS --rates $F
 lg "s2-fanout-floor-protobuf" floor --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
   --protobuf --label "floor protobuf"
 # S2 across nodes: the same fan-out with the subscribers on one node and the publisher on
-# another, both on Redis (CPU and memory of both nodes and Redis counted as the server's).
+# another, both on Redis, on the NATS broker or on the PostgreSQL broker (CPU and memory of both
+# nodes and the broker's server counted as the server's).
 lg "s2x-fanout-gyre-redis" gyre-redis --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
   --label "gyre, Redis engine, 2 nodes"
 lg "s2x-fanout-gyre-redis-protobuf" gyre-redis --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
   --protobuf --label "gyre protobuf, Redis engine, 2 nodes"
+lg "s2x-fanout-gyre-nats" gyre-nats --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP --channel nohist:bench \
+  --label "gyre, NATS broker, 2 nodes"
+lg "s2x-fanout-gyre-pg" gyre-pg --scenario fanout --conns $FAN_SUBS --rates $FAN_RATES --step-secs $STEP \
+  --label "gyre, PostgreSQL broker, 2 nodes"
 # S4: the publish path (no subscribers), API and client, with and without history. The floor
 # keeps history outside namespaces (like Gyre); NATS publishes are either core PUB on a verbose
 # connection (+OK each) or JetStream publishes (PubAck each); Socket.IO's history is its
