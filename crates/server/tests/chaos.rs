@@ -176,6 +176,7 @@ async fn settle(
     for s in &stats {
         assert_eq!(s.duplicated, 0, "{name}: duplicates: {s:?}");
         assert_eq!(s.lost, 0, "{name}: silent gap: {s:?}");
+        assert_eq!(s.final_unsubscribes, 0, "{name}: final unsubscribe: {s:?}");
     }
     for g in nodes {
         let rss = g.rss_kib().expect("node alive");
@@ -219,8 +220,8 @@ async fn killed_node_clients_move_and_recover() {
     );
 }
 
-/// Restart Redis (its data lost, so epochs change) under load: every client ends subscribed,
-/// either recovered or told `recovered: false`.
+/// Restart Redis twice (its data lost, so epochs change; the second time at once) under
+/// load: every client ends subscribed, either recovered or told `recovered: false`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_every_client_resubscribes() {
     let scale = scale();
@@ -231,6 +232,9 @@ async fn redis_restart_every_client_resubscribes() {
     tokio::time::sleep(scale.load).await;
     let (old_epoch, _) = top(&a).await;
     tokio::task::block_in_place(|| redis.restart(Duration::from_millis(300)));
+    tokio::time::sleep(scale.load).await;
+    // Again at once, while some clients may still be resubscribing.
+    tokio::task::block_in_place(|| redis.restart(Duration::ZERO));
     tokio::time::sleep(scale.load).await;
     let published = load.stop();
     let stats = settle("redis restart", clients, &a, published, &[&a, &b, &c]).await;

@@ -35,6 +35,14 @@ pub struct Stats {
     pub reconnects: u64,
     /// Unsubscribe pushes received.
     pub unsubscribes: u64,
+    /// Unsubscribe pushes with a code below 2500 (final: the server did not ask for a
+    /// resubscribe), resubscribed anyway.
+    pub final_unsubscribes: u64,
+    /// The first duplicate: its offset, the last offset before it and how many publications
+    /// came between the last subscribe reply and it.
+    pub first_duplicate: Option<(u64, u64, u64)>,
+    /// Publications since the last subscribe reply.
+    pub since_subscribe: u64,
     /// The current stream epoch (empty before the first subscribe).
     pub epoch: String,
     /// The last offset seen in `epoch`.
@@ -202,6 +210,9 @@ async fn session(
                 if push["unsubscribe"].is_object() {
                     let mut s = stats.lock().unwrap();
                     s.unsubscribes += 1;
+                    if push["unsubscribe"]["code"].as_u64().unwrap_or(0) < 2500 {
+                        s.final_unsubscribes += 1;
+                    }
                     s.subscribed = false;
                 } else {
                     continue;
@@ -245,6 +256,7 @@ fn on_subscribed(result: &Value, stats: &Mutex<Stats>) {
     {
         let mut s = stats.lock().unwrap();
         s.subscribed = true;
+        s.since_subscribe = 0;
         if recovering && recovered {
             s.recovered += 1;
         } else {
@@ -270,8 +282,12 @@ fn on_publication(publication: &Value, stats: &Mutex<Stats>) {
     };
     let mut s = stats.lock().unwrap();
     s.received += 1;
+    s.since_subscribe += 1;
     if offset <= s.offset {
         s.duplicated += 1;
+        if s.first_duplicate.is_none() {
+            s.first_duplicate = Some((offset, s.offset, s.since_subscribe));
+        }
         return;
     }
     s.lost += offset - s.offset - 1;
