@@ -50,6 +50,9 @@ pub struct Subscriber {
     /// While buffering: the node may have missed publications (its delivery from the
     /// engine was interrupted), so a positioned subscription cannot go live silently.
     pub lost: bool,
+    /// Told its state is insufficient: it gets no more publications (the session
+    /// unsubscribes it; a resubscribe replaces this entry).
+    pub stale: bool,
 }
 
 impl Subscriber {
@@ -65,6 +68,7 @@ impl Subscriber {
             position: None,
             epoch: String::new(),
             lost: false,
+            stale: false,
         }
     }
 }
@@ -323,11 +327,15 @@ impl Hub {
                 buffer.push((publication.clone(), delta_marked, epoch.to_owned()));
                 continue;
             }
+            if sub.stale {
+                continue;
+            }
             match continuity(&mut sub.position, &sub.epoch, publication.offset, epoch) {
                 Continuity::Next => {}
                 Continuity::Old => continue,
                 Continuity::Gap => {
                     sub.position = None;
+                    sub.stale = true;
                     sub.handle.send(crate::outbound::Outbound::Control(Box::new(
                         crate::outbound::Control::InsufficientState(channel.to_owned()),
                     )));
@@ -401,6 +409,7 @@ impl Hub {
         sub.has_delta_base = has_delta_base;
         if std::mem::take(&mut sub.lost) && sub.position.is_some() {
             sub.position = None;
+            sub.stale = true;
             return false;
         }
         let protocol = sub.handle.protocol;
@@ -411,6 +420,7 @@ impl Hub {
                 Continuity::Old => continue,
                 Continuity::Gap => {
                     sub.position = None;
+                    sub.stale = true;
                     self.count_dropped(dropped);
                     return false;
                 }
@@ -458,6 +468,7 @@ impl Hub {
             if sub.buffer.is_some() {
                 sub.lost = true;
             } else if sub.position.take().is_some() {
+                sub.stale = true;
                 sub.handle.send(crate::outbound::Outbound::Control(Box::new(
                     crate::outbound::Control::InsufficientState(channel.to_owned()),
                 )));

@@ -171,3 +171,44 @@ fn a_filtered_delta_subscriber_skips_and_gets_the_next_in_full() {
     );
     assert_eq!(hub.counts().tags_filter_dropped, 1);
 }
+
+/// Found by the chaos tests (two Redis restarts in a row): once a positioned subscriber was
+/// told its state is insufficient, its position was cleared and later publications were
+/// delivered unchecked until the session unsubscribed it: a publication of the new stream
+/// (a lower offset, another epoch) reached a client still positioned in the old one.
+#[test]
+fn nothing_is_delivered_after_insufficient_state() {
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    assert!(hub.go_live("ch", "c1", Some((115, "e1")), false));
+    hub.broadcast_publication("ch", &publication(1), false, "e2");
+    hub.broadcast_publication("ch", &publication(2), false, "e2");
+    hub.broadcast_publication("ch", &publication(3), false, "");
+    assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+}
+
+/// The same after the engine reported the stream lost.
+#[test]
+fn nothing_is_delivered_after_a_lost_stream() {
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    assert!(hub.go_live("ch", "c1", Some((115, "e1")), false));
+    hub.stream_lost("ch");
+    hub.broadcast_publication("ch", &publication(5), false, "e2");
+    hub.broadcast_publication("ch", &publication(116), false, "e1");
+    assert_eq!(drain(&mut rx), vec!["insufficient ch".to_owned()]);
+}
+
+/// And after going live found the buffered stream broken (the caller reports it).
+#[test]
+fn nothing_is_delivered_after_a_failed_go_live() {
+    let hub = Hub::default();
+    let (handle, mut rx) = SessionHandle::new(Arc::from("c1"), Protocol::Json, 1 << 20);
+    hub.subscribe("ch", Subscriber::buffering(handle, false, false));
+    hub.stream_lost("ch");
+    assert!(!hub.go_live("ch", "c1", Some((10, "e1")), false));
+    hub.broadcast_publication("ch", &publication(11), false, "e1");
+    assert!(drain(&mut rx).is_empty());
+}

@@ -2,6 +2,8 @@
 //! config, talks to its HTTP API, and locates the project-local client installs.
 #![allow(dead_code)]
 
+pub mod chaos_client;
+pub mod fault_proxy;
 pub mod http_stream;
 pub mod js;
 pub mod json_conn;
@@ -155,6 +157,24 @@ impl Gyre {
         assert_eq!(status, 200, "api {method} status");
         assert!(reply.get("error").is_none(), "api {method} error: {reply}");
         reply["result"].clone()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The server's resident set size (`VmRSS` of `/proc/<pid>/status`) in KiB, if readable.
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Kills the server with SIGKILL (no shutdown at all) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGTERM and waits for the process to exit; returns whether it exited in time.
