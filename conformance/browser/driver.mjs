@@ -114,12 +114,20 @@ async function open(path) {
   return tab;
 }
 
-/** Starts a centrifuge-js client in `tab` on `transports`, subscribed to `channel`. */
+/**
+ * Starts a centrifuge-js client in `tab` on `transports` (names, or `{transport, path}` with
+ * a path of gyre's), subscribed to `channel`.
+ */
 async function startClient(tab, transports, channel) {
   await tab.evaluate(
     ({ gyre, transports, channel }) => {
+      const endpoint = (transport, path) =>
+        `${transport === 'websocket' ? gyre.replace('http://', 'ws://') : gyre}${path}`;
       const client = new Centrifuge(
-        transports.map((transport) => ({ transport, endpoint: `${gyre}/connection/${transport}`.replace('http://', transport === 'websocket' ? 'ws://' : 'http://') })),
+        transports.map((t) => {
+          const { transport, path } = typeof t === 'string' ? { transport: t, path: `/connection/${t}` } : t;
+          return { transport, endpoint: endpoint(transport, path) };
+        }),
         { emulationEndpoint: `${gyre}/emulation`, minReconnectDelay: 100, maxReconnectDelay: 500, timeout: 5000 },
       );
       client.on('connected', (ctx) => window.report({ t: 'connected', transport: ctx.transport }));
@@ -159,16 +167,28 @@ async function sdk() {
   }
 }
 
-/** WebSocket blocked in the page: the SDK falls back to HTTP-streaming by itself. */
+/**
+ * The SDK falls back to HTTP-streaming by itself: in a page without `WebSocket`, and when the
+ * WebSocket endpoint fails (a path gyre does not serve).
+ */
 async function fallback() {
-  const tab = await open('/no-websocket.html');
-  await startClient(tab, ['websocket', 'http_stream', 'sse'], 'fallback');
-  const connected = await next('connect', (e) => e.t === 'connected');
-  if (connected.transport !== 'http_stream') throw new Error(`connected over ${connected.transport}`);
-  await next('subscribed', (e) => e.t === 'subscribed');
-  await publish('fallback', { n: 1 });
-  await next('publication 1', isPub(1));
-  console.log('fell back to http_stream');
+  const cases = [
+    ['/no-websocket.html', 'websocket'],
+    ['/page.html', { transport: 'websocket', path: '/connection/no-such-websocket' }],
+  ];
+  for (const [path, websocket] of cases) {
+    const tab = await open(path);
+    await startClient(tab, [websocket, 'http_stream', 'sse'], 'fallback');
+    const connected = await next(`connect on ${path}`, (e) => e.t === 'connected');
+    if (connected.transport !== 'http_stream') throw new Error(`connected over ${connected.transport}`);
+    await next('subscribed', (e) => e.t === 'subscribed');
+    await publish('fallback', { n: 1 });
+    await next('publication 1', isPub(1));
+    await tab.evaluate(() => window.gyreClient.disconnect());
+    await tab.close();
+    events.length = 0;
+    console.log(`${path} ${JSON.stringify(websocket)}: fell back to http_stream`);
+  }
 }
 
 /** The browser's own EventSource on uni_sse and fetch streaming on uni_http_stream. */

@@ -6,8 +6,9 @@
 //! - `sdk_transports_recover_after_restart`: centrifuge-js over WebSocket, then HTTP-streaming,
 //!   then SSE: connect, subscribe, an API publication, then gyre restarts on the same port
 //!   (Redis engine, a second node publishes while it is down) and the subscription recovers.
-//! - `sdk_falls_back_without_websocket`: the page has no `WebSocket`; the SDK's transport list
-//!   falls back to HTTP-streaming by itself.
+//! - `sdk_falls_back_without_websocket`: the SDK's transport list falls back to
+//!   HTTP-streaming by itself, in a page without `WebSocket` and when the WebSocket endpoint
+//!   fails (a path gyre does not serve).
 //! - `uni_transports_without_sdk`: the browser's `EventSource` on `uni_sse` and `fetch`
 //!   streaming on `uni_http_stream` receive the publications of a server-side subscription.
 
