@@ -162,7 +162,7 @@ start_server() {
           engine='"broker":{"enabled":true,"type":"nats","nats":{"url":"nats://127.0.0.1:'"$broker_port"'"}},' ;;
         gyre-pg)
           start_postgres "$broker_port"
-          engine='"broker":{"enabled":true,"type":"postgres","postgres":{"dsn":"postgres://postgres@127.0.0.1:'"$broker_port"'/postgres?sslmode=disable","use_notify":true}},' ;;
+          engine='"broker":{"enabled":true,"type":"postgres","postgres":{"dsn":"postgres://postgres@127.0.0.1:'"$broker_port"'/postgres?sslmode=disable","use_notify":true,"binary_data":true}},' ;;
       esac
       wait_port "$broker_port"
       gyre_config "$((PORT + 1))" "$engine"
