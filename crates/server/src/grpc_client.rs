@@ -122,15 +122,14 @@ fn open(options: &ProxyOptions) -> Result<Channel, SetupError> {
     if !tls.enabled {
         return Ok(endpoint.connect_lazy());
     }
-    let setup = crate::engine::redis::tls_setup("grpc.tls", tls)
-        .map_err(|err| SetupError::Tls(err.to_string()))?;
-    let server_name = match &setup.server_name {
-        Some(name) => Some(
-            ServerName::try_from(name.clone()).map_err(|err| SetupError::Tls(err.to_string()))?,
-        ),
+    let tls_error = |err: crate::tls::TlsError| SetupError::Tls(err.to_string());
+    let server_name = match crate::tls::server_name("grpc.tls", tls).map_err(tls_error)? {
+        Some(name) => {
+            Some(ServerName::try_from(name).map_err(|err| SetupError::Tls(err.to_string()))?)
+        }
         None => None,
     };
-    let mut config = (*setup.config).clone();
+    let mut config = crate::tls::client_config("grpc.tls", tls).map_err(tls_error)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let connect = tower::service_fn(move |uri: Uri| {

@@ -206,6 +206,17 @@ pub(crate) fn client_config(
     }
 }
 
+/// The name the server's certificate must have instead of the address host (`server_name` of
+/// TLS section `key`), checked to be a valid DNS name or IP address; `None` when not set.
+pub(crate) fn server_name(key: &str, c: &RedisTlsConfig) -> Result<Option<String>, TlsError> {
+    if c.server_name.is_empty() {
+        return Ok(None);
+    }
+    ServerName::try_from(c.server_name.clone())
+        .map_err(|e| bad(format!("{key}.server_name"), e))?;
+    Ok(Some(c.server_name.clone()))
+}
+
 /// The rustls server configuration of TLS section `key`: the required certificate and key,
 /// client certificates required and checked against `client_ca_pem` when set (mutual TLS),
 /// and `alpn` offered in order.

@@ -87,10 +87,10 @@ impl Connector {
         };
         let tls = match setup {
             Some(section) => {
-                let setup = crate::engine::redis::tls_setup(&format!("{key}.tls"), &section)?;
+                let key = format!("{key}.tls");
                 Some(Tls {
-                    inner: MakeRustlsConnect::new((*setup.config).clone()),
-                    server_name: setup.server_name,
+                    inner: MakeRustlsConnect::new(crate::tls::client_config(&key, &section)?),
+                    server_name: crate::tls::server_name(&key, &section)?,
                 })
             }
             None => None,

@@ -46,7 +46,6 @@ use scripts::{HISTORY_LUA, PRESENCE_LUA, PUBLISH_LUA};
 
 use crate::engine::presence::MemoryPresence;
 use crate::engine::{EngineError, EngineEvents};
-pub(crate) use conn::tls::tls_setup;
 pub(crate) use conn::{Link, links};
 
 /// A Pub/Sub connection is checked with a PING every three I/O timeouts, at most this often.

@@ -14,13 +14,8 @@ impl From<crate::tls::TlsError> for ConfigError {
 
 /// The TLS setup of section `key` (`engine.redis.tls` or `engine.redis.sentinel_tls`).
 pub(crate) fn tls_setup(key: &str, c: &RedisTlsConfig) -> Result<Tls, ConfigError> {
-    let config = crate::tls::client_config(key, c)?;
-    let server_name = (!c.server_name.is_empty()).then(|| c.server_name.clone());
-    if let Some(name) = &server_name {
-        ServerName::try_from(name.clone()).map_err(|e| bad(format!("{key}.server_name"), e))?;
-    }
     Ok(Tls {
-        config: Arc::new(config),
-        server_name,
+        config: Arc::new(crate::tls::client_config(key, c)?),
+        server_name: crate::tls::server_name(key, c)?,
     })
 }
